@@ -1,0 +1,114 @@
+//! The cache services behind one small trait, so the restore and save flows never see HTTP,
+//! protocol versions or directory layouts.
+//!
+//! Which backend runs is decided once, in `config.rs`, and turned into a `Box<dyn Backend>` by
+//! [`open`]. A miss is `Ok(None)` and someone else holding the key is [`Saved::AlreadyExists`]:
+//! neither is an error.
+
+pub mod local;
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A value that must never reach a log: the runtime token or a signed URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where the bytes of a found entry can be read from.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A download URL; it may carry a signature in its query string.
+    Url(Secret),
+    /// A file of the local backend.
+    File(PathBuf),
+}
+
+/// An entry found by [`Backend::lookup`].
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The key the entry was stored under (as the service reports it; may be lower-cased).
+    pub key: String,
+    /// The archive's size in bytes, when the service tells it.
+    pub size: Option<u64>,
+    pub location: Location,
+}
+
+/// The outcome of a save that did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    Stored,
+    /// Another job saved this key first (or the service refused a second write); the message
+    /// is the service's own words.
+    AlreadyExists(String),
+}
+
+/// What went wrong talking to a cache service. Every variant becomes a warning and a miss (or
+/// a skipped save) in the flows; none fails the job.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{op}: the cache service answered {status}: {body}")]
+    Status { op: &'static str, status: u16, body: String },
+    #[error("{op}: could not reach {host}: {message}")]
+    Transport { op: &'static str, host: String, message: String },
+    #[error("{op}: unreadable answer ({message}): {body}")]
+    Decode { op: &'static str, body: String, message: String },
+    #[error("{op}: rate limited by the cache service{}", retry_after.map(|d| format!(" (retry after {} s)", d.as_secs())).unwrap_or_default())]
+    RateLimited { op: &'static str, retry_after: Option<Duration> },
+    #[error("{op}: {message}")]
+    Denied { op: &'static str, message: String },
+    #[error("{op}: the signed download URL was refused (expired?)")]
+    Expired { op: &'static str },
+    #[error("{op}: gave up after the `timeout` input's deadline")]
+    TimedOut { op: &'static str },
+    #[error("{op}: {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+/// One cache service.
+pub trait Backend: Send + Sync {
+    /// A short name for logs: `github (v2)`, `artifactcache (v1)`, `local`.
+    fn name(&self) -> String;
+    /// The first entry matching `keys` in order — exact key, then newest prefix match — and
+    /// carrying exactly `version`. Keys compare case-insensitively. `Ok(None)` is a miss.
+    fn lookup(&self, keys: &[String], version: &str) -> Result<Option<Hit>, BackendError>;
+    /// A stream of the entry's archive bytes. Errors while reading surface as `io::Error`s.
+    fn download(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError>;
+    /// Stores the archive file under `key` + `version`.
+    fn save(&self, key: &str, version: &str, archive: &Path) -> Result<Saved, BackendError>;
+}
+
+/// Which service to talk to, as decided by `config.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    /// `_apis/artifactcache` (GHES, Forgejo, Gitea, act); `url` is `ACTIONS_CACHE_URL`.
+    ArtifactCache { url: String, token: Secret },
+    /// Twirp + blob (github.com); `url` is `ACTIONS_RESULTS_URL`.
+    Github { url: String, token: Secret },
+    /// A directory store.
+    Local { root: PathBuf },
+}
+
+/// Opens the backend; every request it makes gives up at `deadline`.
+pub fn open(kind: &BackendKind, deadline: Instant) -> Box<dyn Backend> {
+    let _ = deadline;
+    match kind {
+        BackendKind::Local { root } => Box::new(local::LocalBackend::new(root.clone())),
+        BackendKind::ArtifactCache { .. } | BackendKind::Github { .. } => {
+            unimplemented!("runner cache services arrive with the protocols issue")
+        }
+    }
+}
