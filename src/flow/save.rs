@@ -1,0 +1,135 @@
+//! The save story: unless the restore found the exact key (or the policy says not to), pack
+//! each target — leaving out what must never be cached — and hand the archive to the service.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use crate::archive::{self, PackSpec};
+use crate::backend::{Backend, Saved};
+use crate::config::{Config, SavePolicy};
+use crate::flow::{SaveReport, seconds, state_hit, state_key};
+use crate::key;
+use crate::runner::{self, human_size};
+use crate::target::TargetPlan;
+
+/// Why the whole save is skipped, if it is.
+pub fn skip_reason(cfg: &Config) -> Option<String> {
+    if cfg.save == SavePolicy::Never {
+        return Some("`save: never`".into());
+    }
+    if !cfg.cache_mode.write {
+        return Some("ACTIONS_CACHE_MODE does not allow writing the cache".into());
+    }
+    if cfg.save == SavePolicy::Auto {
+        let event = cfg.runner.event_name.as_str();
+        if matches!(event, "release" | "pull_request_target" | "workflow_run") {
+            return Some(format!("`save: auto` does not save on `{event}` events (cache poisoning)"));
+        }
+        if cfg.runner.git_ref.starts_with("refs/tags/") {
+            return Some("`save: auto` does not save on tag pushes".into());
+        }
+    }
+    None
+}
+
+/// Saves every planned target; never fails: trouble is a warning and a skipped save.
+pub fn save(
+    cfg: &Config,
+    backend: &dyn Backend,
+    plans: &[TargetPlan],
+    state: &dyn Fn(&str) -> Option<String>,
+) -> Vec<SaveReport> {
+    plans.iter().map(|plan| save_target(cfg, backend, plan, state)).collect()
+}
+
+fn save_target(
+    cfg: &Config,
+    backend: &dyn Backend,
+    plan: &TargetPlan,
+    state: &dyn Fn(&str) -> Option<String>,
+) -> SaveReport {
+    let name = plan.target.name();
+    let _group = runner::group(&format!("{name}: save to {}", backend.name()));
+    let started = Instant::now();
+    let key = state(&state_key(plan.target)).unwrap_or_else(|| plan.key.primary());
+    let mut report = SaveReport {
+        target: plan.target,
+        key: key.clone(),
+        result: String::new(),
+        size: None,
+        elapsed: Default::default(),
+        notes: String::new(),
+    };
+    if state(&state_hit(plan.target)).as_deref() == Some("true") {
+        info!("{name}: the restore found {key} exactly; not saving");
+        report.result = "exact hit, not saved".into();
+        return report;
+    }
+    if !plan.dir.is_dir() {
+        crate::notice!("{name}: nothing to save, {} does not exist", plan.dir.display());
+        report.result = "nothing to save".into();
+        return report;
+    }
+    let leave_out = LeaveOut::default();
+    let archive_file = match pack(cfg, plan, &leave_out) {
+        Ok(file) => file,
+        Err(e) => {
+            warn!("{name}: packing {} failed; not saving: {e}", plan.dir.display());
+            report.result = "pack failed".into();
+            return report;
+        }
+    };
+    let size = archive_file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+    report.size = Some(size);
+    let version = key::cache_version(&plan.version_path, cfg.compression.label());
+    report.result = match backend.save(&key, &version, archive_file.path()) {
+        Ok(Saved::Stored) => {
+            info!("{name}: saved {key}, {} in {}", human_size(size), seconds(started.elapsed()));
+            "saved".into()
+        }
+        Ok(Saved::AlreadyExists(message)) => {
+            crate::notice!("{name}: another job saved {key} first ({message})");
+            "already saved by another job".into()
+        }
+        Err(e) => {
+            warn!("{name}: saving {key} failed: {e}");
+            "save failed".into()
+        }
+    };
+    report.elapsed = started.elapsed();
+    report.notes = leave_out.notes;
+    report
+}
+
+/// What is left out of (or added to) one archive.
+#[derive(Debug, Default)]
+struct LeaveOut {
+    skip: HashSet<PathBuf>,
+    extra: Vec<(PathBuf, Vec<u8>)>,
+    notes: String,
+}
+
+/// Packs the target into a temporary file in `RUNNER_TEMP`.
+fn pack(cfg: &Config, plan: &TargetPlan, leave_out: &LeaveOut) -> Result<tempfile::NamedTempFile, String> {
+    std::fs::create_dir_all(&cfg.runner.temp).map_err(|e| format!("{}: {e}", cfg.runner.temp.display()))?;
+    let file = tempfile::Builder::new()
+        .prefix("uv-nox-cache-")
+        .suffix(".archive")
+        .tempfile_in(&cfg.runner.temp)
+        .map_err(|e| format!("{}: {e}", cfg.runner.temp.display()))?;
+    let spec = PackSpec {
+        root: &plan.dir,
+        name: &plan.archive_name,
+        skip: &leave_out.skip,
+        extra: &leave_out.extra,
+    };
+    let mut out = BufWriter::new(File::create(file.path()).map_err(|e| e.to_string())?);
+    archive::pack(&spec, cfg.compression, &mut out).map_err(|e| e.to_string())?;
+    out.into_inner().map_err(|e| e.to_string())?.sync_all().map_err(|e| e.to_string())?;
+    Ok(file)
+}

@@ -1,0 +1,164 @@
+//! Cache keys and versions.
+//!
+//! A key reads `uv-nox-cache-<schema>-<target>-<os>-<arch>-<fingerprint>[-<suffix>]-<hash>`
+//! (DESIGN §4). The restore prefix is the key without its hash. The service-side `version` is
+//! computed as `@actions/cache` computes it, from the path string a user would give it.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Target;
+
+/// Bumped only when the archive layout or the key format changes — never for a release alone,
+/// so upgrading the action does not cold-start every cache.
+pub const SCHEMA: &str = "1";
+
+/// The longest key the cache services accept.
+pub const MAX_KEY_LEN: usize = 512;
+
+/// The components of one target's key, each kept for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyParts {
+    pub target: Target,
+    /// `RUNNER_OS` plus its release, e.g. `Linux-ubuntu24`.
+    pub os: String,
+    pub arch: String,
+    /// nox: short hash of interpreter realpath + version + envdir; uv: `py3.12`.
+    pub fingerprint: String,
+    pub suffix: Option<String>,
+    /// hashFiles() of the key files, or `nofiles`.
+    pub hash: String,
+}
+
+impl KeyParts {
+    /// The components in key order, with names for the log.
+    pub fn components(&self) -> Vec<(&'static str, String)> {
+        let mut parts = vec![
+            ("prefix", "uv-nox-cache".to_string()),
+            ("schema", SCHEMA.to_string()),
+            ("target", self.target.name().to_string()),
+            ("os", self.os.clone()),
+            ("arch", self.arch.clone()),
+            ("fingerprint", self.fingerprint.clone()),
+        ];
+        if let Some(suffix) = &self.suffix {
+            parts.push(("key-suffix", suffix.clone()));
+        }
+        parts.push(("hash", self.hash.clone()));
+        parts
+    }
+
+    pub fn primary(&self) -> String {
+        self.components().into_iter().map(|(_, v)| v).collect::<Vec<_>>().join("-")
+    }
+
+    /// The key without its hash, ending in `-`: what a prefix fallback looks for.
+    pub fn restore_prefix(&self) -> String {
+        let primary = self.primary();
+        primary[..primary.len() - self.hash.len()].to_string()
+    }
+
+    /// The first component that `other` (a key found by a fallback) does not share with this
+    /// key, compared case-insensitively as the services compare keys.
+    pub fn first_difference(&self, other: &str) -> Option<&'static str> {
+        let other = other.to_lowercase();
+        let mut prefix = String::new();
+        for (name, value) in self.components() {
+            if !prefix.is_empty() {
+                prefix.push('-');
+            }
+            prefix.push_str(&value);
+            let boundary_ok = other.len() == prefix.len() || other[prefix.len()..].starts_with('-');
+            if !other.starts_with(&prefix.to_lowercase()) || !boundary_ok {
+                return Some(name);
+            }
+        }
+        None
+    }
+}
+
+/// Keeps a key component to characters every service stores unchanged.
+pub fn sanitize(component: &str) -> String {
+    let cleaned: String = component
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+') { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() { "unknown".to_string() } else { cleaned }
+}
+
+/// A short, stable hash of `text` for the fingerprint.
+pub fn short_hash(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..6])
+}
+
+/// The `version` actions/cache sends for `path` (spec §2.2): SHA-256 of the path string as
+/// typed, the compression method, `windows-only` on Windows, and the salt `1.0`.
+pub fn cache_version(path: &str, compression_label: &str) -> String {
+    let mut parts = vec![path, compression_label];
+    if cfg!(windows) {
+        parts.push("windows-only");
+    }
+    parts.push("1.0");
+    hex::encode(Sha256::digest(parts.join("|").as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts() -> KeyParts {
+        KeyParts {
+            target: Target::Nox,
+            os: "Linux-ubuntu24".into(),
+            arch: "X64".into(),
+            fingerprint: "abc123".into(),
+            suffix: Some("tests".into()),
+            hash: "f00d".into(),
+        }
+    }
+
+    #[test]
+    fn key_and_prefix() {
+        let p = parts();
+        assert_eq!(p.primary(), "uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123-tests-f00d");
+        assert_eq!(p.restore_prefix(), "uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123-tests-");
+    }
+
+    #[test]
+    fn names_the_component_that_differs() {
+        let p = parts();
+        assert_eq!(
+            p.first_difference("uv-nox-cache-1-nox-linux-ubuntu24-x64-abc123-tests-beef"),
+            Some("hash")
+        );
+        assert_eq!(
+            p.first_difference("uv-nox-cache-1-nox-Linux-ubuntu24-X64-999999-tests-f00d"),
+            Some("fingerprint")
+        );
+        assert_eq!(
+            p.first_difference("uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123-testsx-f00d"),
+            Some("key-suffix")
+        );
+        assert_eq!(p.first_difference(&p.primary().to_uppercase()), None);
+    }
+
+    #[test]
+    fn versions_match_the_spec_examples() {
+        if cfg!(windows) {
+            return;
+        }
+        assert_eq!(
+            cache_version("~/.cache/uv", "zstd-without-long"),
+            "5ba428ba583e06456281373eb4d3b9dcfffa872e0ab7793092420651d9c0bf1c"
+        );
+        assert_eq!(
+            cache_version("~/.cache/uv", "gzip"),
+            "5f6af6f65db26419d2aba9c43e2a283e0477e96793460dcb7f003598df130e92"
+        );
+    }
+
+    #[test]
+    fn sanitize_keeps_keys_clean() {
+        assert_eq!(sanitize("ubuntu 24,04"), "ubuntu_24_04");
+        assert_eq!(sanitize(""), "unknown");
+    }
+}

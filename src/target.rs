@@ -1,0 +1,198 @@
+//! One plan per target: where its directory is, what it is called inside the archive, the path
+//! string its service-side version is computed from, and its keys.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::archive;
+use crate::config::{Config, RestoreKeys, Target};
+use crate::hash_files;
+use crate::key::{self, KeyParts};
+use crate::python::{self, Interpreter};
+
+/// The lock and manifest files every key hashes (setup-uv's defaults).
+pub const UV_KEY_FILES: &[&str] = &[
+    "**/uv.lock",
+    "**/pyproject.toml",
+    "**/*requirements*.txt",
+    "**/*requirements*.in",
+    "**/*constraints*.txt",
+    "**/*constraints*.in",
+    "**/*.py.lock",
+];
+
+/// What the nox key hashes on top of uv's files.
+pub const NOX_KEY_FILES: &[&str] = &["**/noxfile.py"];
+
+/// Everything the flows need to know about one target.
+#[derive(Debug, Clone)]
+pub struct TargetPlan {
+    pub target: Target,
+    /// The directory restored into and saved from.
+    pub dir: PathBuf,
+    /// Where `dir`'s value came from, for the log.
+    pub dir_source: &'static str,
+    /// `dir` relative to the workspace as actions/cache names it inside archives.
+    pub archive_name: String,
+    /// The path string actions/cache would be given for `dir`; the version derives from it.
+    pub version_path: String,
+    pub key: KeyParts,
+    /// Fallback keys, in order.
+    pub restore_keys: Vec<String>,
+    /// The key files matched nothing.
+    pub no_key_files: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("hashing the key files of `{target}`: {source}")]
+    HashFiles { target: &'static str, source: hash_files::HashFilesError },
+    #[error(
+        "the `{target}` key is {len} characters long; cache services accept at most {max} — shorten `key-suffix`"
+    )]
+    KeyTooLong { target: &'static str, len: usize, max: usize },
+}
+
+/// Builds the plans for every configured target, asking the interpreter once.
+pub fn plans(cfg: &Config) -> Result<Vec<TargetPlan>, PlanError> {
+    let interpreter = python::probe(&cfg.python, &cfg.working_directory);
+    if interpreter.is_none() {
+        crate::notice!(
+            "`{}` did not run; the keys carry `unknown` for the interpreter (set the `python` input)",
+            cfg.python
+        );
+    }
+    cfg.targets.iter().map(|&target| plan(cfg, target, interpreter.as_ref())).collect()
+}
+
+fn plan(cfg: &Config, target: Target, interpreter: Option<&Interpreter>) -> Result<TargetPlan, PlanError> {
+    let (dir, dir_source) = match target {
+        Target::Uv => uv_cache_dir(cfg),
+        Target::Nox => (cfg.nox_envdir.clone(), "nox-envdir"),
+    };
+    let fingerprint = match (target, interpreter) {
+        (Target::Uv, Some(i)) => format!("py{}", i.minor_version()),
+        (Target::Uv, None) => "pyunknown".to_string(),
+        (Target::Nox, i) => {
+            let (realpath, version) =
+                i.map(|i| (i.realpath.as_str(), i.version.as_str())).unwrap_or(("unknown", ""));
+            key::short_hash(&format!("{realpath}\n{version}\n{}", cfg.nox_envdir.display()))
+        }
+    };
+    let hash = hash_files::hash_files(
+        &cfg.runner.workspace,
+        cfg.runner.home.as_deref(),
+        &key_file_patterns(cfg, target),
+        false,
+    )
+    .map_err(|source| PlanError::HashFiles { target: target.name(), source })?;
+    let key = KeyParts {
+        target,
+        os: format!("{}-{}", key::sanitize(&cfg.runner.os), key::sanitize(&cfg.runner.os_release)),
+        arch: key::sanitize(&cfg.runner.arch),
+        fingerprint,
+        suffix: cfg.key_suffix.clone(),
+        hash: if hash.is_empty() { "nofiles".to_string() } else { hash.clone() },
+    };
+    let primary = key.primary();
+    if primary.len() > key::MAX_KEY_LEN {
+        return Err(PlanError::KeyTooLong {
+            target: target.name(),
+            len: primary.len(),
+            max: key::MAX_KEY_LEN,
+        });
+    }
+    let restore_keys = match (cfg.restore_keys, target) {
+        (RestoreKeys::All, _) | (RestoreKeys::Auto, Target::Uv) => vec![key.restore_prefix()],
+        _ => Vec::new(),
+    };
+    Ok(TargetPlan {
+        target,
+        archive_name: archive::name_relative_to(&cfg.runner.workspace, &dir),
+        version_path: version_path(cfg, target, &dir),
+        dir,
+        dir_source,
+        key,
+        restore_keys,
+        no_key_files: hash.is_empty(),
+    })
+}
+
+/// The patterns hashed into `target`'s key, rooted at the working directory.
+pub fn key_file_patterns(cfg: &Config, target: Target) -> Vec<String> {
+    let mut patterns: Vec<String> = UV_KEY_FILES.iter().map(|p| p.to_string()).collect();
+    if target == Target::Nox {
+        patterns.extend(NOX_KEY_FILES.iter().map(|p| p.to_string()));
+    }
+    patterns.extend(cfg.key_files.iter().cloned());
+    let Ok(rel) = cfg.working_directory.strip_prefix(&cfg.runner.workspace) else { return patterns };
+    if rel.as_os_str().is_empty() {
+        return patterns;
+    }
+    let rel = escape_glob(&rel.to_string_lossy());
+    patterns
+        .into_iter()
+        .map(|p| match p.strip_prefix('!') {
+            Some(rest) => format!("!{rel}/{}", rest.trim_start()),
+            None => format!("{rel}/{p}"),
+        })
+        .collect()
+}
+
+/// Escapes glob characters so a directory name is matched literally.
+fn escape_glob(text: &str) -> String {
+    text.chars().fold(String::new(), |mut s, c| {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+        s
+    })
+}
+
+/// uv's cache directory, resolved in uv's order: `UV_CACHE_DIR`, the `uv-cache-dir` input,
+/// `uv cache dir`, `$XDG_CACHE_HOME/uv`, `~/.cache/uv`.
+fn uv_cache_dir(cfg: &Config) -> (PathBuf, &'static str) {
+    if let Some(dir) = &cfg.runner.uv_cache_dir_env {
+        return (absolute(&cfg.working_directory, dir), "UV_CACHE_DIR");
+    }
+    if let Some(dir) = &cfg.uv_cache_dir {
+        return (dir.clone(), "uv-cache-dir input");
+    }
+    if let Some(dir) = uv_reported_cache_dir(&cfg.working_directory) {
+        return (dir, "`uv cache dir`");
+    }
+    if let Some(xdg) = &cfg.runner.xdg_cache_home {
+        return (xdg.join("uv"), "$XDG_CACHE_HOME/uv");
+    }
+    let home = cfg.runner.home.clone().unwrap_or_else(|| cfg.runner.temp.clone());
+    (home.join(".cache").join("uv"), "~/.cache/uv")
+}
+
+/// What `uv cache dir` prints, when uv is on PATH.
+pub fn uv_reported_cache_dir(cwd: &Path) -> Option<PathBuf> {
+    let out = Command::new("uv").args(["cache", "dir"]).current_dir(cwd).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let dir = text.trim();
+    (out.status.success() && !dir.is_empty()).then(|| PathBuf::from(dir))
+}
+
+fn absolute(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+}
+
+/// The path string actions/cache would be given: nox's envdir relative to the workspace, uv's
+/// cache with the home directory written `~`.
+fn version_path(cfg: &Config, target: Target, dir: &Path) -> String {
+    let slash = |p: &Path| p.to_string_lossy().replace('\\', "/");
+    match target {
+        Target::Nox => match dir.strip_prefix(&cfg.runner.workspace) {
+            Ok(rel) if !rel.as_os_str().is_empty() => slash(rel),
+            _ => slash(dir),
+        },
+        Target::Uv => match cfg.runner.home.as_ref().and_then(|h| dir.strip_prefix(h).ok()) {
+            Some(rel) if !rel.as_os_str().is_empty() => format!("~/{}", slash(rel)),
+            _ => slash(dir),
+        },
+    }
+}
