@@ -1,3 +1,5 @@
 //! The integration tests: one binary, one module per concern.
 
 mod support;
+mod end_to_end;
+mod dist;
