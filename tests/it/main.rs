@@ -3,3 +3,4 @@
 mod support;
 mod end_to_end;
 mod dist;
+mod real_tools;
