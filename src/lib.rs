@@ -20,6 +20,7 @@ pub mod hash_files;
 pub mod inputs;
 pub mod key;
 pub mod place;
+pub mod progress;
 pub mod python;
 pub mod runner;
 pub mod target;

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::flow::{Restored, seconds};
 use crate::key;
 use crate::place;
+use crate::progress::Progress;
 use crate::runner::{self, human_size};
 use crate::target::TargetPlan;
 
@@ -106,7 +107,7 @@ fn download_into_place(
     let staging =
         place::staging_dir(&plan.dir).map_err(|e| format!("preparing {}: {e}", plan.dir.display()))?;
     let result = (|| {
-        let mut reader = match backend.download(hit) {
+        let reader = match backend.download(hit) {
             Err(BackendError::Expired { .. }) => {
                 info!("the download URL expired; looking the entry up again");
                 let version = key::cache_version(&plan.version_path, compression.label());
@@ -117,6 +118,7 @@ fn download_into_place(
             }
             other => other.map_err(|e| e.to_string())?,
         };
+        let mut reader = Progress::new(reader, format!("{}: downloaded", plan.target.name()), hit.size);
         archive::unpack(&mut reader, &staging, &unpack_limits(hit.size)).map_err(|e| e.to_string())?;
         let invalidated = validate_restored(cfg, plan, &staging);
         place::swap_into_place(&staging, &plan.dir)

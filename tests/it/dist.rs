@@ -19,7 +19,10 @@ fn shipped() -> std::path::PathBuf {
 #[test]
 fn the_shipped_binary_matches_the_sources() {
     let expected = source::hash(&repo_root());
-    let out = Command::new(shipped()).arg("--version").output().expect("run dist/x86_64-unknown-linux-gnu/uv-nox-cache");
+    let out = Command::new(shipped())
+        .arg("--version")
+        .output()
+        .expect("run dist/x86_64-unknown-linux-gnu/uv-nox-cache");
     let version = String::from_utf8_lossy(&out.stdout);
     assert!(
         version.contains(&format!("(source {expected})")),
@@ -32,7 +35,8 @@ fn the_shipped_binary_matches_the_sources() {
 
 #[test]
 fn the_shipped_binary_needs_no_glibc_newer_than_2_17() {
-    let out = Command::new("objdump").arg("-T").arg(shipped()).output().expect("objdump (binutils) is installed");
+    let out =
+        Command::new("objdump").arg("-T").arg(shipped()).output().expect("objdump (binutils) is installed");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     let mut newest = (2, 0);

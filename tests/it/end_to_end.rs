@@ -100,17 +100,18 @@ fn a_changed_lock_file_falls_back_for_uv_only() {
 #[test]
 fn invalid_inputs_fail_the_step_naming_the_input() {
     let machine = Machine::new();
-    for (input, value) in [
-        ("targets", "uv pip"),
-        ("lookup-only", "yes"),
-        ("backend", "s3"),
-        ("key-suffix", &"long".repeat(40)),
-    ] {
+    for (input, value) in
+        [("targets", "uv pip"), ("lookup-only", "yes"), ("backend", "s3"), ("key-suffix", &"long".repeat(40))]
+    {
         let mut job = machine.job();
         job.input(input, value);
         let step = job.main();
         assert_eq!(step.code, 1, "{input}={value}\n{}", step.log());
-        let error = step.stdout.lines().find(|l| l.starts_with("::error::")).unwrap_or_else(|| panic!("{}", step.log()));
+        let error = step
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("::error::"))
+            .unwrap_or_else(|| panic!("{}", step.log()));
         assert!(error.contains(&format!("`{input}`")), "{error}");
     }
 }
@@ -153,7 +154,12 @@ fn save_always_exports_the_post_if_variable() {
     let mut job = machine.job();
     job.input("save", "always");
     let main = job.main();
-    assert_eq!(main.env_file.get("UV_NOX_CACHE_SAVE_ON_FAILURE").map(String::as_str), Some("true"), "{}", main.log());
+    assert_eq!(
+        main.env_file.get("UV_NOX_CACHE_SAVE_ON_FAILURE").map(String::as_str),
+        Some("true"),
+        "{}",
+        main.log()
+    );
     let main = machine.job().main();
     assert!(!main.env_file.contains_key("UV_NOX_CACHE_SAVE_ON_FAILURE"));
 }

@@ -1,6 +1,6 @@
 //! The integration tests: one binary, one module per concern.
 
-mod support;
-mod end_to_end;
 mod dist;
+mod end_to_end;
 mod real_tools;
+mod support;

@@ -11,7 +11,12 @@ use crate::support::tools;
 /// Copies `examples/demo` into the workspace, as a checkout would.
 fn checkout_example(machine: &Machine) {
     let src = repo_root().join("examples/demo");
-    let status = Command::new("cp").arg("-a").arg(format!("{}/.", src.display())).arg(&machine.workspace).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", src.display()))
+        .arg(&machine.workspace)
+        .status()
+        .unwrap();
     assert!(status.success());
     let _ = fs::remove_dir_all(machine.workspace.join(".nox"));
 }

@@ -109,7 +109,10 @@ pub struct Step {
 
 impl Step {
     pub fn output(&self, name: &str) -> &str {
-        self.outputs.get(name).map(String::as_str).unwrap_or_else(|| panic!("no output `{name}`:\n{}", self.log()))
+        self.outputs
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("no output `{name}`:\n{}", self.log()))
     }
 
     pub fn log(&self) -> String {
@@ -131,7 +134,8 @@ impl Job {
     /// The main step (restore); keeps its state for the post step.
     pub fn main(&mut self) -> Step {
         let step = self.step("main", "restore", &BTreeMap::new());
-        self.state = parse_file_commands(&fs::read_to_string(self.dir.join("main.state")).unwrap_or_default());
+        self.state =
+            parse_file_commands(&fs::read_to_string(self.dir.join("main.state")).unwrap_or_default());
         step
     }
 
