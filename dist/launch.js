@@ -5,8 +5,10 @@
 // When dist/ has no binary for this machine and `cargo` is on PATH, the action's own sources
 // are built once (`cargo build --release --locked`) into the tool cache and reused afterwards.
 //
-// UV_NOX_CACHE_PLATFORM=<platform>-<arch>[-<libc>] (e.g. `sunos-x64`, `linux-arm64-musl`)
-// pretends to be another machine. It exists for the launcher's tests only.
+// Two variables exist for tests and local runs only:
+// - UV_NOX_CACHE_BINARY=<path> runs that binary instead of looking in dist/ (a fresh build);
+// - UV_NOX_CACHE_PLATFORM=<platform>-<arch>[-<libc>] (e.g. `sunos-x64`, `linux-arm64-musl`)
+//   pretends to be another machine.
 
 const { spawnSync } = require('child_process');
 const crypto = require('crypto');
@@ -98,7 +100,8 @@ function buildId() {
   const cargoToml = fs.readFileSync(path.join(ROOT, 'Cargo.toml'), 'utf8');
   const version = (cargoToml.match(/^version\s*=\s*"([^"]+)"/m) || [])[1] || 'unknown';
   const hash = crypto.createHash('sha256');
-  for (const rel of ['Cargo.toml', 'Cargo.lock', 'build.rs', ...walk('src')].sort()) {
+  const files = ['Cargo.toml', 'Cargo.lock', 'build.rs', ...walk('build'), ...walk('src')];
+  for (const rel of files.sort()) {
     if (!isFile(path.join(ROOT, rel))) continue;
     hash.update(`${rel}\0`).update(fs.readFileSync(path.join(ROOT, rel))).update('\0');
   }
@@ -125,6 +128,7 @@ function buildFromSource(cargo, h, env) {
 
 /** Finds or builds the binary for this machine. */
 function resolveBinary(env = process.env) {
+  if (env.UV_NOX_CACHE_BINARY) return env.UV_NOX_CACHE_BINARY;
   const h = host(env);
   const t = triple(h);
   const prebuilt = t && path.join(__dirname, t, exe(h));
