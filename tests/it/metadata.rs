@@ -383,3 +383,35 @@ mod launcher {
         assert_eq!(fs::read_to_string(&log).unwrap().lines().count(), 2);
     }
 }
+
+/// forgejo/launch.sh picks the Linux triple of this machine and execs its binary.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[test]
+fn forgejo_launch_sh_runs_the_binary_for_this_machine() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("forgejo")).unwrap();
+    fs::copy(root().join("forgejo/launch.sh"), dir.path().join("forgejo/launch.sh")).unwrap();
+    let linux_triples = PLATFORMS.iter().map(|(_, t)| *t).filter(|t| t.contains("-linux-"));
+    for triple in linux_triples {
+        let bin = dir.path().join("dist").join(triple).join("uv-nox-cache");
+        fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        fs::write(&bin, format!("#!/bin/sh\necho \"{triple} $*\"\nexit 5\n")).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let musl = fs::read_dir("/lib").is_ok_and(|entries| {
+        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("ld-musl-"))
+    });
+    let want = format!("{}-unknown-linux-{}", std::env::consts::ARCH, if musl { "musl" } else { "gnu" });
+
+    let out = output(Command::new("sh").arg(dir.path().join("forgejo/launch.sh")).arg("save"));
+    assert_eq!(out.status.code(), Some(5), "exit code passed on: {}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), format!("{want} save\n"));
+
+    // Without the binary it fails with a workflow error that names the missing file.
+    fs::remove_file(dir.path().join("dist").join(&want).join("uv-nox-cache")).unwrap();
+    let out = output(Command::new("sh").arg(dir.path().join("forgejo/launch.sh")).arg("restore"));
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("::error::") && stdout.contains(&format!("dist/{want}/")), "{stdout}");
+}
