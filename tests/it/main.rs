@@ -2,5 +2,6 @@
 
 mod dist;
 mod end_to_end;
+mod metadata;
 mod real_tools;
 mod support;

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Starts the prebuilt uv-nox-cache binary without node, for Forgejo's `runs.using: sh`
+# (forgejo/action.yml): `launch.sh restore` / `launch.sh save`. POSIX sh only, so it runs in
+# slim images (python:3.12-slim, alpine). The target triple folders are those of dist/launch.js.
+set -eu
+
+dist="$(dirname "$0")/../dist"
+
+case "$(uname -m)" in
+  x86_64 | amd64) arch=x86_64 ;;
+  aarch64 | arm64) arch=aarch64 ;;
+  *) arch="" ;;
+esac
+
+# musl when its loader is present (Alpine), else glibc.
+libc=gnu
+for loader in /lib/ld-musl-*; do
+  [ -e "$loader" ] && libc=musl
+done
+
+triple="$arch-unknown-linux-$libc"
+bin="$dist/$triple/uv-nox-cache"
+if [ "$(uname -s)" != Linux ] || [ -z "$arch" ] || [ ! -x "$bin" ]; then
+  echo "::error::uv-nox-cache: no prebuilt binary for $(uname -s)/$(uname -m) ($libc): dist/$triple/uv-nox-cache is missing from this copy of the action. Fix: run the job on Linux x86_64 or aarch64 with a released tag (@v1), or use the node action OWNER/uv-nox-cache@v1 in an image with node (it can build from source when Rust is installed)."
+  exit 1
+fi
+exec "$bin" "$@"
