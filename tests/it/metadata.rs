@@ -10,8 +10,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 /// The inputs of DESIGN.md §3, in its order, with the `default:` each action.yml declares
 /// (`None`: computed at run time, so not declared).
-// TODO: compare with the binary's list once `uv-nox-cache inputs` (one input name per line)
-// exists; until then this constant is the copy of DESIGN.md §3 to keep in step.
+// The binary's own list (`uv-nox-cache inputs`) is compared with it below.
 const DESIGN_INPUTS: &[(&str, Option<&str>)] = &[
     ("targets", Some("uv nox")),
     ("working-directory", Some(".")),
@@ -103,6 +102,15 @@ fn every_action_declares_the_design_inputs_with_descriptions() {
         let action = yaml(rel);
         assert_eq!(described_names(&action, "inputs", rel), want, "{rel}: inputs differ from DESIGN.md §3");
     }
+}
+
+#[test]
+fn the_binary_knows_exactly_the_declared_inputs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_uv-nox-cache")).arg("inputs").output().unwrap();
+    assert!(out.status.success());
+    let binary: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    let declared = described_names(&yaml("action.yml"), "inputs", "action.yml");
+    assert_eq!(binary, declared, "the binary's inputs and action.yml's differ");
 }
 
 #[test]
