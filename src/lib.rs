@@ -3,4 +3,5 @@
 
 pub mod archive;
 pub mod backend;
+pub mod envs;
 pub mod hash_files;
