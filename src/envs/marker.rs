@@ -116,7 +116,8 @@ pub fn validate_and_prune(envdir: &Path, final_envdir: &Path, os: &str, arch: &s
     invalid
 }
 
-/// The first reason `stage_env` (to live at `final_env`) is unusable, naming both sides.
+/// The first reason `stage_env` (to live at `final_env`) is unusable, naming both sides. The
+/// marker is checked first, so the reason names what changed rather than its symptom.
 fn check_env(
     stage_env: &Path,
     final_env: &Path,
@@ -124,6 +125,11 @@ fn check_env(
     arch: &str,
     versions: &mut VersionProbe,
 ) -> Result<(), String> {
+    let marker = read_marker(stage_env)?;
+    if let Some(marker) = &marker {
+        check_marker(marker, final_env, os, arch)?;
+    }
+    let (python, runnable) = resolve_python(stage_env, final_env)?;
     let cfg_text = fs::read_to_string(stage_env.join("pyvenv.cfg"))
         .map_err(|e| format!("pyvenv.cfg cannot be read: {e}"))?;
     let cfg = parse_pyvenv_cfg(&cfg_text);
@@ -131,12 +137,15 @@ fn check_env(
     if !Path::new(home).is_dir() {
         return Err(format!("pyvenv.cfg home {home} does not exist on this runner"));
     }
-    let (python, runnable) = resolve_python(stage_env, final_env)?;
-    let recorded_version = match read_marker(stage_env)? {
-        Some(marker) => {
-            check_marker(&marker, final_env, os, arch, &python)?;
-            marker.python_version
+    let recorded_version = match marker {
+        Some(marker) if Path::new(&marker.interpreter) != python => {
+            return Err(format!(
+                "{PYTHON} now resolves to {}, the env was built with {}",
+                python.display(),
+                marker.interpreter
+            ));
         }
+        Some(marker) => marker.python_version,
         None => cfg_python_version(&cfg).ok_or("pyvenv.cfg records no `version_info` or `version`")?,
     };
     let actual = versions.version(&runnable)?;
@@ -155,13 +164,7 @@ fn read_marker(stage_env: &Path) -> Result<Option<Marker>, String> {
     serde_json::from_str(&text).map(Some).map_err(|e| format!("marker {MARKER_FILE} is unreadable: {e}"))
 }
 
-fn check_marker(
-    marker: &Marker,
-    final_env: &Path,
-    os: &str,
-    arch: &str,
-    python: &Path,
-) -> Result<(), String> {
+fn check_marker(marker: &Marker, final_env: &Path, os: &str, arch: &str) -> Result<(), String> {
     if marker.schema != MARKER_SCHEMA {
         return Err(format!("marker schema is {}, this version writes {MARKER_SCHEMA}", marker.schema));
     }
@@ -180,13 +183,6 @@ fn check_marker(
     }
     if !Path::new(&marker.interpreter).exists() {
         return Err(format!("interpreter {} the env was built with no longer exists", marker.interpreter));
-    }
-    if Path::new(&marker.interpreter) != python {
-        return Err(format!(
-            "{PYTHON} now resolves to {}, the env was built with {}",
-            python.display(),
-            marker.interpreter
-        ));
     }
     Ok(())
 }
