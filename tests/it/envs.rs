@@ -514,3 +514,38 @@ fn validation_deletes_an_env_whose_interpreter_changed_version() {
     );
     assert!(!env.exists());
 }
+
+#[test]
+fn eviction_covers_a_setuptools_editable_finder_and_its_bytecode() {
+    let w = Workspace::new();
+    let flat = w.ws.join("flat");
+    fs::create_dir_all(flat.join("flatpkg")).unwrap();
+    fs::write(
+        flat.join("pyproject.toml"),
+        "[project]\nname = \"flatpkg\"\nversion = \"0.2.0\"\n\n[project.scripts]\nflat-cli = \"flatpkg:main\"\n\n\
+         [build-system]\nrequires = [\"setuptools>=64\"]\nbuild-backend = \"setuptools.build_meta\"\n",
+    )
+    .unwrap();
+    fs::write(flat.join("flatpkg/__init__.py"), "def main():\n    pass\n").unwrap();
+    let (python, _) = base_python();
+    let env = w.venv(&python, "st");
+    w.uv(&["pip", "install", "--quiet", "--compile-bytecode", "-e", "./flat", "idna"], Some(&env));
+    let sp = site_packages(&env).to_string_lossy().into_owned();
+    let py = python.file_name().unwrap().to_string_lossy().replace("python", "cpython-").replace('.', "");
+
+    let eviction = nox_project_eviction(&w.ws.join(".nox"), &w.ws);
+
+    assert_eq!(
+        skipped(&eviction.skip),
+        strings(&[
+            "st/bin/flat-cli".into(),
+            format!("st/{sp}/__editable__.flatpkg-0.2.0.pth"),
+            format!("st/{sp}/__editable___flatpkg_0_2_0_finder.py"),
+            format!("st/{sp}/__pycache__"),
+            format!("st/{sp}/__pycache__/__editable___flatpkg_0_2_0_finder.{py}.pyc"),
+            format!("st/{sp}/flatpkg-0.2.0.dist-info"),
+        ]),
+        "site-packages/__pycache__ held only the finder's bytecode, so it goes too"
+    );
+    assert!(env.join(format!("{sp}/idna/__pycache__")).is_dir());
+}
