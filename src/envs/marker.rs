@@ -127,7 +127,7 @@ fn check_env(
 ) -> Result<(), String> {
     let marker = read_marker(stage_env)?;
     if let Some(marker) = &marker {
-        check_marker(marker, final_env, os, arch)?;
+        check_marker(marker, stage_env, final_env, os, arch)?;
     }
     let (python, runnable) = resolve_python(stage_env, final_env)?;
     let cfg_text = fs::read_to_string(stage_env.join("pyvenv.cfg"))
@@ -164,7 +164,13 @@ fn read_marker(stage_env: &Path) -> Result<Option<Marker>, String> {
     serde_json::from_str(&text).map(Some).map_err(|e| format!("marker {MARKER_FILE} is unreadable: {e}"))
 }
 
-fn check_marker(marker: &Marker, final_env: &Path, os: &str, arch: &str) -> Result<(), String> {
+fn check_marker(
+    marker: &Marker,
+    stage_env: &Path,
+    final_env: &Path,
+    os: &str,
+    arch: &str,
+) -> Result<(), String> {
     if marker.schema != MARKER_SCHEMA {
         return Err(format!("marker schema is {}, this version writes {MARKER_SCHEMA}", marker.schema));
     }
@@ -181,7 +187,10 @@ fn check_marker(marker: &Marker, final_env: &Path, os: &str, arch: &str) -> Resu
             final_env.display()
         ));
     }
-    if !Path::new(&marker.interpreter).exists() {
+    // An interpreter copied into the env (`venv --copies`, Windows) is still in the staging dir.
+    let interpreter = Path::new(&marker.interpreter);
+    let now_at = interpreter.strip_prefix(final_env).map_or(interpreter.to_path_buf(), |p| stage_env.join(p));
+    if !now_at.exists() {
         return Err(format!("interpreter {} the env was built with no longer exists", marker.interpreter));
     }
     Ok(())

@@ -549,3 +549,20 @@ fn eviction_covers_a_setuptools_editable_finder_and_its_bytecode() {
     );
     assert!(env.join(format!("{sp}/idna/__pycache__")).is_dir());
 }
+
+#[test]
+fn validation_accepts_a_staged_env_whose_interpreter_is_copied_into_it() {
+    let w = Workspace::new();
+    let (python, _) = base_python();
+    let envdir = w.ws.join(".nox");
+    let env = envdir.join("copies");
+    run(Command::new(&python).args(["-m", "venv", "--copies", "--without-pip"]).arg(&env));
+    assert!(!fs::symlink_metadata(env.join("bin/python")).unwrap().file_type().is_symlink());
+    assert_eq!(write_markers(&envdir, "Linux", "X64"), 1);
+    let stage = w.root.join("stage/.nox");
+    copy_tree(&envdir, &stage);
+    fs::remove_dir_all(&envdir).unwrap();
+
+    assert_eq!(validate_and_prune(&stage, &envdir, "Linux", "X64"), []);
+    assert!(stage.join("copies/bin/python").is_file());
+}
