@@ -163,25 +163,30 @@ fn eviction_after_a_real_nox_run() {
          def tests(session):\n    session.install(\"./proj\")\n    session.run(\"demo-cli\")\n",
     )
     .unwrap();
-    let bin = tools::python_tools_bin();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let mut nox = Command::new(tools::nox());
-    nox.args(["--non-interactive", "-s", "tests"])
-        .current_dir(&w.ws)
-        .env("PATH", path)
-        .env("UV_CACHE_DIR", &w.cache);
-    for var in ["VIRTUAL_ENV", "UV_LINK_MODE", "UV_NO_CACHE", "UV_PYTHON", "CONDA_PREFIX"] {
-        nox.env_remove(var);
-    }
-    run(&mut nox);
+    let nox = |args: &[&str]| {
+        let bin = tools::python_tools_bin();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let mut nox = Command::new(tools::nox());
+        nox.args(["--non-interactive", "-s", "tests"]).args(args).current_dir(&w.ws);
+        nox.env("PATH", path).env("UV_CACHE_DIR", &w.cache);
+        for var in ["VIRTUAL_ENV", "UV_LINK_MODE", "UV_NO_CACHE", "UV_PYTHON", "CONDA_PREFIX"] {
+            nox.env_remove(var);
+        }
+        nox.output().unwrap()
+    };
+    let first = nox(&[]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let envdir = w.ws.join(".nox");
     let sp = site_packages(&envdir.join("tests")).to_string_lossy().into_owned();
+    // A marker left on disk by an earlier restore is replaced by a fresh one, never archived.
+    write_markers(&envdir, "Linux", "X64");
 
     let eviction = nox_project_eviction(&envdir, &w.ws);
 
     assert_eq!(
         skipped(&eviction.skip),
         strings(&[
+            format!("tests/{MARKER_FILE}"),
             "tests/bin/demo-cli".into(),
             format!("tests/{sp}/demo_pkg"),
             format!("tests/{sp}/demo_pkg/__init__.py"),
@@ -194,6 +199,24 @@ fn eviction_after_a_real_nox_run() {
         (eviction.evicted[0].env.as_str(), eviction.evicted[0].dist.as_str()),
         ("tests", "demo_pkg-0.1.0")
     );
+
+    // What a restore of that archive gives: the env without the project. `nox -R` (no installs)
+    // now fails loudly instead of running an old copy; a reusing run reinstalls and passes.
+    let mut skip: Vec<_> = eviction.skip.iter().collect();
+    skip.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in skip {
+        let p = envdir.join(p);
+        if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) }.unwrap();
+    }
+    let stale = nox(&["-R"]);
+    assert!(!stale.status.success(), "nox -R ran with the project evicted");
+    assert!(
+        String::from_utf8_lossy(&stale.stderr).contains("demo-cli"),
+        "{}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
+    let reused = nox(&["--reuse-venv=yes"]);
+    assert!(reused.status.success(), "{}", String::from_utf8_lossy(&reused.stderr));
 }
 
 /// Every symlink under `dir`, as (link, where it points) absolute paths.
