@@ -15,6 +15,7 @@ pub mod archive;
 pub mod backend;
 pub mod config;
 pub mod env;
+pub mod envs;
 pub mod flow;
 pub mod hash_files;
 pub mod inputs;

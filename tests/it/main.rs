@@ -2,6 +2,7 @@
 
 mod dist;
 mod end_to_end;
+mod envs;
 mod metadata;
 mod real_tools;
 mod support;
