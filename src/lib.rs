@@ -140,6 +140,7 @@ fn restore_step(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode
             job_env.set(env::UV_CACHE_DIR, plan.dir.to_string_lossy());
         }
     }
+    flow::restore::hint_reuse(&cfg);
     let outcomes = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, move |deadline| {

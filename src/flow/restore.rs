@@ -1,13 +1,15 @@
 //! The restore story: for each target, compute its key, look it up, download and extract it
 //! into a staging directory, check what came back, move it into place, and report.
 
+use std::path::Path;
 use std::time::Instant;
 
 use tracing::{info, warn};
 
 use crate::archive::{self, Compression, UnpackLimits};
 use crate::backend::{Backend, BackendError, Hit};
-use crate::config::Config;
+use crate::config::{Config, Target};
+use crate::envs;
 use crate::flow::{Restored, seconds};
 use crate::key;
 use crate::place;
@@ -54,7 +56,7 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
         outcome.result = format!("found ({}), lookup only", if exact { "exact" } else { "fallback" });
         return outcome;
     }
-    match download_into_place(cfg, backend, plan, &hit, compression) {
+    match download_into_place(backend, plan, &hit, compression) {
         Ok(invalidated) => {
             outcome.restored = true;
             outcome.invalidated = invalidated;
@@ -98,7 +100,6 @@ fn find(
 /// Downloads and extracts into a staging directory, validates, and moves it into place.
 /// Returns the environments that failed validation (already deleted).
 fn download_into_place(
-    cfg: &Config,
     backend: &dyn Backend,
     plan: &TargetPlan,
     hit: &Hit,
@@ -120,7 +121,7 @@ fn download_into_place(
         };
         let mut reader = Progress::new(reader, format!("{}: downloaded", plan.target.name()), hit.size);
         archive::unpack(&mut reader, &staging, &unpack_limits(hit.size)).map_err(|e| e.to_string())?;
-        let invalidated = validate_restored(cfg, plan, &staging);
+        let invalidated = validate_restored(plan, &staging);
         place::swap_into_place(&staging, &plan.dir)
             .map_err(|e| format!("moving into {}: {e}", plan.dir.display()))?;
         Ok(invalidated)
@@ -172,7 +173,25 @@ fn explain_match(plan: &TargetPlan, hit: &Hit, exact: bool) {
 }
 
 /// Checks the environments that came back; returns each deleted one with its reason.
-fn validate_restored(cfg: &Config, plan: &TargetPlan, staging: &std::path::Path) -> Vec<String> {
-    let _ = (cfg, plan, staging);
-    Vec::new()
+fn validate_restored(plan: &TargetPlan, staging: &Path) -> Vec<String> {
+    if plan.target != Target::Nox {
+        return Vec::new();
+    }
+    envs::validate_and_prune(staging, &plan.dir, &plan.key.os, &plan.key.arch)
+        .into_iter()
+        .map(|invalid| format!("env `{}` removed after restore: {}", invalid.env, invalid.reason))
+        .collect()
+}
+
+/// A cached `.nox` only helps when nox reuses envs; say so when the noxfile never turns it on.
+pub fn hint_reuse(cfg: &Config) {
+    if !cfg.targets.contains(&Target::Nox) {
+        return;
+    }
+    let Ok(source) = std::fs::read_to_string(cfg.working_directory.join("noxfile.py")) else { return };
+    if !envs::noxfile_enables_reuse(&source) {
+        crate::notice!(
+            "nox: the noxfile never turns env reuse on, so a cached .nox only helps when nox runs with `--reuse-venv=yes` (or `-r`)"
+        );
+    }
 }

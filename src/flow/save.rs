@@ -11,11 +11,12 @@ use tracing::{info, warn};
 
 use crate::archive::{self, PackSpec};
 use crate::backend::{Backend, Saved};
-use crate::config::{Config, SavePolicy};
+use crate::config::{Config, SavePolicy, Target, UvPrune};
+use crate::envs;
 use crate::flow::{SaveReport, seconds, state_hit, state_key};
 use crate::key;
 use crate::runner::{self, human_size};
-use crate::target::TargetPlan;
+use crate::target::{self, TargetPlan};
 
 /// Why the whole save is skipped, if it is.
 pub fn skip_reason(cfg: &Config) -> Option<String> {
@@ -75,7 +76,7 @@ fn save_target(
         report.result = "nothing to save".into();
         return report;
     }
-    let leave_out = LeaveOut::default();
+    let leave_out = leave_out(cfg, plan);
     let archive_file = match pack(cfg, plan, &leave_out) {
         Ok(file) => file,
         Err(e) => {
@@ -112,6 +113,57 @@ struct LeaveOut {
     skip: HashSet<PathBuf>,
     extra: Vec<(PathBuf, Vec<u8>)>,
     notes: String,
+}
+
+/// Decides what this target's archive leaves out and adds: the workspace's own packages in
+/// nox envs and uv's builds of local paths (`evict-project`), a marker per env; for uv, the
+/// optional `uv cache prune --ci` happens first.
+fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
+    let mut out = LeaveOut::default();
+    let eviction = match plan.target {
+        Target::Nox => {
+            out.extra = envs::markers(&plan.dir, &plan.key.os, &plan.key.arch);
+            cfg.evict_project.then(|| envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace))
+        }
+        Target::Uv => {
+            prepare_uv_cache(cfg, plan);
+            cfg.evict_project.then(|| envs::uv_local_builds(&plan.dir))
+        }
+    };
+    let Some(eviction) = eviction else { return out };
+    let evicted: Vec<String> =
+        eviction.evicted.iter().map(|e| format!("{} from {}", e.dist, e.env)).collect();
+    if !evicted.is_empty() {
+        info!("{}: left out of the archive (evict-project): {}", plan.target.name(), evicted.join(", "));
+        out.notes = format!("evicted {}", evicted.join(", "));
+    }
+    out.skip = eviction.skip;
+    out
+}
+
+/// Prunes the uv cache when asked, and warns when uv writes somewhere else than what is saved.
+fn prepare_uv_cache(cfg: &Config, plan: &TargetPlan) {
+    let uv_dir = target::uv_reported_cache_dir(&cfg.working_directory);
+    if let Some(uv_dir) = &uv_dir
+        && uv_dir != &plan.dir
+    {
+        warn!(
+            "uv writes its cache to {} but the action saves {}; set UV_CACHE_DIR (or the `uv-cache-dir` input) so they agree",
+            uv_dir.display(),
+            plan.dir.display()
+        );
+    }
+    if cfg.uv_prune != UvPrune::Ci {
+        return;
+    }
+    if uv_dir.is_none() {
+        crate::notice!("uv: `uv-prune: ci` needs uv on PATH; saving the cache unpruned");
+        return;
+    }
+    match envs::uv_prune_ci(std::path::Path::new("uv"), &plan.dir, cfg.runner.uv_link_mode.as_deref()) {
+        Ok(()) => info!("uv: ran `uv cache prune --ci`"),
+        Err(e) => warn!("uv: not pruned: {e}"),
+    }
 }
 
 /// Packs the target into a temporary file in `RUNNER_TEMP`.
