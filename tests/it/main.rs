@@ -5,4 +5,5 @@ mod end_to_end;
 mod envs;
 mod metadata;
 mod real_tools;
+mod safety;
 mod support;

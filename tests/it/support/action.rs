@@ -131,6 +131,22 @@ impl Job {
         self
     }
 
+    /// What `uv-nox-cache key` prints for this job: target → primary key.
+    pub fn keys(&self) -> BTreeMap<String, String> {
+        let mut cmd = Command::new(binary());
+        cmd.arg("key").env_clear().current_dir(&self.env["GITHUB_WORKSPACE"]).envs(&self.env);
+        for (input, value) in &self.inputs {
+            cmd.env(format!("INPUT_{}", input.to_uppercase().replace(' ', "_")), value);
+        }
+        let out = cmd.output().expect("run uv-nox-cache key");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(t, k)| (t.to_string(), k.to_string()))
+            .collect()
+    }
+
     /// The main step (restore); keeps its state for the post step.
     pub fn main(&mut self) -> Step {
         let step = self.step("main", "restore", &BTreeMap::new());

@@ -1,0 +1,201 @@
+//! Safe environments with real uv and nox: the project never goes stale in a cache, and envs
+//! restored onto another interpreter or another workspace path are removed, not trusted.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::action::{Machine, Step};
+use crate::support::tools;
+
+/// A project that installs itself NON-editably into a uv-backed nox env; its session prints
+/// what the installed copy of the project answers.
+fn write_project(ws: &Path, answer: u32) {
+    fs::create_dir_all(ws.join("src/seedpkg")).unwrap();
+    fs::write(
+        ws.join("pyproject.toml"),
+        "[project]\nname = \"seedpkg\"\nversion = \"1.0.0\"\n\n[build-system]\nrequires = [\"hatchling\"]\nbuild-backend = \"hatchling.build\"\n",
+    )
+    .unwrap();
+    fs::write(ws.join("src/seedpkg/__init__.py"), format!("def answer():\n    return {answer}\n")).unwrap();
+    fs::write(
+        ws.join("noxfile.py"),
+        "import nox\n\n@nox.session(venv_backend='uv')\ndef check(session):\n    session.install('.')\n    session.run('python', '-c', 'import seedpkg; print(\"answer\", seedpkg.answer())')\n",
+    )
+    .unwrap();
+}
+
+fn tools_path(machine: &Machine) -> String {
+    format!("{}:{}", tools::python_tools_bin().display(), machine.path)
+}
+
+fn nox(machine: &Machine, args: &[&str]) -> Output {
+    Command::new(tools::nox())
+        .args(args)
+        .current_dir(&machine.workspace)
+        .env_clear()
+        .env("HOME", &machine.home)
+        .env("PATH", tools_path(machine))
+        .env("UV_OFFLINE", "1")
+        .output()
+        .expect("run nox")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Job 1 runs nox online and saves; the source is fixed (same version); job 2 restores into a
+/// fresh checkout. Returns job 2's restore step.
+fn seed_scenario(machine: &Machine, evict: &str) -> Step {
+    write_project(&machine.workspace, 41);
+    let mut job = machine.job();
+    job.set_env("PATH", &tools_path(machine)).input("evict-project", evict);
+    assert_eq!(job.main().code, 0);
+    let first = Command::new(tools::nox())
+        .args(["--reuse-venv=yes"])
+        .current_dir(&machine.workspace)
+        .env_clear()
+        .env("HOME", &machine.home)
+        .env("PATH", tools_path(machine))
+        .output()
+        .unwrap();
+    assert!(text(&first).contains("answer 41"), "{}", text(&first));
+    let post = job.post();
+    assert_eq!(post.code, 0, "{}", post.log());
+    if evict == "true" {
+        assert!(
+            post.stdout.contains("left out of the archive (evict-project): seedpkg-1.0.0"),
+            "{}",
+            post.log()
+        );
+    }
+
+    fs::remove_dir_all(machine.workspace.join(".nox")).unwrap();
+    fs::remove_dir_all(machine.home.join(".cache/uv")).unwrap();
+    write_project(&machine.workspace, 42); // the fix keeps the version number
+    let mut job = machine.job();
+    job.set_env("PATH", &tools_path(machine)).input("evict-project", evict);
+    let main = job.main();
+    assert_eq!(main.output("nox-cache-hit"), "true", "{}", main.log());
+    main
+}
+
+#[test]
+fn a_restored_env_never_tests_the_old_code() {
+    let machine = Machine::new();
+    seed_scenario(&machine, "true");
+    let no_install = nox(&machine, &["-R"]);
+    assert!(!no_install.status.success(), "nox -R must fail loudly:\n{}", text(&no_install));
+    assert!(text(&no_install).contains("No module named 'seedpkg'"), "{}", text(&no_install));
+    assert!(!text(&no_install).contains("answer 41"));
+    let reinstall = nox(&machine, &["-r"]);
+    assert!(reinstall.status.success(), "{}", text(&reinstall));
+    assert!(text(&reinstall).contains("answer 42"), "{}", text(&reinstall));
+}
+
+#[test]
+fn without_eviction_the_stale_copy_is_what_runs() {
+    let machine = Machine::new();
+    seed_scenario(&machine, "false");
+    let no_install = nox(&machine, &["-R"]);
+    assert!(no_install.status.success(), "{}", text(&no_install));
+    assert!(text(&no_install).contains("answer 41"), "the old code ran:\n{}", text(&no_install));
+}
+
+/// A copy of the system interpreter at a path of our own, which a later job can take away.
+fn private_python(machine: &Machine) -> PathBuf {
+    let real = fs::canonicalize("/usr/bin/python3").unwrap();
+    let dir = machine.root.path().join("interp/bin");
+    fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join(real.file_name().unwrap());
+    fs::copy(&real, &copy).unwrap();
+    copy
+}
+
+#[test]
+fn envs_built_on_a_vanished_interpreter_are_removed_and_rebuilt() {
+    let machine = Machine::new();
+    write_project(&machine.workspace, 42);
+    let python = private_python(&machine);
+    let mut job = machine.job();
+    job.set_env("PATH", &tools_path(&machine));
+    job.main();
+    let first = Command::new(tools::nox())
+        .args(["--reuse-venv=yes", "--force-python"])
+        .arg(&python)
+        .current_dir(&machine.workspace)
+        .env_clear()
+        .env("HOME", &machine.home)
+        .env("PATH", tools_path(&machine))
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    assert_eq!(job.post().code, 0);
+
+    fs::remove_dir_all(machine.workspace.join(".nox")).unwrap();
+    fs::remove_dir_all(python.parent().unwrap().parent().unwrap()).unwrap();
+    let mut job = machine.job();
+    job.set_env("PATH", &tools_path(&machine));
+    let main = job.main();
+    assert_eq!(main.code, 0, "{}", main.log());
+    assert_eq!(main.output("nox-restored"), "true", "{}", main.log());
+    assert_eq!(main.output("nox-cache-hit"), "false", "{}", main.log());
+    assert!(main.stdout.contains("::warning::nox: env `check` removed after restore"), "{}", main.log());
+    assert!(!machine.workspace.join(".nox/check").exists());
+    let rebuilt = nox(&machine, &["--reuse-venv=yes", "--force-python", "/usr/bin/python3"]);
+    assert!(rebuilt.status.success() && text(&rebuilt).contains("answer 42"), "{}", text(&rebuilt));
+}
+
+#[test]
+fn envs_restored_onto_another_workspace_path_are_removed() {
+    let first = Machine::new();
+    write_project(&first.workspace, 42);
+    let mut job = first.job();
+    job.set_env("PATH", &tools_path(&first));
+    job.main();
+    let saved_key = job.state["NOX_KEY"].clone();
+    let out = nox(&first, &["--reuse-venv=yes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(job.post().code, 0);
+
+    // The same project checked out at another path (a container job, another runner layout).
+    // Keys carry the envdir's path, so to restore the entry there at all we store it under the
+    // other path's key, as a store shared by both layouts could hold it.
+    let second = Machine::new();
+    write_project(&second.workspace, 42);
+    let mut job = second.job();
+    job.set_env("PATH", &tools_path(&second)).input("local-dir", &first.store.display().to_string());
+    let new_key = job.keys()["nox"].clone();
+    assert_ne!(new_key, saved_key);
+    copy_local_entry(&first.store, &saved_key, &new_key);
+    let main = job.main();
+    assert_eq!(main.output("nox-restored"), "true", "{}", main.log());
+    assert_eq!(main.output("nox-cache-hit"), "false", "{}", main.log());
+    assert!(main.stdout.contains("removed after restore"), "{}", main.log());
+    assert!(
+        main.stdout.contains(&first.workspace.display().to_string()),
+        "the reason names the old path:\n{}",
+        main.log()
+    );
+    assert!(!second.workspace.join(".nox/check").exists());
+}
+
+/// Stores the local-store entry of `from` again under `to`.
+fn copy_local_entry(store: &Path, from: &str, to: &str) {
+    use sha2::{Digest, Sha256};
+    let header = format!("uv-nox-cache-entry {from}\n");
+    for version in fs::read_dir(store.join("v1")).unwrap().flatten() {
+        for entry in fs::read_dir(version.path()).unwrap().flatten() {
+            let bytes = fs::read(entry.path()).unwrap();
+            if let Some(archive) = bytes.strip_prefix(header.as_bytes()) {
+                let name = hex::encode(Sha256::digest(to.to_lowercase().as_bytes()));
+                let mut copy = format!("uv-nox-cache-entry {to}\n").into_bytes();
+                copy.extend_from_slice(archive);
+                fs::write(version.path().join(name), copy).unwrap();
+                return;
+            }
+        }
+    }
+    panic!("no local entry for {from}");
+}
