@@ -3,3 +3,6 @@
 #![allow(dead_code)]
 
 pub mod tools;
+
+#[path = "../../cache_server/mod.rs"]
+pub mod cache_server;
