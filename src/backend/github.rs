@@ -170,51 +170,86 @@ impl GithubBackend {
         })
     }
 
-    /// Downloads with ranged parallel GETs when the blob host supports them, else streams.
+    /// Downloads with ranged parallel GETs when the blob host supports them (`206` with a
+    /// total in `Content-Range`), else streams the one answer it gave (spec §11).
     fn ranged_download(&self, url: &str) -> Result<Box<dyn Read + Send>, BackendError> {
         let op = "download";
-        let block = self.http.tuning.download_block.max(1);
-        let response = self.http.retry(op, || {
-            let result = self.http.get(url).header("Range", format!("bytes=0-{}", block - 1)).call();
-            self.http.check(op, url, result)
-        })?;
-        match response.status().as_u16() {
-            206 => {}
-            200..=299 => return Ok(Box::new(SafeReader::new(response, &self.http))),
-            // An empty blob cannot satisfy any range.
-            416 => return Ok(Box::new(self.http.stream_get(op, url)?)),
-            401 | 403 => return Err(BackendError::Expired { op }),
-            status => return Err(status_error(op, status, self.http.body_text(response))),
-        }
-        let total = response
-            .headers()
-            .get("content-range")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit('/').next())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let Some(total) = total else {
-            // A partial answer without a total: nothing to plan ranges with; take what came
-            // and fetch the rest as one open-ended range is not worth it — stream afresh.
-            drop(response);
-            return Ok(Box::new(self.http.stream_get(op, url)?));
-        };
-        let mut first = Vec::new();
-        SafeReader::new(response, &self.http).read_to_end(&mut first).map_err(|e| {
-            BackendError::Transport {
-                op,
-                host: super::http::host_of(url).to_string(),
-                message: e.to_string(),
+        let http = &self.http;
+        let block = http.tuning.download_block.max(1);
+        let first = http.retry(op, || {
+            let result = http.get(url).header("Range", format!("bytes=0-{}", block - 1)).call();
+            let response = http.check(op, url, result)?;
+            match response.status().as_u16() {
+                206 => {
+                    let total = response
+                        .headers()
+                        .get("content-range")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.rsplit('/').next())
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    match total {
+                        Some(total) => {
+                            Ok(First::Ranged(read_exact_body(http, url, response, block.min(total))?, total))
+                        }
+                        // Nothing to plan ranges with: start over with one plain GET.
+                        None => Ok(First::Restart),
+                    }
+                }
+                200..=299 => Ok(First::Whole(response)),
+                // An empty blob cannot satisfy any range.
+                416 => Ok(First::Restart),
+                401 | 403 => Err(Fail::Final(BackendError::Expired { op })),
+                status => Err(Fail::Final(status_error(op, status, http.body_text(response)))),
             }
         })?;
-        if first.len() as u64 != block.min(total) {
-            return Err(BackendError::Decode {
-                op,
-                body: String::new(),
-                message: format!("the first range has {} bytes, expected {}", first.len(), block.min(total)),
-            });
+        match first {
+            First::Ranged(bytes, total) => {
+                Ok(Box::new(RangedReader::start(http.clone(), Secret(url.to_string()), bytes, total, block)))
+            }
+            First::Whole(response) => Ok(Box::new(SafeReader::new(response, http, url))),
+            First::Restart => Ok(Box::new(http.stream_get(op, url)?)),
         }
-        Ok(Box::new(RangedReader::start(self.http.clone(), Secret(url.to_string()), first, total, block)))
     }
+}
+
+/// What the first ranged `GET` of a download turned out to be.
+enum First {
+    /// `206`: the first block and the blob's total size.
+    Ranged(Vec<u8>, u64),
+    /// `200`: the host ignores `Range`; this is the whole body.
+    Whole(ureq::http::Response<ureq::Body>),
+    /// No usable total: fetch again without `Range`.
+    Restart,
+}
+
+/// Reads a ranged answer that must hold exactly `expected` bytes; short or broken answers
+/// are retried, unless the deadline has passed.
+fn read_exact_body(
+    http: &Http,
+    url: &str,
+    response: ureq::http::Response<ureq::Body>,
+    expected: u64,
+) -> Result<Vec<u8>, Fail> {
+    let op = "download";
+    let mut bytes = Vec::with_capacity(expected as usize);
+    if let Err(e) = SafeReader::new(response, http, url).read_to_end(&mut bytes) {
+        if Instant::now() >= http.deadline() {
+            return Err(Fail::Final(BackendError::TimedOut { op }));
+        }
+        return Err(Fail::Retry(BackendError::Transport {
+            op,
+            host: super::http::host_of(url).into(),
+            message: e.to_string(),
+        }));
+    }
+    if bytes.len() as u64 != expected {
+        return Err(Fail::Retry(BackendError::Decode {
+            op,
+            body: String::new(),
+            message: format!("a range came back with {} bytes instead of {expected}", bytes.len()),
+        }));
+    }
+    Ok(bytes)
 }
 
 impl Backend for GithubBackend {
@@ -425,26 +460,10 @@ fn fetch_range(http: &Http, url: &str, start: u64, end: u64) -> Result<Vec<u8>, 
         let result = http.get(url).header("Range", format!("bytes={start}-{end}")).call();
         let response = http.check(op, url, result)?;
         match response.status().as_u16() {
-            206 => {}
-            401 | 403 => return Err(Fail::Final(BackendError::Expired { op })),
-            status => return Err(Fail::Final(status_error(op, status, http.body_text(response)))),
+            206 => read_exact_body(http, url, response, end - start + 1),
+            401 | 403 => Err(Fail::Final(BackendError::Expired { op })),
+            status => Err(Fail::Final(status_error(op, status, http.body_text(response)))),
         }
-        let mut bytes = Vec::with_capacity((end - start + 1) as usize);
-        if let Err(e) = SafeReader::new(response, http).read_to_end(&mut bytes) {
-            return Err(Fail::Retry(BackendError::Transport {
-                op,
-                host: super::http::host_of(url).into(),
-                message: e.to_string(),
-            }));
-        }
-        if bytes.len() as u64 != end - start + 1 {
-            return Err(Fail::Retry(BackendError::Decode {
-                op,
-                body: String::new(),
-                message: format!("range {start}-{end} came back with {} bytes", bytes.len()),
-            }));
-        }
-        Ok(bytes)
     })
     .map_err(|e| format!("bytes {start}-{end}: {e}"))
 }

@@ -277,28 +277,41 @@ impl Http {
     }
 }
 
-/// A streaming download body whose read errors carry no URL query or token.
+/// A streaming download body whose read errors name the host and how far it got, and carry
+/// no URL query or token.
 pub(crate) struct SafeReader {
     inner: ureq::BodyReader<'static>,
     http: Http,
+    host: String,
+    read: u64,
 }
 
 impl SafeReader {
-    pub(crate) fn new(response: Response<Body>, http: &Http) -> SafeReader {
-        SafeReader { inner: response.into_body().into_reader(), http: http.clone() }
+    pub(crate) fn new(response: Response<Body>, http: &Http, url: &str) -> SafeReader {
+        SafeReader {
+            inner: response.into_body().into_reader(),
+            http: http.clone(),
+            host: host_of(url).to_string(),
+            read: 0,
+        }
     }
 }
 
 impl Read for SafeReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buf).map_err(|e| {
-            let message = if self.http.remaining().is_none() {
-                format!("download stopped at the deadline: {e}")
-            } else {
-                e.to_string()
-            };
-            std::io::Error::new(e.kind(), self.http.scrub(&message))
-        })
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.read += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let what =
+                    if self.http.remaining().is_none() { "stopped at the deadline" } else { "broke off" };
+                let message =
+                    format!("the download from {} {what} after {} bytes: {e}", self.host, self.read);
+                Err(std::io::Error::new(e.kind(), self.http.scrub(&message)))
+            }
+        }
     }
 }
 
@@ -308,7 +321,7 @@ impl Http {
     pub(crate) fn stream_get(&self, op: &'static str, url: &str) -> Result<SafeReader, BackendError> {
         let response = self.retry(op, || self.check(op, url, self.get(url).call()))?;
         match response.status().as_u16() {
-            200..=299 => Ok(SafeReader::new(response, self)),
+            200..=299 => Ok(SafeReader::new(response, self, url)),
             401 | 403 => Err(BackendError::Expired { op }),
             status => Err(status_error(op, status, self.body_text(response))),
         }

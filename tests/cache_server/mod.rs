@@ -62,6 +62,12 @@ pub enum Fault {
     Truncate { route: Route, times: usize },
     /// Answer `200` with a body that is not JSON.
     GarbageJson { route: Route, times: usize },
+    /// Answer with this status and this (JSON) body: denials, `ok:false`, camelCase fields,
+    /// BOM-prefixed errors…
+    Answer { route: Route, status: u16, body: String, times: usize },
+    /// Let `skip` requests of the inner fault's route pass, then apply it (a download that
+    /// breaks after its first range, say).
+    Later { skip: usize, fault: Box<Fault> },
 }
 
 impl Fault {
@@ -88,7 +94,9 @@ impl Fault {
             | Fault::RateLimit { route, .. }
             | Fault::Stall { route, .. }
             | Fault::Truncate { route, .. }
-            | Fault::GarbageJson { route, .. } => *route,
+            | Fault::GarbageJson { route, .. }
+            | Fault::Answer { route, .. } => *route,
+            Fault::Later { fault, .. } => fault.route(),
         }
     }
 
@@ -103,7 +111,9 @@ impl Fault {
             | Fault::RateLimit { times, .. }
             | Fault::Stall { times, .. }
             | Fault::Truncate { times, .. }
-            | Fault::GarbageJson { times, .. } => times,
+            | Fault::GarbageJson { times, .. }
+            | Fault::Answer { times, .. } => times,
+            Fault::Later { fault, .. } => fault.times(),
         }
     }
 }
@@ -136,6 +146,8 @@ pub struct LoggedRequest {
     /// Header names lower-cased, in arrival order.
     pub headers: Vec<(String, String)>,
     pub body_len: usize,
+    /// The body, when it was sent as JSON and parses.
+    pub json: Option<serde_json::Value>,
     /// The route it was classified as (`None` for unknown paths).
     pub route: Option<Route>,
 }
@@ -444,7 +456,7 @@ fn write_response(writer: &mut TcpStream, response: Response, stop: &AtomicBool)
     }
     if response.chunked {
         head.push_str("Transfer-Encoding: chunked\r\n");
-    } else {
+    } else if response.status != 204 {
         head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
     }
     head.push_str("Connection: close\r\n\r\n");
@@ -554,6 +566,10 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
         query: request.query.clone(),
         headers: request.headers.clone(),
         body_len: request.body.len(),
+        json: request
+            .header("content-type")
+            .filter(|c| c.starts_with("application/json"))
+            .and_then(|_| serde_json::from_slice(&request.body).ok()),
         route: classified.as_ref().map(|(_, r)| *r),
     });
     let Some((target, route)) = classified else {
@@ -561,11 +577,27 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
     };
     // Faults first: the first live one for this route fires.
     let mut delivery = Delivery::Normal;
-    if let Some(fault) =
-        state.faults.iter_mut().find(|f| (f.route() == route || f.route() == Route::Any) && f.left() > 0)
-    {
+    let mut fired = None;
+    for fault in state.faults.iter_mut() {
+        if !(fault.route() == route || fault.route() == Route::Any) || fault.left() == 0 {
+            continue;
+        }
+        if let Fault::Later { skip, .. } = fault {
+            if *skip > 0 {
+                *skip -= 1;
+                continue;
+            }
+        }
         *fault.times() -= 1;
-        match fault.clone() {
+        let mut fault = fault.clone();
+        while let Fault::Later { fault: inner, .. } = fault {
+            fault = *inner;
+        }
+        fired = Some(fault);
+        break;
+    }
+    if let Some(fault) = fired {
+        match fault {
             Fault::Status { status, .. } => {
                 return Response::json(
                     status,
@@ -580,8 +612,10 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
                 .with_header("Retry-After", retry_after_secs.to_string());
             }
             Fault::GarbageJson { .. } => return Response::new(200, "application/json", "{\"ok\":tru<html>"),
+            Fault::Answer { status, body, .. } => return Response::new(status, "application/json", body),
             Fault::Stall { .. } => delivery = Delivery::Stall,
             Fault::Truncate { .. } => delivery = Delivery::Truncate,
+            Fault::Later { .. } => unreachable!("unwrapped above"),
         }
     }
     let mut response = match target {

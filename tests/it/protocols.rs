@@ -415,6 +415,116 @@ fn a_truncated_download_is_an_error() {
 }
 
 #[test]
+fn ranged_downloads_retry_broken_ranges_and_report_refused_ones() {
+    let server = CacheServer::start(Personality::Github);
+    let backend = backend_for(&server, Proto::V2);
+    let bytes = payload(5000, 6);
+    save(&*backend, "k", VERSION, &bytes);
+    let hit = backend.lookup(&keys(&["k"]), VERSION).unwrap().unwrap();
+
+    // A broken first range and a broken later range are fetched again.
+    server.inject(Fault::Truncate { route: Route::Download, times: 1 });
+    assert_eq!(fetch(&*backend, &hit), bytes);
+    server.clear_requests();
+    server.inject(Fault::Later {
+        skip: 2,
+        fault: Box::new(Fault::Truncate { route: Route::Download, times: 1 }),
+    });
+    assert_eq!(fetch(&*backend, &hit), bytes);
+    assert_eq!(routed(&server, Route::Download).len(), 6, "five ranges, one of them twice");
+
+    // A URL that expires after the first range fails the read with an io::Error.
+    server.clear_faults();
+    let expire = Fault::Status { route: Route::Download, status: 403, times: usize::MAX };
+    server.inject(Fault::Later { skip: 1, fault: Box::new(expire) });
+    let started = Instant::now();
+    let mut reader = backend.download(&hit).expect("the first range works");
+    let error = reader.read_to_end(&mut Vec::new()).unwrap_err();
+    assert!(error.to_string().contains("expired"), "{error}");
+    assert!(!error.to_string().contains("sig="), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+fn answer(route: Route, status: u16, body: &str) -> Fault {
+    Fault::Answer { route, status, body: body.to_string(), times: 1 }
+}
+
+#[test]
+fn service_answers_map_to_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = archive_file(dir.path(), "a", &payload(100, 1));
+
+    let server = CacheServer::start(Personality::Github);
+    let v1 = backend_for(&server, Proto::V1);
+    server.inject(answer(Route::Lookup, 403, r#"{"message":"cache read denied: no read scope"}"#));
+    let error = v1.lookup(&keys(&["k"]), VERSION).unwrap_err();
+    assert!(matches!(error, BackendError::Denied { .. }), "{error:?}");
+    server.inject(answer(Route::Reserve, 400, "\u{feff}{\"message\":\"over the data cap\"}"));
+    let error = v1.save("k", VERSION, &archive).unwrap_err();
+    assert!(
+        matches!(&error, BackendError::TooBig { size: 100, message, .. } if message == "over the data cap"),
+        "{error:?}"
+    );
+    server.inject(answer(Route::Reserve, 403, r#"{"message":"cache write denied: read-only token"}"#));
+    assert!(matches!(v1.save("k", VERSION, &archive), Err(BackendError::Denied { .. })));
+    server.inject(answer(Route::Reserve, 200, r#"{}"#));
+    assert!(matches!(v1.save("k", VERSION, &archive), Ok(Saved::AlreadyExists(_))));
+    server.inject(answer(Route::Lookup, 200, r#"{"cacheKey":"k"}"#));
+    assert!(
+        matches!(v1.lookup(&keys(&["k"]), VERSION), Err(BackendError::Decode { .. })),
+        "hit without archiveLocation"
+    );
+
+    let v2 = backend_for(&server, Proto::V2);
+    server.inject(answer(
+        Route::Reserve,
+        200,
+        r#"{"ok":false,"message":"cache write denied: token has no writable scopes"}"#,
+    ));
+    assert!(matches!(v2.save("k", VERSION, &archive), Err(BackendError::Denied { .. })));
+    server.inject(answer(Route::Reserve, 200, "{}"));
+    assert!(matches!(v2.save("k", VERSION, &archive), Ok(Saved::AlreadyExists(_))));
+    server.inject(answer(Route::Reserve, 409, r#"{"code":"already_exists","msg":"cache entry exists"}"#));
+    assert_eq!(
+        v2.save("k", VERSION, &archive).unwrap(),
+        Saved::AlreadyExists("already_exists: cache entry exists".into())
+    );
+    server.inject(answer(Route::Commit, 200, r#"{"ok":false,"message":"quota exceeded"}"#));
+    let error = v2.save("k2", VERSION, &archive).unwrap_err();
+    assert!(
+        matches!(&error, BackendError::Rejected { message, .. } if message == "quota exceeded"),
+        "{error:?}"
+    );
+    server.inject(answer(Route::Lookup, 404, r#"{"code":"not_found","msg":"no entry"}"#));
+    assert!(v2.lookup(&keys(&["k"]), VERSION).unwrap().is_none(), "Twirp not_found is a miss");
+    server.inject(answer(
+        Route::Lookup,
+        403,
+        r#"{"code":"permission_denied","msg":"cache read denied: nope"}"#,
+    ));
+    assert!(matches!(v2.lookup(&keys(&["k"]), VERSION), Err(BackendError::Denied { .. })));
+    server.inject(answer(Route::Lookup, 401, r#"{"statusCode":401,"message":"token expired"}"#));
+    let error = v2.lookup(&keys(&["k"]), VERSION).unwrap_err();
+    assert!(
+        matches!(&error, BackendError::Status { status: 401, body, .. } if body == "token expired"),
+        "{error:?}"
+    );
+
+    // Lenient v2 parsing: camelCase names; a finalize answer with a numeric entry id.
+    save(&*v2, "real", VERSION, &payload(100, 2));
+    let url = v2.lookup(&keys(&["real"]), VERSION).unwrap().unwrap();
+    let Location::Url(url) = url.location else { unreachable!() };
+    let camel =
+        serde_json::json!({"ok": true, "signedDownloadUrl": url.expose(), "matchedKey": "Real"}).to_string();
+    server.inject(answer(Route::Lookup, 200, &camel));
+    let hit = v2.lookup(&keys(&["real"]), VERSION).unwrap().expect("camelCase hit");
+    assert_eq!(hit.key, "Real");
+    assert_eq!(fetch(&*v2, &hit), payload(100, 2));
+    server.inject(answer(Route::Commit, 200, r#"{"ok":true,"entryId":42}"#));
+    assert_eq!(save(&*v2, "other", VERSION, &payload(10, 3)), Saved::Stored);
+}
+
+#[test]
 fn garbage_json_is_retried_then_reported() {
     let server = CacheServer::start(Personality::Github);
     let backend = backend_for(&server, Proto::V2);
@@ -703,4 +813,111 @@ fn we_save_and_official_client_v1_restores() {
 #[test]
 fn we_save_and_official_client_v2_restores() {
     we_save_official_restores(Personality::Github, Proto::V2);
+}
+
+/// Field name → JSON type of a request body, so bodies with different sizes compare.
+fn shape(value: &serde_json::Value) -> Vec<(String, &'static str)> {
+    let mut fields: Vec<(String, &'static str)> = value
+        .as_object()
+        .expect("a JSON object")
+        .iter()
+        .map(|(name, v)| {
+            let kind = match v {
+                serde_json::Value::String(_) => "string",
+                serde_json::Value::Number(_) => "number",
+                serde_json::Value::Array(_) => "array",
+                serde_json::Value::Bool(_) => "bool",
+                serde_json::Value::Object(_) => "object",
+                serde_json::Value::Null => "null",
+            };
+            (name.clone(), kind)
+        })
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// The requests of one (method, route), minus downloads (the toolkit's GET is plain).
+fn by_route(log: &[LoggedRequest], route: Route) -> Vec<&LoggedRequest> {
+    log.iter().filter(|r| r.route == Some(route)).collect()
+}
+
+/// The official client and ours send the same requests: same routes, same lookup query (v1)
+/// or body (v2), same JSON field names and types, the same credentials headers, and neither
+/// sends the token to the archive / blob host.
+fn requests_match_the_toolkit(personality: Personality, proto: Proto) {
+    let official = Official::provision();
+    let server = CacheServer::start(personality);
+    let workspace = tempfile::tempdir().unwrap();
+    make_tree(workspace.path());
+    official.run(&server, proto, workspace.path(), &["save", ".nox", "nox-Linux-1"]);
+    let scratch = tempfile::tempdir().unwrap();
+    official.run(&server, proto, scratch.path(), &["restore", ".nox", "nox-Linux-2", "nox-Linux-"]);
+    let theirs = server.requests();
+    server.clear_requests();
+
+    let backend = backend_for(&server, proto);
+    let version = backend::version(".nox", "zstd-without-long");
+    let dir = tempfile::tempdir().unwrap();
+    let archive = archive_file(dir.path(), "cache.tzst", &payload(1500, 1));
+    assert_eq!(backend.save("nox-Linux-3", &version, &archive).unwrap(), Saved::Stored);
+    let hit = backend.lookup(&keys(&["nox-Linux-2", "nox-Linux-"]), &version).unwrap().unwrap();
+    fetch(&*backend, &hit);
+    let ours = server.requests();
+
+    let cell = format!("{personality:?}/{proto:?}");
+    for route in [Route::Lookup, Route::Reserve, Route::Commit] {
+        let (t, o) = (by_route(&theirs, route), by_route(&ours, route));
+        assert_eq!(t.len(), 1, "{cell}: toolkit {route:?}");
+        assert_eq!(o.len(), 1, "{cell}: ours {route:?}");
+        let (t, o) = (t[0], o[0]);
+        let shape_of_path = |p: &str| p.trim_end_matches(|c: char| c.is_ascii_digit()).to_string();
+        assert_eq!(
+            (&t.method, shape_of_path(&t.path)),
+            (&o.method, shape_of_path(&o.path)),
+            "{cell} {route:?}"
+        );
+        assert_eq!(t.header("authorization"), o.header("authorization"), "{cell} {route:?}");
+        if proto == Proto::V1 {
+            assert_eq!(t.header("accept"), o.header("accept"), "{cell} {route:?}");
+        }
+        match (&t.json, &o.json) {
+            (Some(tj), Some(oj)) => assert_eq!(shape(tj), shape(oj), "{cell} {route:?}: {tj} vs {oj}"),
+            (None, None) => {}
+            other => panic!("{cell} {route:?}: JSON bodies differ: {other:?}"),
+        }
+    }
+    // Identical lookups for identical keys and version.
+    let (t, o) = (by_route(&theirs, Route::Lookup)[0], by_route(&ours, Route::Lookup)[0]);
+    assert_eq!(t.query, o.query, "{cell}");
+    assert_eq!(t.json, o.json, "{cell}");
+    if proto == Proto::V1 {
+        assert!(t.query.contains(&format!("version={version}")), "{cell}: the toolkit used our version hash");
+        let patches = |log: &[LoggedRequest]| {
+            by_route(log, Route::Upload).iter().all(|r| r.header("content-range").is_some())
+        };
+        assert!(patches(&theirs) && patches(&ours), "{cell}");
+    } else {
+        let body = t.json.as_ref().unwrap();
+        assert_eq!(body["version"], version.as_str(), "{cell}: the toolkit used our version hash");
+        let put = |log: &[LoggedRequest]| {
+            by_route(log, Route::Upload)[0].header("x-ms-blob-type").map(str::to_string)
+        };
+        assert_eq!(put(&theirs), put(&ours), "{cell}: both send one Put Blob");
+    }
+    for request in theirs.iter().chain(&ours) {
+        if matches!(request.route, Some(Route::Download)) || request.path.starts_with("/blobstore/") {
+            assert_eq!(request.header("authorization"), None, "{cell}: {} {}", request.method, request.path);
+        }
+    }
+}
+
+#[test]
+fn v1_requests_match_the_toolkit() {
+    requests_match_the_toolkit(Personality::Github, Proto::V1);
+}
+
+#[test]
+fn v2_requests_match_the_toolkit() {
+    requests_match_the_toolkit(Personality::Github, Proto::V2);
 }
