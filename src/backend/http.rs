@@ -93,7 +93,6 @@ impl Http {
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .user_agent(concat!("uv-nox-cache/", env!("CARGO_PKG_VERSION")))
-            .max_redirects(0)
             .build()
             .into();
         let secrets = if token.expose().is_empty() { vec![] } else { vec![token.expose().to_string()] };

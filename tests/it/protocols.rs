@@ -524,6 +524,62 @@ fn service_answers_map_to_outcomes() {
     assert_eq!(save(&*v2, "other", VERSION, &payload(10, 3)), Saved::Stored);
 }
 
+/// A raw HTTP/1.1 exchange, for what our client never sends (chunked bodies, bad sizes).
+fn raw(server: &CacheServer, request: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn the_server_reads_chunked_bodies_and_checks_sizes() {
+    let server = CacheServer::start(Personality::Forgejo);
+    let base = server.base_url_v1();
+    let path = base.splitn(4, '/').nth(3).map(|p| format!("/{p}_apis/artifactcache")).unwrap();
+    let auth = format!("Authorization: Bearer {}\r\n", server.token());
+    let reserve = |size: u64| {
+        let body = format!(r#"{{"key":"Raw","version":"{VERSION}","cacheSize":{size}}}"#);
+        let answer = raw(
+            &server,
+            &format!(
+                "POST {path}/caches HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        let json = answer.split("\r\n\r\n").nth(1).unwrap().to_string();
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()["cacheId"].as_u64().unwrap()
+    };
+    let patch_chunked = |id: u64| {
+        raw(
+            &server,
+            &format!(
+                "PATCH {path}/caches/{id} HTTP/1.1\r\nHost: x\r\n{auth}Content-Range: bytes 0-9/*\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n"
+            ),
+        )
+    };
+    let commit = |id: u64| {
+        raw(
+            &server,
+            &format!("POST {path}/caches/{id} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 2\r\n\r\n{{}}"),
+        )
+    };
+
+    let id = reserve(10);
+    assert!(patch_chunked(id).starts_with("HTTP/1.1 204"));
+    assert!(commit(id).starts_with("HTTP/1.1 204"), "10 bytes as reserved");
+    let wrong = reserve(11);
+    patch_chunked(wrong);
+    let answer = commit(wrong);
+    assert!(answer.starts_with("HTTP/1.1 500") && answer.contains("broken file"), "{answer}");
+
+    let backend = backend_for(&server, Proto::V1);
+    let hit = backend.lookup(&keys(&["raw"]), VERSION).unwrap().expect("stored lower-cased");
+    assert_eq!(fetch(&*backend, &hit), b"0123456789");
+    assert_eq!(server.entries(), vec![("raw".to_string(), VERSION.to_string(), 10)]);
+}
+
 #[test]
 fn garbage_json_is_retried_then_reported() {
     let server = CacheServer::start(Personality::Github);
