@@ -171,6 +171,9 @@ impl Backend for ArtifactCacheBackend {
     }
 
     fn lookup(&self, keys: &[String], version: &str) -> Result<Option<Hit>, BackendError> {
+        if keys.is_empty() {
+            return Ok(None);
+        }
         let op = "lookup";
         let query =
             format!("cache?keys={}&version={}", encode_component(&keys.join(",")), encode_component(version));

@@ -258,6 +258,9 @@ impl Backend for GithubBackend {
     }
 
     fn lookup(&self, keys: &[String], version: &str) -> Result<Option<Hit>, BackendError> {
+        if keys.is_empty() {
+            return Ok(None);
+        }
         let op = "lookup";
         let mut body = json!({ "key": keys[0], "version": version });
         if keys.len() > 1 {
