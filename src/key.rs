@@ -2,7 +2,8 @@
 //!
 //! A key reads `uv-nox-cache-<schema>-<target>-<os>-<arch>-<fingerprint>[-<suffix>]-<hash>`
 //! (DESIGN §4). The restore prefix is the key without its hash. The service-side `version` is
-//! computed as `@actions/cache` computes it, from the path string a user would give it.
+//! (`backend::version`) is computed as `@actions/cache` computes it, from the path string a
+//! user would give it.
 
 use sha2::{Digest, Sha256};
 
@@ -90,17 +91,6 @@ pub fn short_hash(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..6])
 }
 
-/// The `version` actions/cache sends for `path` (spec §2.2): SHA-256 of the path string as
-/// typed, the compression method, `windows-only` on Windows, and the salt `1.0`.
-pub fn cache_version(path: &str, compression_label: &str) -> String {
-    let mut parts = vec![path, compression_label];
-    if cfg!(windows) {
-        parts.push("windows-only");
-    }
-    parts.push("1.0");
-    hex::encode(Sha256::digest(parts.join("|").as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,21 +129,6 @@ mod tests {
             Some("key-suffix")
         );
         assert_eq!(p.first_difference(&p.primary().to_uppercase()), None);
-    }
-
-    #[test]
-    fn versions_match_the_spec_examples() {
-        if cfg!(windows) {
-            return;
-        }
-        assert_eq!(
-            cache_version("~/.cache/uv", "zstd-without-long"),
-            "5ba428ba583e06456281373eb4d3b9dcfffa872e0ab7793092420651d9c0bf1c"
-        );
-        assert_eq!(
-            cache_version("~/.cache/uv", "gzip"),
-            "5f6af6f65db26419d2aba9c43e2a283e0477e96793460dcb7f003598df130e92"
-        );
     }
 
     #[test]

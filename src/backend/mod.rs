@@ -5,7 +5,12 @@
 //! [`open`]. A miss is `Ok(None)` and someone else holding the key is [`Saved::AlreadyExists`]:
 //! neither is an error.
 
+pub mod artifact_cache;
+pub mod github;
+pub mod http;
 pub mod local;
+
+pub use http::Tuning;
 
 use std::fmt;
 use std::io::Read;
@@ -70,8 +75,14 @@ pub enum BackendError {
     RateLimited { op: &'static str, retry_after: Option<Duration> },
     #[error("{op}: {message}")]
     Denied { op: &'static str, message: String },
-    #[error("{op}: the signed download URL was refused (expired?)")]
+    #[error("{op}: the signed URL was refused (expired?)")]
     Expired { op: &'static str },
+    /// The service refuses an archive of this size (v1 reserve answered 400).
+    #[error("{op}: the cache service refused an archive of {size} bytes as too big: {message}")]
+    TooBig { op: &'static str, size: u64, message: String },
+    /// The service answered but declined (v2 `ok:false` on finalize, an empty archive).
+    #[error("{op}: the cache service declined: {message}")]
+    Rejected { op: &'static str, message: String },
     #[error("{op}: gave up after the `timeout` input's deadline")]
     TimedOut { op: &'static str },
     #[error("{op}: {path}: {source}")]
@@ -104,11 +115,71 @@ pub enum BackendKind {
 
 /// Opens the backend; every request it makes gives up at `deadline`.
 pub fn open(kind: &BackendKind, deadline: Instant) -> Box<dyn Backend> {
-    let _ = deadline;
     match kind {
         BackendKind::Local { root } => Box::new(local::LocalBackend::new(root.clone())),
-        BackendKind::ArtifactCache { .. } | BackendKind::Github { .. } => {
-            unimplemented!("runner cache services arrive with the protocols issue")
+        BackendKind::ArtifactCache { url, token } => Box::new(artifact_cache::ArtifactCacheBackend::new(
+            url,
+            token.clone(),
+            deadline,
+            Tuning::default(),
+        )),
+        BackendKind::Github { url, token } => {
+            Box::new(github::GithubBackend::new(url, token.clone(), deadline, Tuning::default()))
         }
+    }
+}
+
+/// The cache "version" of the toolkit's `getCacheVersion` (spec §2.2): SHA-256 hex of the
+/// `path` input lines exactly as typed, the compression label (`zstd-without-long`, `gzip`,
+/// legacy `zstd`), `windows-only` when computed on Windows, and the salt `1.0`, joined by `|`.
+///
+/// `path` is the input already split into lines by the caller (trimmed, blanks dropped) and
+/// joined with `\n`; each line is one component, in order.
+pub fn version(path: &str, compression_label: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut parts: Vec<&str> = path.split('\n').collect();
+    if !compression_label.is_empty() {
+        parts.push(compression_label);
+    }
+    if cfg!(windows) {
+        parts.push("windows-only");
+    }
+    parts.push("1.0");
+    hex::encode(Sha256::digest(parts.join("|").as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worked examples of spec §2.2, computed by the 6.3.0 toolkit.
+    #[test]
+    #[cfg(not(windows))]
+    fn version_matches_the_toolkit() {
+        assert_eq!(
+            version("~/.cache/uv", "zstd-without-long"),
+            "5ba428ba583e06456281373eb4d3b9dcfffa872e0ab7793092420651d9c0bf1c"
+        );
+        assert_eq!(
+            version("~/.cache/uv", "gzip"),
+            "5f6af6f65db26419d2aba9c43e2a283e0477e96793460dcb7f003598df130e92"
+        );
+        assert_eq!(
+            version("~/.cache/uv", "zstd"),
+            "30eee7ead18a1ebc01c7de50bfa0c80c9ac266dcd2136fd3043b53387db83374"
+        );
+        assert_eq!(
+            version("~/.cache/uv\n.nox", "zstd-without-long"),
+            "9fd195a383830496e90581c4fcd14ee855e9195cac09fe931fe7f22ced69f489"
+        );
+    }
+
+    #[test]
+    #[cfg(windows)]
+    fn version_matches_the_toolkit_on_windows() {
+        assert_eq!(
+            version("~/.cache/uv", "zstd-without-long"),
+            "7db68449f14e2f0d8aa9b0f0efb35fedd86c605f98e40645b5ccbfb64a722b4f"
+        );
     }
 }

@@ -7,11 +7,10 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::archive::{self, Compression, UnpackLimits};
-use crate::backend::{Backend, BackendError, Hit};
+use crate::backend::{self, Backend, BackendError, Hit};
 use crate::config::{Config, Target};
 use crate::envs;
 use crate::flow::{Restored, seconds};
-use crate::key;
 use crate::place;
 use crate::progress::Progress;
 use crate::runner::{self, human_size};
@@ -88,12 +87,12 @@ fn find(
         Compression::Zstd => Compression::Gzip,
         Compression::Gzip => Compression::Zstd,
     };
-    let first = backend.lookup(&keys, &key::cache_version(&plan.version_path, cfg.compression.label()))?;
+    let first = backend.lookup(&keys, &backend::version(&plan.version_path, cfg.compression.label()))?;
     if first.as_ref().is_some_and(|hit| hit.key.to_lowercase() == primary.to_lowercase()) {
         return Ok(first.map(|hit| (hit, cfg.compression)));
     }
     let second = backend
-        .lookup(std::slice::from_ref(&primary), &key::cache_version(&plan.version_path, other.label()))?;
+        .lookup(std::slice::from_ref(&primary), &backend::version(&plan.version_path, other.label()))?;
     Ok(second.map(|hit| (hit, other)).or(first.map(|hit| (hit, cfg.compression))))
 }
 
@@ -111,7 +110,7 @@ fn download_into_place(
         let reader = match backend.download(hit) {
             Err(BackendError::Expired { .. }) => {
                 info!("the download URL expired; looking the entry up again");
-                let version = key::cache_version(&plan.version_path, compression.label());
+                let version = backend::version(&plan.version_path, compression.label());
                 let again =
                     backend.lookup(std::slice::from_ref(&hit.key), &version).map_err(|e| e.to_string())?;
                 let again = again.ok_or("the entry disappeared between lookup and download")?;

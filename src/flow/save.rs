@@ -10,11 +10,10 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::archive::{self, PackSpec};
-use crate::backend::{Backend, Saved};
+use crate::backend::{self, Backend, Saved};
 use crate::config::{Config, SavePolicy, Target, UvPrune};
 use crate::envs;
 use crate::flow::{SaveReport, seconds, state_hit, state_key};
-use crate::key;
 use crate::runner::{self, human_size};
 use crate::target::{self, TargetPlan};
 
@@ -87,7 +86,7 @@ fn save_target(
     };
     let size = archive_file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     report.size = Some(size);
-    let version = key::cache_version(&plan.version_path, cfg.compression.label());
+    let version = backend::version(&plan.version_path, cfg.compression.label());
     report.result = match backend.save(&key, &version, archive_file.path()) {
         Ok(Saved::Stored) => {
             info!("{name}: saved {key}, {} in {}", human_size(size), seconds(started.elapsed()));

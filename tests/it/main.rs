@@ -4,6 +4,7 @@ mod dist;
 mod end_to_end;
 mod envs;
 mod metadata;
+mod protocols;
 mod real_tools;
 mod safety;
 mod support;

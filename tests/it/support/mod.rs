@@ -4,3 +4,6 @@
 
 pub mod action;
 pub mod tools;
+
+#[path = "../../cache_server/mod.rs"]
+pub mod cache_server;

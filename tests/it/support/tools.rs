@@ -20,6 +20,7 @@ pub fn tools_dir() -> PathBuf {
 }
 
 /// Runs `f` while holding an exclusive lock on `target/test-tools/<name>.lock`.
+// `File::lock` is newer than the declared MSRV; tests run on the current toolchain only.
 fn locked<T>(name: &str, f: impl FnOnce() -> T) -> T {
     let lock = File::create(tools_dir().join(format!("{name}.lock"))).expect("create lock file");
     lock.lock().expect("lock test-tools");
