@@ -582,11 +582,11 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
         if !(fault.route() == route || fault.route() == Route::Any) || fault.left() == 0 {
             continue;
         }
-        if let Fault::Later { skip, .. } = fault {
-            if *skip > 0 {
-                *skip -= 1;
-                continue;
-            }
+        if let Fault::Later { skip, .. } = fault
+            && *skip > 0
+        {
+            *skip -= 1;
+            continue;
         }
         *fault.times() -= 1;
         let mut fault = fault.clone();
@@ -653,10 +653,10 @@ impl State {
         for (i, key) in keys.iter().enumerate() {
             let key = self.norm(key);
             // GitHub prefix-matches restore keys directly; act/Forgejo try exact first for all.
-            if i == 0 || !self.github() {
-                if let Some(e) = complete().filter(|e| e.key == key).max_by_key(|e| e.created) {
-                    return Some(e);
-                }
+            if (i == 0 || !self.github())
+                && let Some(e) = complete().filter(|e| e.key == key).max_by_key(|e| e.created)
+            {
+                return Some(e);
             }
             if let Some(e) = complete().filter(|e| e.key.starts_with(&key)).max_by_key(|e| e.created) {
                 return Some(e);
@@ -1031,10 +1031,10 @@ fn xml_block_ids(xml: &str) -> Vec<String> {
         let Some(close) = rest.find('>') else { break };
         let tag = &rest[..close];
         rest = &rest[close + 1..];
-        if matches!(tag, "Latest" | "Committed" | "Uncommitted") {
-            if let Some(end) = rest.find('<') {
-                ids.push(rest[..end].trim().to_string());
-            }
+        if matches!(tag, "Latest" | "Committed" | "Uncommitted")
+            && let Some(end) = rest.find('<')
+        {
+            ids.push(rest[..end].trim().to_string());
         }
     }
     ids
