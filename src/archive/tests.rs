@@ -1,0 +1,618 @@
+//! Round trips, interoperability with GNU tar + zstd, and hostile archives.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+
+const LIMITS: UnpackLimits = UnpackLimits { max_bytes: 1 << 30, max_entries: 1_000_000 };
+
+/// What a tree looks like, for comparisons: path → kind, mode, mtime, contents or link target,
+/// and for hard-linked files the first path (sorted) sharing the inode.
+#[derive(Debug, PartialEq)]
+enum Node {
+    Dir { mode: u32, mtime: SystemTime },
+    File { mode: u32, mtime: SystemTime, contents: Vec<u8>, linked_to: PathBuf },
+    Symlink { target: PathBuf },
+}
+
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>, inodes: &mut HashMap<u64, PathBuf>) {
+        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            let mode = meta.mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                out.insert(rel, Node::Symlink { target: fs::read_link(&path).unwrap() });
+            } else if meta.is_dir() {
+                walk(root, &path, out, inodes);
+                out.insert(rel, Node::Dir { mode, mtime: meta.modified().unwrap() });
+            } else {
+                let linked_to = inodes.entry(meta.ino()).or_insert_with(|| rel.clone()).clone();
+                let contents = fs::read(&path).unwrap();
+                out.insert(rel, Node::File { mode, mtime: meta.modified().unwrap(), contents, linked_to });
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out, &mut HashMap::new());
+    let meta = fs::metadata(root).unwrap();
+    out.insert(PathBuf::new(), Node::Dir { mode: meta.mode() & 0o7777, mtime: meta.modified().unwrap() });
+    out
+}
+
+fn set_mtime(path: &Path, secs: u64, nanos: u32) {
+    let t = UNIX_EPOCH + Duration::new(secs, nanos);
+    let file = fs::File::open(path).unwrap();
+    file.set_times(fs::FileTimes::new().set_modified(t)).unwrap();
+}
+
+fn write(path: &Path, contents: &[u8], mode: u32) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, contents).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A tree with every kind of entry the archives must carry. Modes survive a 022 umask, so GNU
+/// tar (which applies it when not root) restores the same tree.
+fn build_tree(root: &Path) {
+    fs::create_dir_all(root).unwrap();
+    write(&root.join("a.txt"), b"hello\n", 0o644);
+    write(&root.join("empty"), b"", 0o600);
+    write(&root.join("bin/tool"), b"#!/bin/sh\necho hi\n", 0o755);
+    write(
+        &root.join("deep/er/and/deeper/file.bin"),
+        &(0..200_000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>(),
+        0o644,
+    );
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    fs::create_dir_all(root.join("private")).unwrap();
+    fs::set_permissions(root.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    symlink("a.txt", root.join("rel-link")).unwrap();
+    symlink("/usr/bin/python3.12", root.join("bin/python")).unwrap();
+    symlink("../../nowhere", root.join("dangling")).unwrap();
+    fs::hard_link(root.join("a.txt"), root.join("deep/hard-a")).unwrap();
+    fs::hard_link(root.join("bin/tool"), root.join("zz-hard-tool")).unwrap();
+    let long_dir = "d".repeat(60) + "/" + &"e".repeat(60) + "/" + &"f".repeat(60);
+    write(&root.join(&long_dir).join("g".repeat(120)), b"long name (> 256 bytes)", 0o644);
+    write(&root.join("h".repeat(40)).join("i".repeat(80)), b"fits the ustar prefix", 0o644);
+    symlink("t".repeat(150), root.join("long-target")).unwrap();
+    let long_target = long_dir.clone() + "/" + &"g".repeat(120);
+    fs::hard_link(root.join(&long_target), root.join("hard-to-long")).unwrap();
+    write(&root.join("ünïcødé/日本語.txt"), "snowman ☃".as_bytes(), 0o644);
+    write(&root.join("space name/x y"), b"spaces", 0o644);
+    // Mtimes last, deepest first, with sub-second parts.
+    let mut all: Vec<PathBuf> = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+            if !e.file_type().unwrap().is_symlink() {
+                all.push(e.path());
+            }
+        }
+    }
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for (i, path) in all.iter().enumerate() {
+        set_mtime(path, 1_600_000_000 + i as u64 * 1000, (i as u32 * 123_456_789) % 1_000_000_000);
+    }
+    set_mtime(root, 1_700_000_000, 5);
+}
+
+fn pack_to_vec(root: &Path, name: &str, compression: Compression) -> Vec<u8> {
+    let skip = HashSet::new();
+    let spec = PackSpec { root, name, skip: &skip, extra: &[] };
+    let mut out = Vec::new();
+    pack(&spec, compression, &mut out).unwrap();
+    out
+}
+
+fn unpack_slice(bytes: &[u8], dest: &Path) -> Result<UnpackStats, ArchiveError> {
+    unpack(&mut &bytes[..], dest, &LIMITS)
+}
+
+#[test]
+fn round_trip_keeps_content_modes_links_and_mtimes() {
+    for compression in [Compression::Zstd, Compression::Gzip] {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        build_tree(&src);
+        let bytes = pack_to_vec(&src, "../../../.cache/uv", compression);
+        let dest = tmp.path().join("restored/uv");
+        let stats = unpack_slice(&bytes, &dest).unwrap();
+        assert_eq!(snapshot(&dest), snapshot(&src), "{compression:?}");
+        assert_eq!(stats.entries, snapshot(&src).len() as u64);
+    }
+}
+
+#[test]
+fn archives_are_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    build_tree(&src);
+    for compression in [Compression::Zstd, Compression::Gzip] {
+        let first = pack_to_vec(&src, ".nox", compression);
+        assert_eq!(first, pack_to_vec(&src, ".nox", compression), "{compression:?}");
+    }
+}
+
+#[test]
+fn zstd_stream_is_single_frame_with_checksum_and_no_long_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    build_tree(&src);
+    let bytes = pack_to_vec(&src, ".nox", Compression::Zstd);
+    // Frame header descriptor: bit 2 is the content checksum flag.
+    assert_eq!(&bytes[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+    assert_ne!(bytes[4] & 0b100, 0, "content checksum flag");
+    // A decoder limited to a 2^27 window (what `zstd -d` accepts without --long) reads it.
+    let mut decoder = zstd::stream::read::Decoder::new(&bytes[..]).unwrap();
+    decoder.window_log_max(27).unwrap();
+    std::io::copy(&mut decoder, &mut std::io::sink()).unwrap();
+}
+
+#[test]
+fn skip_and_extra_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    build_tree(&src);
+    let skip: HashSet<PathBuf> = ["deep", "a.txt"].iter().map(PathBuf::from).collect();
+    let extra = vec![
+        (PathBuf::from("bin/tool"), b"replaced".to_vec()),
+        (PathBuf::from("marker.json"), b"{}".to_vec()),
+        (PathBuf::from("new/dir/x"), b"made up".to_vec()),
+        (PathBuf::from("deep/inside"), b"extra wins over skip".to_vec()),
+    ];
+    let spec = PackSpec { root: &src, name: ".nox", skip: &skip, extra: &extra };
+    let mut bytes = Vec::new();
+    pack(&spec, Compression::Zstd, &mut bytes).unwrap();
+    let dest = tmp.path().join("out");
+    unpack_slice(&bytes, &dest).unwrap();
+    assert!(!dest.join("a.txt").exists());
+    assert!(!dest.join("deep/er").exists());
+    assert_eq!(fs::read(dest.join("deep/inside")).unwrap(), b"extra wins over skip");
+    assert_eq!(fs::read(dest.join("bin/tool")).unwrap(), b"replaced");
+    assert_eq!(fs::metadata(dest.join("bin/tool")).unwrap().mode() & 0o777, 0o644);
+    assert_eq!(fs::read(dest.join("marker.json")).unwrap(), b"{}");
+    assert_eq!(fs::read(dest.join("new/dir/x")).unwrap(), b"made up");
+    assert!(!dest.join("deep/hard-a").exists());
+    assert!(fs::read(dest.join("rel-link")).is_err(), "dangling once a.txt is skipped");
+
+    let bad = vec![(PathBuf::from("../escape"), Vec::new())];
+    let spec = PackSpec { root: &src, name: ".nox", skip: &HashSet::new(), extra: &bad };
+    assert!(matches!(pack(&spec, Compression::Zstd, &mut Vec::new()), Err(ArchiveError::BadSpec { .. })));
+}
+
+#[test]
+fn pack_errors_name_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing");
+    let spec = PackSpec { root: &missing, name: ".nox", skip: &HashSet::new(), extra: &[] };
+    let err = pack(&spec, Compression::Zstd, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[test]
+fn name_relative_to_matches_actions_cache() {
+    let ws = Path::new("/home/runner/work/p/p");
+    assert_eq!(name_relative_to(ws, Path::new("/home/runner/.cache/uv")), "../../../.cache/uv");
+    assert_eq!(name_relative_to(ws, Path::new("/home/runner/work/p/p/.nox")), ".nox");
+    assert_eq!(name_relative_to(ws, ws), ".");
+    assert_eq!(name_relative_to(ws, Path::new("/home/runner/work/p/p/a/../b/./c/")), "b/c");
+    assert_eq!(name_relative_to(ws, Path::new("/tmp/x")), "../../../../../tmp/x");
+    assert_eq!(name_relative_to(Path::new("/"), Path::new("/srv")), "srv");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interoperability with GNU tar and zstd (the tools actions/cache runs).
+
+fn require_tools() {
+    for (tool, arg) in [("tar", "--version"), ("zstd", "--version")] {
+        let ok = Command::new(tool).arg(arg).output().map(|o| o.status.success()).unwrap_or(false);
+        assert!(
+            ok,
+            "`{tool}` is not installed: the interop tests need GNU tar and zstd (apt-get install tar zstd)"
+        );
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A workspace `home/runner/work/p/p` and a uv cache `home/runner/.cache/uv` under `base`.
+fn layout(base: &Path) -> (PathBuf, PathBuf) {
+    let ws = base.join("home/runner/work/p/p");
+    fs::create_dir_all(&ws).unwrap();
+    (ws, base.join("home/runner/.cache/uv"))
+}
+
+#[test]
+fn gnu_tar_archives_unpack_rerooted() {
+    require_tools();
+    for (file, flags) in
+        [("cache.tzst", &["--use-compress-program", "zstdmt"][..]), ("cache.tgz", &["-z"][..])]
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ws, uv) = layout(&tmp.path().join("a"));
+        build_tree(&uv);
+        let name = name_relative_to(&ws, &uv);
+        assert_eq!(name, "../../../.cache/uv");
+        let archive = tmp.path().join(file);
+        run(Command::new("tar")
+            .args(["--posix", "-cf"])
+            .arg(&archive)
+            .arg("-P")
+            .arg("-C")
+            .arg(&ws)
+            .arg(&name)
+            .args(flags)
+            .current_dir(tmp.path()));
+        let dest = tmp.path().join("elsewhere/deeper/uv");
+        unpack(&mut fs::File::open(&archive).unwrap(), &dest, &LIMITS).unwrap();
+        assert_eq!(snapshot(&dest), snapshot(&uv), "{file}");
+    }
+}
+
+#[test]
+fn packed_archives_extract_with_gnu_tar() {
+    require_tools();
+    for (compression, file, flags) in [
+        (Compression::Zstd, "cache.tzst", &["--use-compress-program", "unzstd"][..]),
+        (Compression::Gzip, "cache.tgz", &["-z"][..]),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ws, uv) = layout(&tmp.path().join("a"));
+        build_tree(&uv);
+        let name = name_relative_to(&ws, &uv);
+        let archive = tmp.path().join(file);
+        fs::write(&archive, pack_to_vec(&uv, &name, compression)).unwrap();
+
+        let listing = Command::new("tar").arg("-tf").arg(&archive).args(flags).output().unwrap();
+        assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+        let listing = String::from_utf8(listing.stdout).unwrap();
+        assert_eq!(listing.lines().next(), Some("../../../.cache/uv/"));
+        assert!(listing.lines().any(|l| l.ends_with(&"g".repeat(120))), "long names listed in full");
+
+        let (ws2, uv2) = layout(&tmp.path().join("b"));
+        run(Command::new("tar").arg("-xf").arg(&archive).arg("-P").arg("-C").arg(&ws2).args(flags));
+        assert_eq!(snapshot(&uv2), snapshot(&uv), "{compression:?}");
+        // And the compressed stream alone, with the zstd/gzip command line tools.
+        let tool = if compression == Compression::Zstd { "zstd" } else { "gzip" };
+        run(Command::new(tool).args(["-t"]).arg(&archive));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile archives, written with raw headers.
+
+struct Raw(Vec<u8>);
+
+impl Raw {
+    fn new() -> Self {
+        Raw(Vec::new())
+    }
+
+    fn entry(mut self, name: &str, kind: tar::EntryType, mode: u32, link: &str, data: &[u8]) -> Self {
+        let mut header = tar::Header::new_ustar();
+        let ustar = header.as_ustar_mut().unwrap();
+        ustar.name[..name.len()].copy_from_slice(name.as_bytes());
+        ustar.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        header.set_entry_type(kind);
+        header.set_mtime(1_600_000_000);
+        header.set_cksum();
+        self.0.extend_from_slice(header.as_bytes());
+        self.0.extend_from_slice(data);
+        self.0.resize(self.0.len().next_multiple_of(512), 0);
+        self
+    }
+
+    fn dir(self, name: &str) -> Self {
+        self.entry(name, tar::EntryType::Directory, 0o755, "", b"")
+    }
+
+    fn file(self, name: &str, data: &[u8]) -> Self {
+        self.entry(name, tar::EntryType::Regular, 0o644, "", data)
+    }
+
+    fn zstd(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(&[0u8; 1024]);
+        zstd::encode_all(&self.0[..], 3).unwrap()
+    }
+}
+
+/// A scratch area with a sentinel directory next to `dest`; `check` asserts that nothing outside
+/// `dest` changed.
+struct Arena {
+    tmp: tempfile::TempDir,
+}
+
+impl Arena {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        write(&tmp.path().join("sentinel/secret"), b"secret", 0o644);
+        Arena { tmp }
+    }
+
+    fn sentinel(&self) -> PathBuf {
+        self.tmp.path().join("sentinel")
+    }
+
+    fn dest(&self) -> PathBuf {
+        self.tmp.path().join("stage/a/dest")
+    }
+
+    fn unpack(&self, bytes: &[u8], limits: &UnpackLimits) -> Result<UnpackStats, ArchiveError> {
+        unpack(&mut &bytes[..], &self.dest(), limits)
+    }
+
+    fn check(&self) {
+        let outside: Vec<_> = walk_names(self.tmp.path())
+            .into_iter()
+            .filter(|p| !p.starts_with(self.dest()))
+            .map(|p| p.strip_prefix(self.tmp.path()).unwrap().to_path_buf())
+            .collect();
+        let expected: Vec<PathBuf> =
+            ["sentinel", "sentinel/secret", "stage", "stage/a"].iter().map(PathBuf::from).collect();
+        assert_eq!(outside, expected);
+        assert_eq!(fs::read(self.sentinel().join("secret")).unwrap(), b"secret");
+        assert_eq!(fs::metadata(self.sentinel().join("secret")).unwrap().nlink(), 1);
+    }
+}
+
+fn walk_names(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        out.push(e.path());
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_names(&e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn assert_unsafe(result: Result<UnpackStats, ArchiveError>) {
+    match result {
+        Err(ArchiveError::Unsafe { .. }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn refuses_parent_dir_escape() {
+    let arena = Arena::new();
+    let bytes = Raw::new().dir("x/").file("x/../../../../sentinel/pwned", b"!").zstd();
+    assert_unsafe(arena.unpack(&bytes, &LIMITS));
+    arena.check();
+}
+
+#[test]
+fn refuses_absolute_names() {
+    let arena = Arena::new();
+    let abs = arena.sentinel().join("pwned");
+    let bytes = Raw::new().dir("x/").file(abs.to_str().unwrap(), b"!").zstd();
+    assert_unsafe(arena.unpack(&bytes, &LIMITS));
+    arena.check();
+
+    let arena = Arena::new();
+    let bytes = Raw::new().dir(arena.sentinel().to_str().unwrap()).file("x", b"!").zstd();
+    assert_unsafe(arena.unpack(&bytes, &LIMITS));
+    arena.check();
+}
+
+#[test]
+fn refuses_entries_outside_the_root() {
+    let arena = Arena::new();
+    let bytes = Raw::new().dir("../../.cache/uv/").file("../../.cache/uvx/file", b"!").zstd();
+    assert_unsafe(arena.unpack(&bytes, &LIMITS));
+    arena.check();
+}
+
+#[test]
+fn refuses_writing_through_a_symlink() {
+    let arena = Arena::new();
+    let target = arena.sentinel();
+    let bytes = Raw::new()
+        .dir("x/")
+        .entry("x/link", tar::EntryType::Symlink, 0o777, target.to_str().unwrap(), b"")
+        .file("x/link/pwned", b"!")
+        .zstd();
+    assert_unsafe(arena.unpack(&bytes, &LIMITS));
+    arena.check();
+
+    // Also a directory entry through it, and a relative symlink climbing out.
+    let arena = Arena::new();
+    let bytes = Raw::new()
+        .dir("x/")
+        .entry("x/up", tar::EntryType::Symlink, 0o777, "../../../sentinel", b"")
+        .dir("x/up/newdir/")
+        .zstd();
+    assert_unsafe(arena.unpack(&bytes, &LIMITS));
+    arena.check();
+}
+
+#[test]
+fn refuses_hard_links_outside() {
+    let arena = Arena::new();
+    let bytes = Raw::new()
+        .dir("x/")
+        .entry("x/h", tar::EntryType::Link, 0o644, "x/../../../sentinel/secret", b"")
+        .file("x/h", b"overwrite")
+        .zstd();
+    assert_unsafe(arena.unpack(&bytes, &LIMITS));
+    arena.check();
+
+    let arena = Arena::new();
+    let bytes = Raw::new().dir("x/").entry("x/h", tar::EntryType::Link, 0o644, "y/secret", b"").zstd();
+    assert_unsafe(arena.unpack(&bytes, &LIMITS));
+    arena.check();
+
+    // A link target below the root but through an archived symlink.
+    let arena = Arena::new();
+    let bytes = Raw::new()
+        .dir("x/")
+        .entry("x/s", tar::EntryType::Symlink, 0o777, arena.sentinel().to_str().unwrap(), b"")
+        .entry("x/h", tar::EntryType::Link, 0o644, "x/s/secret", b"")
+        .zstd();
+    assert_unsafe(arena.unpack(&bytes, &LIMITS));
+    arena.check();
+}
+
+#[test]
+fn skips_fifos_and_devices() {
+    let arena = Arena::new();
+    let bytes = Raw::new()
+        .dir("x/")
+        .entry("x/fifo", tar::EntryType::Fifo, 0o644, "", b"")
+        .entry("x/null", tar::EntryType::Char, 0o666, "", b"")
+        .file("x/after", b"ok")
+        .zstd();
+    let stats = arena.unpack(&bytes, &LIMITS).unwrap();
+    assert_eq!(stats.entries, 2);
+    let dest = arena.dest();
+    assert!(fs::symlink_metadata(dest.join("fifo")).is_err());
+    assert!(fs::symlink_metadata(dest.join("null")).is_err());
+    assert_eq!(fs::read(dest.join("after")).unwrap(), b"ok");
+    arena.check();
+}
+
+#[test]
+fn strips_setuid_setgid_and_sticky_bits() {
+    let arena = Arena::new();
+    let bytes = Raw::new()
+        .entry("x/", tar::EntryType::Directory, 0o1777, "", b"")
+        .entry("x/suid", tar::EntryType::Regular, 0o4755, "", b"#!")
+        .entry("x/sgid/", tar::EntryType::Directory, 0o2755, "", b"")
+        .zstd();
+    arena.unpack(&bytes, &LIMITS).unwrap();
+    let mode = |p: &str| fs::metadata(arena.dest().join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("suid"), 0o755);
+    assert_eq!(mode("sgid"), 0o755);
+    assert_eq!(mode(""), 0o777);
+    arena.check();
+}
+
+#[test]
+fn stops_decompression_bombs() {
+    let arena = Arena::new();
+    let zeros = vec![0u8; 3 << 20];
+    let bytes = Raw::new().dir("x/").file("x/a", &zeros).file("x/b", &zeros).zstd();
+    assert!(bytes.len() < 10_000, "a bomb compresses well");
+    let limits = UnpackLimits { max_bytes: 4 << 20, max_entries: 100 };
+    let err = arena.unpack(&bytes, &limits).unwrap_err();
+    assert!(matches!(err, ArchiveError::TooManyBytes { .. }), "{err:?}");
+    assert!(fs::symlink_metadata(arena.dest().join("x/b")).is_err());
+    arena.check();
+
+    let arena = Arena::new();
+    let mut raw = Raw::new().dir("x/");
+    for i in 0..20 {
+        raw = raw.file(&format!("x/{i}"), b"");
+    }
+    let limits = UnpackLimits { max_bytes: 1 << 20, max_entries: 10 };
+    let err = arena.unpack(&raw.zstd(), &limits).unwrap_err();
+    assert!(matches!(err, ArchiveError::TooManyEntries { limit: 10 }), "{err:?}");
+    arena.check();
+}
+
+#[test]
+fn rejects_truncated_and_corrupt_archives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    build_tree(&src);
+    for compression in [Compression::Zstd, Compression::Gzip] {
+        let bytes = pack_to_vec(&src, "x", compression);
+        for cut in [bytes.len() / 2, bytes.len() - 4, 10] {
+            let arena = Arena::new();
+            let err = arena.unpack(&bytes[..cut], &LIMITS).unwrap_err();
+            assert!(matches!(err, ArchiveError::Corrupt { .. }), "{compression:?} cut at {cut}: {err:?}");
+            arena.check();
+        }
+        let mut flipped = bytes.clone();
+        let middle = flipped.len() / 2;
+        for b in &mut flipped[middle..middle + 16] {
+            *b ^= 0x5a;
+        }
+        let arena = Arena::new();
+        let err = arena.unpack(&flipped, &LIMITS).unwrap_err();
+        assert!(matches!(err, ArchiveError::Corrupt { .. } | ArchiveError::Unsafe { .. }), "{err:?}");
+        arena.check();
+    }
+    let arena = Arena::new();
+    let err = arena.unpack(b"PK\x03\x04 not a tar", &LIMITS).unwrap_err();
+    assert!(matches!(err, ArchiveError::UnknownFormat { .. }), "{err:?}");
+    let err = unpack(&mut &b""[..], &arena.tmp.path().join("empty"), &LIMITS).unwrap_err();
+    assert!(matches!(err, ArchiveError::UnknownFormat { .. }), "{err:?}");
+}
+
+#[test]
+fn first_entry_must_be_a_directory_and_dest_must_be_new() {
+    let arena = Arena::new();
+    let bytes = Raw::new().file("x", b"not a dir").zstd();
+    let err = arena.unpack(&bytes, &LIMITS).unwrap_err();
+    assert!(matches!(err, ArchiveError::RootNotDirectory { .. }), "{err:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = Raw::new().dir("x/").zstd();
+    let err = unpack(&mut &bytes[..], tmp.path(), &LIMITS).unwrap_err();
+    assert!(matches!(err, ArchiveError::DestExists { .. }), "{err:?}");
+    assert!(err.to_string().contains(&tmp.path().display().to_string()));
+}
+
+#[test]
+fn rerooting_accepts_any_root_spelling() {
+    for (root, child) in
+        [("./x/", "./x/sub/f"), (".", "./sub/f"), ("../../.cache/uv/", "../../.cache/uv//sub/./f")]
+    {
+        let arena = Arena::new();
+        let bytes = Raw::new().dir(root).dir(&child[..child.len() - 2]).file(child, b"data").zstd();
+        arena.unpack(&bytes, &LIMITS).unwrap();
+        assert_eq!(fs::read(arena.dest().join("sub/f")).unwrap(), b"data", "{root}");
+        arena.check();
+    }
+}
+
+#[test]
+fn later_entries_replace_files_and_symlinks() {
+    let arena = Arena::new();
+    let bytes = Raw::new()
+        .dir("x/")
+        .file("x/f", b"old")
+        .file("x/f", b"new")
+        .entry("x/s", tar::EntryType::Symlink, 0o777, arena.sentinel().join("secret").to_str().unwrap(), b"")
+        .file("x/s", b"replaces the link, not its target")
+        .zstd();
+    arena.unpack(&bytes, &LIMITS).unwrap();
+    assert_eq!(fs::read(arena.dest().join("f")).unwrap(), b"new");
+    assert!(fs::symlink_metadata(arena.dest().join("s")).unwrap().is_file());
+    arena.check();
+}
+
+#[test]
+fn unpack_writes_large_files_in_pieces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let big: Vec<u8> = (0..(5u32 << 20) + 17).map(|i| (i % 251) as u8).collect();
+    fs::File::create(src.join("big")).unwrap().write_all(&big).unwrap();
+    let bytes = pack_to_vec(&src, "x", Compression::Zstd);
+    let dest = tmp.path().join("dest");
+    let stats = unpack_slice(&bytes, &dest).unwrap();
+    assert_eq!(stats.bytes, big.len() as u64);
+    assert_eq!(fs::read(dest.join("big")).unwrap(), big);
+}
