@@ -301,10 +301,10 @@ fn mtime<R: Read>(entry: &mut tar::Entry<R>) -> Option<SystemTime> {
     let secs = entry.header().mtime().ok();
     if let Ok(Some(extensions)) = entry.pax_extensions() {
         for extension in extensions.flatten() {
-            if extension.key_bytes() == b"mtime" {
-                if let Some(t) = parse_pax_time(extension.value_bytes()) {
-                    return Some(t);
-                }
+            if extension.key_bytes() == b"mtime"
+                && let Some(t) = parse_pax_time(extension.value_bytes())
+            {
+                return Some(t);
             }
         }
     }

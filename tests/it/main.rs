@@ -3,6 +3,7 @@
 mod dist;
 mod end_to_end;
 mod envs;
+mod hash_files;
 mod metadata;
 mod protocols;
 mod real_tools;
