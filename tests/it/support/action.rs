@@ -169,14 +169,14 @@ impl Job {
         let launcher = repo_root().join("dist").join(format!("{name}.js"));
         let mut cmd = if launcher.exists() {
             let mut c = Command::new("/usr/bin/node");
-            c.arg(&launcher).env("UV_NOX_CACHE_BINARY", binary());
+            c.arg(&launcher).env_clear().env("UV_NOX_CACHE_BINARY", binary());
             c
         } else {
             let mut c = Command::new(binary());
-            c.arg(command);
+            c.arg(command).env_clear();
             c
         };
-        cmd.env_clear().current_dir(&self.env["GITHUB_WORKSPACE"]);
+        cmd.current_dir(&self.env["GITHUB_WORKSPACE"]);
         cmd.envs(&self.env);
         for (input, value) in &self.inputs {
             cmd.env(format!("INPUT_{}", input.to_uppercase().replace(' ', "_")), value);
