@@ -23,13 +23,8 @@ fn checkout_example(machine: &Machine) {
 
 /// Runs nox in the workspace with the job's PATH and HOME; returns its combined output.
 fn nox(machine: &Machine, args: &[&str], offline: bool) -> String {
-    let bin = tools::python_tools_bin();
-    let mut cmd = Command::new(tools::nox());
-    cmd.args(args)
-        .current_dir(&machine.workspace)
-        .env_clear()
-        .env("HOME", &machine.home)
-        .env("PATH", format!("{}:{}", bin.display(), machine.path));
+    let mut cmd = machine.command(&tools::nox(), &tools::python_tools_bin());
+    cmd.args(args);
     if offline {
         cmd.env("UV_OFFLINE", "1");
     }

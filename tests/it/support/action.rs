@@ -35,6 +35,23 @@ pub fn default_inputs() -> BTreeMap<String, String> {
     inputs
 }
 
+/// How this machine reaches the package registries (CA bundles, proxies, index settings): the
+/// only variables a cleared test environment keeps, so real uv and nox can download.
+pub fn network_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            let k = k.to_ascii_uppercase();
+            k.ends_with("_PROXY")
+                || k.contains("CA_BUNDLE")
+                || k.contains("CA_CERTS")
+                || k.starts_with("SSL_CERT")
+                || k.starts_with("PIP_")
+                || k.starts_with("UV_INDEX")
+                || k == "UV_NATIVE_TLS"
+        })
+        .collect()
+}
+
 /// A runner machine: a home directory, a workspace at a fixed path and a local cache store,
 /// all under one temporary root. Jobs on it share the store, as jobs on a self-hosted runner do.
 pub struct Machine {
@@ -60,6 +77,18 @@ impl Machine {
         std::os::unix::fs::symlink("/usr/bin/python3", bin.join("python3")).unwrap();
         let path = format!("{}:/usr/bin:/bin", bin.display());
         Machine { root, workspace, home, store, path }
+    }
+
+    /// `program` run in the workspace as a later `run:` step would: cleared environment, this
+    /// machine's HOME and PATH with `extra_path` in front, registry access kept.
+    pub fn command(&self, program: &Path, extra_path: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(&self.workspace)
+            .env_clear()
+            .envs(network_env())
+            .env("HOME", &self.home)
+            .env("PATH", format!("{}:{}", extra_path.display(), self.path));
+        cmd
     }
 
     /// A new job on this machine: its own temp dir and runner files, the same paths.
