@@ -127,8 +127,11 @@ fn envs_built_on_a_vanished_interpreter_are_removed_and_rebuilt() {
     assert_eq!(main.code, 0, "{}", main.log());
     assert_eq!(main.output("nox-restored"), "true", "{}", main.log());
     assert_eq!(main.output("nox-cache-hit"), "false", "{}", main.log());
-    let warning =
-        main.stdout.lines().find(|l| l.starts_with("::warning::nox: env `check")).expect(&main.log());
+    let warning = main
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("::warning::nox: env `check"))
+        .unwrap_or_else(|| panic!("{}", main.log()));
     assert!(warning.contains("removed after restore") && warning.contains("no longer exists"), "{warning}");
     assert_eq!(
         fs::read_dir(machine.workspace.join(".nox"))
