@@ -203,8 +203,12 @@ fn read_archive(
                 let mut first = Some(rel);
                 loop {
                     let n = remaining.min(CHUNK);
-                    let mut data = vec![0u8; n as usize];
-                    entry.read_exact(&mut data).map_err(|e| corrupt(Some(&name), e))?;
+                    let mut data = Vec::with_capacity(n as usize);
+                    (&mut entry).take(n).read_to_end(&mut data).map_err(|e| corrupt(Some(&name), e))?;
+                    if data.len() as u64 != n {
+                        let e = io::Error::new(io::ErrorKind::UnexpectedEof, "the file's data ends early");
+                        return Err(corrupt(Some(&name), e).into());
+                    }
                     remaining -= n;
                     let last = remaining == 0;
                     let op = match first.take() {
