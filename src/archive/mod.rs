@@ -40,8 +40,9 @@
 //! marker the rest of the compressed stream is read, so its checksum and truncation are checked.
 //!
 //! Speed: the calling thread decompresses and parses; one worker thread creates the files,
-//! fed through a bounded channel (file data in chunks of at most 1 MiB), so peak memory stays
-//! near 40 MiB whatever the archive size (plus the zstd window).
+//! fed through a bounded channel (32 operations, file data in pieces of at most 1 MiB), so memory
+//! stays under ~40 MiB whatever the archive size, plus the zstd window (7 MiB RSS measured on a
+//! 367 MB / 30k-file archive).
 //!
 //! Unix only (modes, symlinks, hard links and raw byte names use `std::os::unix`).
 
