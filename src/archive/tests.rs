@@ -631,3 +631,17 @@ fn a_hard_link_to_a_symlink_becomes_a_copy_of_the_symlink() {
     assert_eq!(fs::read_link(arena.dest().join("h")).unwrap(), Path::new("/usr/bin/python3"));
     arena.check();
 }
+
+#[test]
+fn an_empty_directory_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("empty");
+    fs::create_dir(&src).unwrap();
+    set_mtime(&src, 1_650_000_000, 42);
+    for compression in [Compression::Zstd, Compression::Gzip] {
+        let dest = tmp.path().join(format!("out-{compression:?}"));
+        let stats = unpack_slice(&pack_to_vec(&src, ".", compression), &dest).unwrap();
+        assert_eq!(stats.entries, 1);
+        assert_eq!(snapshot(&dest), snapshot(&src));
+    }
+}
