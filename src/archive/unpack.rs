@@ -186,7 +186,7 @@ fn read_archive(
             last_name = Some(name);
             continue;
         };
-        let rel = below_root(trimmed, root).map_err(unsafe_entry)?;
+        let rel = below_root(trimmed, root).map_err(|reason| unsafe_entry(&reason))?;
 
         match kind {
             EntryType::Directory => send(&tx, Op::Dir { rel, mode, mtime })?,
@@ -203,8 +203,12 @@ fn read_archive(
                 let mut first = Some(rel);
                 loop {
                     let n = remaining.min(CHUNK);
-                    let mut data = vec![0u8; n as usize];
-                    entry.read_exact(&mut data).map_err(|e| corrupt(Some(&name), e))?;
+                    let mut data = Vec::with_capacity(n as usize);
+                    (&mut entry).take(n).read_to_end(&mut data).map_err(|e| corrupt(Some(&name), e))?;
+                    if data.len() as u64 != n {
+                        let e = io::Error::new(io::ErrorKind::UnexpectedEof, "the file's data ends early");
+                        return Err(corrupt(Some(&name), e).into());
+                    }
                     remaining -= n;
                     let last = remaining == 0;
                     let op = match first.take() {
@@ -227,7 +231,10 @@ fn read_archive(
                 let target =
                     entry.link_name_bytes().ok_or_else(|| unsafe_entry("the hard link has no target"))?;
                 let target = below_root(trim_slashes(&target), root).map_err(|reason| {
-                    unsafe_entry(&format!("its hard link target {}", reason.trim_start_matches("it ")))
+                    unsafe_entry(&format!(
+                        "its hard link target {:?} is refused: {reason}",
+                        String::from_utf8_lossy(&target)
+                    ))
                 })?;
                 if target.is_empty() {
                     return Err(unsafe_entry("it is a hard link to the root directory").into());
@@ -269,22 +276,25 @@ fn trim_slashes(name: &[u8]) -> &[u8] {
 }
 
 /// `name` re-rooted: the part below `root`, normalised (no empty or `.` components), or why not.
-fn below_root(name: &[u8], root: &[u8]) -> Result<Vec<u8>, &'static str> {
+fn below_root(name: &[u8], root: &[u8]) -> Result<Vec<u8>, String> {
     if name.starts_with(b"/") {
-        return Err("absolute names are refused");
+        return Err("absolute names are refused".into());
     }
     let rest = if name == root {
         &b""[..]
     } else if name.starts_with(root) && name[root.len()] == b'/' {
         &name[root.len() + 1..]
     } else {
-        return Err("it is not below the archive's root directory");
+        return Err(format!(
+            "it is not below the archive's root directory {:?}",
+            String::from_utf8_lossy(root)
+        ));
     };
     let mut rel = Vec::with_capacity(rest.len());
     for part in rest.split(|&b| b == b'/') {
         match part {
             b"" | b"." => {}
-            b".." => return Err("it climbs out with `..`"),
+            b".." => return Err("it climbs out with `..`".into()),
             _ => {
                 if !rel.is_empty() {
                     rel.push(b'/');
@@ -385,11 +395,10 @@ impl<'d> Writer<'d> {
 
     fn through_symlink(&self, rel: &[u8]) -> ArchiveError {
         ArchiveError::Unsafe {
-            name: String::from_utf8_lossy(rel).into_owned(),
-            reason: format!(
-                "its path below {} passes through a symlink from the archive",
-                self.dest.display()
-            ),
+            name: self.path(rel).display().to_string(),
+            reason: "a later entry would be written through this symlink from the archive, which could \
+                     lead outside the destination"
+                .into(),
         }
     }
 
@@ -536,7 +545,7 @@ impl<'d> Writer<'d> {
         let meta = fs::symlink_metadata(&target_path).map_err(|e| {
             let detail = if e.kind() == io::ErrorKind::NotFound {
                 io::Error::other(format!(
-                    "its target {} is not among the earlier entries",
+                    "its target {:?} is not among the earlier entries",
                     String::from_utf8_lossy(target)
                 ))
             } else {
