@@ -103,6 +103,8 @@ fn tree(e: &mut Env) -> Result<(), String> {
         write(ws.join(name), content);
     }
     fs::create_dir_all(ws.join("emptydir")).unwrap();
+    // Larger than one read buffer, so the file is hashed in several pieces.
+    write(ws.join("big/data.bin"), (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>());
     write(e.out.join("out.lock"), "outside\n");
     write(e.out.join("sub/deep.lock"), "outside deep\n");
     write(e.home.join("h.lock"), "home\n");
@@ -192,6 +194,13 @@ fn linked_ws(e: &mut Env) -> Result<(), String> {
     let link = e.ws.with_file_name("ws-link");
     symlink(&e.ws, &link).unwrap();
     e.ws = link;
+    Ok(())
+}
+
+/// `~` inside the workspace, written with a trailing slash (so `~` alone is directory-only).
+fn home_in_ws_slash(e: &mut Env) -> Result<(), String> {
+    tree(e)?;
+    e.home = PathBuf::from(format!("{}/", e.ws.join("homedir").display()));
     Ok(())
 }
 
@@ -303,6 +312,19 @@ const CASES: &[Case] = &[
     case("home-outside", tree, &["~/h.lock", "~/**"], Empty),
     case("home-in-workspace", home_in_ws, &["~/h.lock"], Hash),
     case("home-tilde-in-workspace", home_in_ws, &["~"], Hash),
+    case("home-with-trailing-slash", home_in_ws_slash, &["~", "~/h.lock"], Hash),
+    case("big-file", tree, &["big/*"], Hash),
+    case("escaped-slash", tree, &["a\\/uv.lock"], Empty),
+    case("trailing-backslash", tree, &["uv.lock\\"], Empty),
+    case("globstar-dir-only", tree, &["**/"], Hash),
+    case("globstar-middle-dir-only", tree, &["a/**/"], Hash),
+    case("two-globstars", tree, &["**/b/**/uv.lock"], Hash),
+    case("lock-dirs-only", tree, &["*.lock/"], Hash),
+    case("negate-dir-only-subtree", tree, &["**", "!a/", "!.git/"], Hash),
+    case("workspace-globstar-explicit", tree, &["{ws}/**"], Hash),
+    case("whitespace-argument", tree, &["   ", "uv.lock"], Hash),
+    case("pattern-with-inner-cr", tree, &["uv\r.lock"], Empty),
+    case("pattern-with-line-separator", tree, &["uv.lock\u{2028}"], Hash),
     case("workspace-with-glob-characters", glob_named_ws, &["**/uv.lock", "."], Hash),
     case("workspace-through-symlink", linked_ws, &["**/uv.lock"], Hash),
     // Invalid patterns.
@@ -324,6 +346,8 @@ const CASES: &[Case] = &[
     case("follow-links", links, &[F, "links/**"], Hash),
     case("follow-link-dir", links, &[F, "links/linkdir"], Hash),
     case("follow-everything", links, &[F, "**"], Hash),
+    case("link-to-outside-dir", links, &["links/outdir/**"], Empty),
+    case("follow-link-to-outside-dir", links, &[F, "links/outdir/**"], Hash),
     case("follow-case-insensitive", links, &["--FOLLOW-Symbolic-LINKS", "**/*.lock"], Hash),
     case("cycle-not-followed", cycle, &["loop/**"], Hash),
     case("cycle-followed", cycle, &[F, "loop/**"], Hash),
