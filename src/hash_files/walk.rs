@@ -191,5 +191,5 @@ fn dirname(p: &str) -> &str {
 }
 
 fn io_error(action: &'static str, path: &str, source: io::Error) -> HashFilesError {
-    HashFilesError::Io { action, path: path.to_string(), source }
+    HashFilesError::Walk { action, path: path.to_string(), source }
 }
