@@ -53,8 +53,14 @@ pub enum HashFilesError {
     )]
     Fifo { path: String },
     #[error(
+        "cannot {action} '{path}' while searching for hashFiles: {source} (the runner fails here \
+         too): fix the permissions, or narrow the include patterns so the search does not reach \
+         it (a '!' pattern does not stop the search)"
+    )]
+    Walk { action: &'static str, path: String, source: io::Error },
+    #[error(
         "cannot {action} '{path}' for hashFiles: {source} (the runner fails here too): fix the \
-         permissions or exclude the path with a '!' pattern"
+         permissions or exclude the file with a '!' pattern"
     )]
     Io { action: &'static str, path: String, source: io::Error },
 }
@@ -80,7 +86,12 @@ pub fn parse_args(args: &[String]) -> Result<(bool, Vec<String>), HashFilesError
 }
 
 /// What the runner's `hashFiles(patterns...)` gives for `workspace`: 64 lowercase hex digits,
-/// or an empty string when no file matched. `home` is what `~` expands to.
+/// or an empty string when no file matched. `home` is what `~` expands to (the runner uses
+/// `$HOME`); with `None`, a `~` pattern is an error. `follow_symbolic_links` is the
+/// `--follow-symbolic-links` option (see [`parse_args`]).
+///
+/// Not reproduced: the runner's 120 s time limit (a slow run that the runner would fail
+/// succeeds here), and Windows (`\` separators, case-insensitive matching, unsorted `readdir`).
 pub fn hash_files(
     workspace: &Path,
     home: Option<&Path>,

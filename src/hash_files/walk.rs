@@ -6,11 +6,13 @@
 //! gets a `stat` and when decides which broken trees fail the run: an item that neither matches
 //! nor could lead to a match is dropped without any system call, exactly as the runner does.
 
+use std::cell::Cell;
 use std::ffi::OsString;
-use std::fs;
+use std::fs::{self, FileType};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use super::HashFilesError;
 use super::pattern::{MATCH_DIRECTORY, MATCH_FILE, Pattern, split_slashes};
@@ -23,7 +25,14 @@ struct Item {
     /// The name was not valid UTF-8: the runner only knows its lossy decoding, a path that does
     /// not exist.
     lossy: bool,
+    /// The type `readdir` reported, if any.
+    dtype: Option<FileType>,
+    /// Set once a real `stat` of one entry of the same directory succeeded.
+    siblings_ok: Rc<Cell<bool>>,
 }
+
+/// Paths at least this long get a real `stat`, which fails like the runner's near `PATH_MAX`.
+const LONG_PATH: usize = 4000;
 
 /// Calls `found` with each path the runner's globber yields for `patterns` (the expanded list,
 /// implicit twins included), in the runner's order.
@@ -39,7 +48,10 @@ pub(crate) fn walk(
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io_error("inspect search root", &root, e)),
         }
-        stack.insert(0, Item { path: root, level: 1, lossy: false });
+        stack.insert(
+            0,
+            Item { path: root, level: 1, lossy: false, dtype: None, siblings_ok: Rc::new(Cell::new(false)) },
+        );
     }
 
     let mut chain: Vec<PathBuf> = Vec::new();
@@ -63,17 +75,30 @@ pub(crate) fn walk(
             return Err(HashFilesError::InvalidName { path: item.path });
         }
         let path = Path::new(&item.path);
-        let meta = if follow_symbolic_links {
-            match fs::metadata(path) {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // broken link
-                Err(e) => return Err(io_error("stat", &item.path, e)),
+        // The runner stats every item that gets this far. For an entry that is not a symbolic
+        // link, the type `readdir` gave is what that stat would say (with or without following
+        // links); once a stat in the same directory succeeded, the only ways the others could
+        // fail are races or a path too long, so the stat is skipped: it is most of the time.
+        let known =
+            item.dtype.filter(|t| !t.is_symlink() && item.siblings_ok.get() && item.path.len() < LONG_PATH);
+        let is_dir = match known {
+            Some(t) => t.is_dir(),
+            None => {
+                let meta = if follow_symbolic_links {
+                    match fs::metadata(path) {
+                        Ok(meta) => meta,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // broken link
+                        Err(e) => return Err(io_error("stat", &item.path, e)),
+                    }
+                } else {
+                    fs::symlink_metadata(path).map_err(|e| io_error("lstat", &item.path, e))?
+                };
+                item.siblings_ok.set(true);
+                meta.is_dir()
             }
-        } else {
-            fs::symlink_metadata(path).map_err(|e| io_error("lstat", &item.path, e))?
         };
 
-        if meta.is_dir() {
+        if is_dir {
             if follow_symbolic_links {
                 let real = fs::canonicalize(path).map_err(|e| io_error("resolve", &item.path, e))?;
                 chain.truncate(item.level - 1);
@@ -85,17 +110,24 @@ pub(crate) fn walk(
             if matched & MATCH_DIRECTORY != 0 {
                 found(&item.path)?;
             }
-            let mut names = fs::read_dir(path)
+            let mut entries = fs::read_dir(path)
                 .and_then(|entries| {
-                    entries.map(|e| e.map(|e| e.file_name())).collect::<io::Result<Vec<OsString>>>()
+                    entries
+                        .map(|e| e.map(|e| (e.file_name(), e.file_type().ok())))
+                        .collect::<io::Result<Vec<(OsString, Option<FileType>)>>>()
                 })
                 .map_err(|e| io_error("list", &item.path, e))?;
-            names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            for name in names.into_iter().rev() {
-                let lossy = name.to_str().is_none();
-                let name = name.to_string_lossy();
-                let sep = if item.path.ends_with('/') { "" } else { "/" };
-                stack.push(Item { path: format!("{}{sep}{name}", item.path), level: item.level + 1, lossy });
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            let siblings_ok = Rc::new(Cell::new(false));
+            let sep = if item.path.ends_with('/') { "" } else { "/" };
+            for (name, dtype) in entries.into_iter().rev() {
+                stack.push(Item {
+                    path: format!("{}{sep}{}", item.path, name.to_string_lossy()),
+                    level: item.level + 1,
+                    lossy: name.to_str().is_none(),
+                    dtype,
+                    siblings_ok: Rc::clone(&siblings_ok),
+                });
             }
         } else if matched & MATCH_FILE != 0 {
             found(&item.path)?;
@@ -159,5 +191,5 @@ fn dirname(p: &str) -> &str {
 }
 
 fn io_error(action: &'static str, path: &str, source: io::Error) -> HashFilesError {
-    HashFilesError::Io { action, path: path.to_string(), source }
+    HashFilesError::Walk { action, path: path.to_string(), source }
 }

@@ -2,11 +2,16 @@
 // runner's bundled hashFiles script does, on top of the runner's @actions/glob 0.4.0.
 // See /work/shared/spec/hashfiles.md §2.2.
 //
+// Like the runner:
 //   cwd = the workspace; env `patterns` = the pattern arguments joined with "\n";
 //   env `followSymbolicLinks=true` for --follow-symbolic-links;
 //   node hash-files.js <npm project dir holding node_modules/@actions/glob>
+//   writes __OUTPUT__<hex or empty>__OUTPUT__ on stderr, or exits 1 on any error.
 //
-// Writes __OUTPUT__<hex or empty>__OUTPUT__ on stderr, or exits 1 on any error.
+// Many runs in one process (node start-up is most of the time of one run):
+//   node hash-files.js <npm project dir> --many <cases.json> <results.json>
+//   cases.json: [{"patterns": "...", "follow": false}, ...]; results.json: one string per
+//   case, the hex or "" as above, or "ERROR: <message>" where the runner would exit 1.
 'use strict'
 
 const crypto = require('crypto')
@@ -18,11 +23,10 @@ const util = require('util')
 const glob = require(path.join(process.argv[2], 'node_modules', '@actions', 'glob'))
 const pipeline = util.promisify(stream.pipeline)
 
-async function hashFiles() {
-  const followSymbolicLinks = process.env.followSymbolicLinks === 'true'
+async function hashFiles(patterns, followSymbolicLinks) {
   // The runner starts the script with the workspace as cwd: the root is the physical path.
   const root = process.cwd()
-  const globber = await glob.create(process.env.patterns || '', { followSymbolicLinks })
+  const globber = await glob.create(patterns, { followSymbolicLinks })
   const outer = crypto.createHash('sha256')
   let hashedAny = false
   for await (const file of globber.globGenerator()) {
@@ -43,12 +47,31 @@ async function hashFiles() {
   return hashedAny ? outer.digest('hex') : ''
 }
 
-hashFiles().then(
-  value => {
-    process.stderr.write(`__OUTPUT__${value}__OUTPUT__\n`)
-  },
-  err => {
-    process.stderr.write(`${(err && err.stack) || err}\n`)
-    process.exit(1)
+async function many(casesFile, resultsFile) {
+  const results = []
+  for (const c of JSON.parse(fs.readFileSync(casesFile, 'utf8'))) {
+    try {
+      results.push(await hashFiles(c.patterns, c.follow))
+    } catch (err) {
+      results.push(`ERROR: ${err && err.message}`)
+    }
   }
-)
+  fs.writeFileSync(resultsFile, JSON.stringify(results))
+}
+
+if (process.argv[3] === '--many') {
+  many(process.argv[4], process.argv[5]).catch(err => {
+    process.stderr.write(`${(err && err.stack) || err}\n`)
+    process.exit(2)
+  })
+} else {
+  hashFiles(process.env.patterns || '', process.env.followSymbolicLinks === 'true').then(
+    value => {
+      process.stderr.write(`__OUTPUT__${value}__OUTPUT__\n`)
+    },
+    err => {
+      process.stderr.write(`${(err && err.stack) || err}\n`)
+      process.exit(1)
+    }
+  )
+}

@@ -103,6 +103,8 @@ fn tree(e: &mut Env) -> Result<(), String> {
         write(ws.join(name), content);
     }
     fs::create_dir_all(ws.join("emptydir")).unwrap();
+    // Larger than one read buffer, so the file is hashed in several pieces.
+    write(ws.join("big/data.bin"), (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>());
     write(e.out.join("out.lock"), "outside\n");
     write(e.out.join("sub/deep.lock"), "outside deep\n");
     write(e.home.join("h.lock"), "home\n");
@@ -192,6 +194,13 @@ fn linked_ws(e: &mut Env) -> Result<(), String> {
     let link = e.ws.with_file_name("ws-link");
     symlink(&e.ws, &link).unwrap();
     e.ws = link;
+    Ok(())
+}
+
+/// `~` inside the workspace, written with a trailing slash (so `~` alone is directory-only).
+fn home_in_ws_slash(e: &mut Env) -> Result<(), String> {
+    tree(e)?;
+    e.home = PathBuf::from(format!("{}/", e.ws.join("homedir").display()));
     Ok(())
 }
 
@@ -303,6 +312,19 @@ const CASES: &[Case] = &[
     case("home-outside", tree, &["~/h.lock", "~/**"], Empty),
     case("home-in-workspace", home_in_ws, &["~/h.lock"], Hash),
     case("home-tilde-in-workspace", home_in_ws, &["~"], Hash),
+    case("home-with-trailing-slash", home_in_ws_slash, &["~", "~/h.lock"], Hash),
+    case("big-file", tree, &["big/*"], Hash),
+    case("escaped-slash", tree, &["a\\/uv.lock"], Empty),
+    case("trailing-backslash", tree, &["uv.lock\\"], Empty),
+    case("globstar-dir-only", tree, &["**/"], Hash),
+    case("globstar-middle-dir-only", tree, &["a/**/"], Hash),
+    case("two-globstars", tree, &["**/b/**/uv.lock"], Hash),
+    case("lock-dirs-only", tree, &["*.lock/"], Hash),
+    case("negate-dir-only-subtree", tree, &["**", "!a/", "!.git/"], Hash),
+    case("workspace-globstar-explicit", tree, &["{ws}/**"], Hash),
+    case("whitespace-argument", tree, &["   ", "uv.lock"], Hash),
+    case("pattern-with-inner-cr", tree, &["uv\r.lock"], Empty),
+    case("pattern-with-line-separator", tree, &["uv.lock\u{2028}"], Hash),
     case("workspace-with-glob-characters", glob_named_ws, &["**/uv.lock", "."], Hash),
     case("workspace-through-symlink", linked_ws, &["**/uv.lock"], Hash),
     // Invalid patterns.
@@ -324,6 +346,8 @@ const CASES: &[Case] = &[
     case("follow-links", links, &[F, "links/**"], Hash),
     case("follow-link-dir", links, &[F, "links/linkdir"], Hash),
     case("follow-everything", links, &[F, "**"], Hash),
+    case("link-to-outside-dir", links, &["links/outdir/**"], Empty),
+    case("follow-link-to-outside-dir", links, &[F, "links/outdir/**"], Hash),
     case("follow-case-insensitive", links, &["--FOLLOW-Symbolic-LINKS", "**/*.lock"], Hash),
     case("cycle-not-followed", cycle, &["loop/**"], Hash),
     case("cycle-followed", cycle, &[F, "loop/**"], Hash),
@@ -514,4 +538,164 @@ fn hash_files_order_and_digest_by_hand() {
     let want = hex::encode(outer.finalize());
     let got = hash_files(ws, None, &["**/uv.lock".to_string()], false).unwrap();
     assert_eq!(got, want, "a/ is walked before a-b/");
+}
+
+/// Pieces the random patterns are made of: wildcards, brackets of every kind, escapes, names
+/// that exist in the tree below, and the forms the runner refuses.
+const PIECES: &[&str] = &[
+    "*",
+    "**",
+    "?",
+    "a",
+    "b",
+    "c",
+    "A",
+    "é",
+    "a b",
+    "uv.lock",
+    "x.lock",
+    ".nox",
+    "link",
+    "d]",
+    "!a",
+    "[a-c]",
+    "[!a]",
+    "[^a-b]*",
+    "[]a]",
+    "[!]]",
+    "[a]",
+    "[ab]*",
+    "[[]a]",
+    "*[]]",
+    "[z-a]",
+    "[a\\-c]",
+    "[[:alpha:]]",
+    "[!]",
+    "[^]",
+    "[",
+    "]",
+    "[.]",
+    "\\*",
+    "a\\",
+    "{a,b}",
+    "a*",
+    "*.lock",
+    "**.lock",
+    "?*",
+    "*?",
+    "a?b",
+    "~",
+    ".",
+];
+
+/// The tree for random patterns: names that the pieces above can hit, and links.
+fn random_tree(ws: &Path) {
+    for name in [
+        "uv.lock",
+        "a/uv.lock",
+        "a/b/uv.lock",
+        "a/b/c/x.lock",
+        "b/a",
+        "ab/uv.lock",
+        ".nox/a/uv.lock",
+        "x.lock/f",
+        "]a",
+        "[a]",
+        "a*b",
+        "c/{a,b}",
+        "!a",
+        "a b/c",
+        "d]",
+        "A/uv.lock",
+        "é/a",
+        "a-b/x",
+        "a.b/y",
+        "axb/uv.lock",
+    ] {
+        write(ws.join(name), name);
+    }
+    symlink("../a", ws.join("b/link")).unwrap();
+    symlink("uv.lock", ws.join("c/l.lock")).unwrap();
+}
+
+/// Thousands of random pattern lists, each compared with the runner's result. The reference
+/// runs them all in one node process (`--many`).
+#[test]
+fn hash_files_random_patterns_match_the_runner() {
+    const CASES: usize = 3000;
+    let project = tools::npm_project("glob", &["@actions/glob@0.4.0", "minimatch@3.1.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    random_tree(&ws);
+    let home = ws.join("a");
+
+    // xorshift64, fixed seed: the same cases every run.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut pick = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut cases = Vec::new();
+    for _ in 0..CASES {
+        let lines: Vec<String> = (0..1 + pick(3))
+            .map(|_| {
+                let mut line =
+                    (0..1 + pick(4)).map(|_| PIECES[pick(PIECES.len())]).collect::<Vec<_>>().join("/");
+                if pick(5) == 0 {
+                    line.push('/');
+                }
+                if pick(4) == 0 {
+                    line.insert(0, '!');
+                }
+                line
+            })
+            .collect();
+        cases.push((lines.join("\n"), pick(4) == 0));
+    }
+    let json: Vec<_> = cases.iter().map(|(p, f)| serde_json::json!({"patterns": p, "follow": f})).collect();
+    let cases_file = dir.path().join("cases.json");
+    let results_file = dir.path().join("results.json");
+    fs::write(&cases_file, serde_json::to_string(&json).unwrap()).unwrap();
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hashfiles-reference/hash-files.js");
+    let status = Command::new("node")
+        .arg(driver)
+        .arg(&project)
+        .arg("--many")
+        .arg(&cases_file)
+        .arg(&results_file)
+        .current_dir(&ws)
+        .env("HOME", &home)
+        .stdout(Stdio::null())
+        .status()
+        .expect("start node for the hashFiles reference");
+    assert!(status.success(), "the reference failed: {status}");
+    let want: Vec<String> = serde_json::from_str(&fs::read_to_string(&results_file).unwrap()).unwrap();
+    assert_eq!(want.len(), CASES);
+
+    let mut problems = Vec::new();
+    for ((patterns, follow), want) in cases.iter().zip(&want) {
+        let got = hash_files(&ws, Some(&home), std::slice::from_ref(patterns), *follow);
+        let same = match &got {
+            Ok(h) => h == want,
+            Err(_) => want.starts_with("ERROR: "),
+        };
+        if !same {
+            problems.push(format!(
+                "{patterns:?} follow={follow}\n    runner: {want:?}\n    ours:   {:?}",
+                got.map_err(|e| e.to_string())
+            ));
+        }
+    }
+    let hashes = want.iter().filter(|w| w.len() == 64).count();
+    let errors = want.iter().filter(|w| w.starts_with("ERROR: ")).count();
+    eprintln!("{CASES} random cases: {hashes} hashes, {errors} failures");
+    assert!(hashes > CASES / 10 && errors > CASES / 20, "the random cases no longer test much");
+    assert!(
+        problems.is_empty(),
+        "{} of {CASES} random cases differ (first 20):\n{}",
+        problems.len(),
+        problems.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
 }
