@@ -1,0 +1,105 @@
+//! Keys move exactly when what they stand for moves, and `hash-files` answers like the runner.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::process::Command;
+
+use crate::support::action::{Machine, binary};
+
+fn project(machine: &Machine) {
+    let ws = &machine.workspace;
+    fs::write(ws.join("pyproject.toml"), "[project]\nname = \"p\"\nversion = \"1\"\n").unwrap();
+    fs::write(ws.join("uv.lock"), "version = 1\n").unwrap();
+    fs::write(ws.join("noxfile.py"), "import nox\n").unwrap();
+    fs::write(ws.join("README.md"), "hello\n").unwrap();
+}
+
+fn keys(machine: &Machine, inputs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut job = machine.job();
+    for (name, value) in inputs {
+        job.input(name, value);
+    }
+    job.keys()
+}
+
+/// Which targets' keys differ between `a` and `b`.
+fn moved(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<String> {
+    a.keys().filter(|t| a[*t] != b[*t]).cloned().collect()
+}
+
+#[test]
+fn keys_move_exactly_when_what_they_stand_for_moves() {
+    let machine = Machine::new();
+    project(&machine);
+    let base = keys(&machine, &[]);
+    assert_eq!(base, keys(&machine, &[]), "keys are deterministic");
+    for key in base.values() {
+        assert!(key.len() <= 512 && !key.contains(','), "{key}");
+    }
+
+    fs::write(machine.workspace.join("README.md"), "changed\n").unwrap();
+    assert_eq!(moved(&base, &keys(&machine, &[])), Vec::<String>::new(), "an unrelated file moves no key");
+
+    fs::write(machine.workspace.join("noxfile.py"), "import nox\n# edited\n").unwrap();
+    let after_noxfile = keys(&machine, &[]);
+    assert_eq!(moved(&base, &after_noxfile), ["nox"], "noxfile.py moves only nox's key");
+
+    fs::write(machine.workspace.join("uv.lock"), "version = 2\n").unwrap();
+    assert_eq!(moved(&after_noxfile, &keys(&machine, &[])), ["nox", "uv"], "uv.lock moves both keys");
+
+    // Another interpreter: the same Python at another real path.
+    let other = machine.root.path().join("other-python");
+    fs::copy(fs::canonicalize("/usr/bin/python3").unwrap(), &other).unwrap();
+    let now = keys(&machine, &[]);
+    let with_other = keys(&machine, &[("python", other.to_str().unwrap())]);
+    assert_eq!(moved(&now, &with_other), ["nox"], "another interpreter moves only nox's key");
+
+    let suffixed = keys(&machine, &[("key-suffix", "py312-linux")]);
+    assert!(suffixed.values().all(|k| k.contains("-py312-linux-")), "{suffixed:?}");
+}
+
+#[test]
+fn the_key_carries_no_release_version() {
+    let machine = Machine::new();
+    project(&machine);
+    for key in keys(&machine, &[]).values() {
+        assert!(
+            !key.contains(env!("CARGO_PKG_VERSION")),
+            "{key}: upgrading the action must not cold-start caches"
+        );
+    }
+}
+
+#[test]
+fn hash_files_command_prints_the_runners_value() {
+    let machine = Machine::new();
+    project(&machine);
+    let run = |args: &[&str]| {
+        Command::new(binary())
+            .arg("hash-files")
+            .args(args)
+            .current_dir(&machine.workspace)
+            .env_clear()
+            .env("HOME", &machine.home)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["**/uv.lock", "pyproject.toml"]);
+    assert!(out.status.success());
+    let expected = uv_nox_cache::hash_files::hash_files(
+        &machine.workspace,
+        Some(&machine.home),
+        &["**/uv.lock".into(), "pyproject.toml".into()],
+        false,
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+    assert_eq!(expected.len(), 64);
+    let none = run(&["**/nothing-like-this"]);
+    assert!(none.status.success());
+    assert_eq!(String::from_utf8_lossy(&none.stdout), "\n", "no match prints an empty line");
+    let bad = run(&["../outside"]);
+    assert!(!bad.status.success(), "a pattern hashFiles rejects fails the command");
+    let bad_option = run(&["--nope", "x"]);
+    assert!(!bad_option.status.success());
+}
