@@ -8,5 +8,6 @@ mod keys;
 mod metadata;
 mod protocols;
 mod real_tools;
+mod release;
 mod safety;
 mod support;

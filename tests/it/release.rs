@@ -1,0 +1,137 @@
+//! Versioning and releases: cache keys do not depend on the crate version, and
+//! `scripts/release --dry-run` cuts a consistent release in a clone without touching this
+//! repository.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use uv_nox_cache::key::SCHEMA;
+
+use crate::support::action::{Machine, binary, repo_root};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Upgrading the action must not cold-start every cache: the key has a schema component that
+/// changes with the archive or key format only, never with the version.
+#[test]
+fn cache_keys_carry_the_schema_and_not_the_crate_version() {
+    let machine = Machine::new();
+    fs::write(machine.workspace.join("uv.lock"), "version = 1\n").unwrap();
+    fs::write(machine.workspace.join("noxfile.py"), "import nox\n").unwrap();
+    let keys = machine.job().keys();
+    assert_eq!(keys.keys().map(String::as_str).collect::<Vec<_>>(), ["nox", "uv"], "{keys:?}");
+    for (target, key) in &keys {
+        assert!(key.starts_with(&format!("uv-nox-cache-{SCHEMA}-{target}-")), "{key}");
+        assert!(!key.contains(VERSION), "the key {key} contains the crate version {VERSION}");
+    }
+
+    // SCHEMA is a literal of its own, and the key module never looks at the crate version.
+    let source = fs::read_to_string(repo_root().join("src/key.rs")).unwrap();
+    assert!(
+        source.contains(&format!("pub const SCHEMA: &str = \"{SCHEMA}\";")),
+        "SCHEMA must stay a plain literal, bumped by hand when the archive or key format changes"
+    );
+    // (`CARGO_PKG_VERSION`, `crate::VERSION`)
+    assert!(!source.contains("VERSION"), "src/key.rs reads the crate version: keys must not follow it");
+}
+
+/// A SCHEMA bump cold-starts every user's caches, so it must be announced: the CHANGELOG names
+/// the current schema (an entry like "new cache schema `2`").
+#[test]
+fn the_changelog_names_the_current_cache_schema() {
+    let changelog = fs::read_to_string(repo_root().join("CHANGELOG.md")).unwrap();
+    let changelog = changelog.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        changelog.contains(&format!("schema `{SCHEMA}`")),
+        "CHANGELOG.md does not mention cache schema `{SCHEMA}`: say that caches start cold once"
+    );
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").args(args).current_dir(dir).output().expect("git is installed");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// Everything a release could change in the real repository.
+fn snapshot(root: &Path) -> [String; 4] {
+    [
+        git(root, &["rev-parse", "HEAD"]),
+        git(root, &["for-each-ref", "--format=%(refname) %(objectname)"]),
+        git(root, &["status", "--porcelain", "--untracked-files=all"]),
+        git(root, &["diff", "HEAD"]),
+    ]
+}
+
+/// `scripts/release X.Y.Z --dry-run`, with this test build standing in for the zigbuild output
+/// (`--binary`; a real release builds its own, so its `--version` is the released one).
+#[test]
+fn release_dry_run_cuts_a_consistent_release_in_a_clone_and_leaves_the_repository_alone() {
+    let root = repo_root();
+    if !root.join(".git").exists() {
+        eprintln!("not a git checkout: skipped");
+        return;
+    }
+    // The version in Cargo.toml until it is released; after that, the next patch release.
+    let released = !git(&root, &["tag", "-l", &format!("v{VERSION}")]).is_empty();
+    let version = if released {
+        let (rest, patch) = VERSION.rsplit_once('.').unwrap();
+        format!("{rest}.{}", patch.parse::<u64>().unwrap() + 1)
+    } else {
+        VERSION.to_string()
+    };
+    let major = version.split('.').next().unwrap();
+
+    let before = snapshot(&root);
+    let clone = tempfile::tempdir().unwrap();
+    let dir = clone.path().join("release");
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("scripts/release"))
+        .args([version.as_str(), "--dry-run", "--dir"])
+        .arg(&dir)
+        .arg("--binary")
+        .arg(binary())
+        .env("CARGO", option_env!("CARGO").unwrap_or("cargo"));
+    if released {
+        cmd.arg("--allow-empty");
+    }
+    let out = cmd.output().expect("run scripts/release");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = format!("--- stdout\n{stdout}--- stderr\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    assert!(
+        stdout.contains(&format!(
+            "consistent: binary, Cargo.toml, Cargo.lock, CHANGELOG and tags all say {version}"
+        )),
+        "{log}"
+    );
+    if !released {
+        // This build is of the released version, so --version agrees without a rebuild.
+        assert!(stdout.contains(&format!("binary       uv-nox-cache {version} (source ")), "{log}");
+    }
+
+    // The clone: a release commit with the version, the CHANGELOG heading and both tags.
+    assert_eq!(git(&dir, &["log", "-1", "--format=%s"]), format!("Release {version}"), "{log}");
+    let cargo_toml = fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(cargo_toml.contains(&format!("\nversion = \"{version}\"\n")), "{cargo_toml}");
+    let changelog = fs::read_to_string(dir.join("CHANGELOG.md")).unwrap();
+    let heading = changelog.lines().find(|l| l.starts_with("## [") && !l.contains("Unreleased")).unwrap();
+    assert!(heading.starts_with(&format!("## [{version}] - ")), "{heading}");
+    assert!(changelog.find("## [Unreleased]").unwrap() < changelog.find(heading).unwrap());
+    let readme = fs::read_to_string(dir.join("README.md")).unwrap();
+    for pinned in readme.split("uv-nox-cache@v").skip(1) {
+        let r#ref: String = pinned.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        assert!(r#ref.matches('.').count() != 2 || r#ref == version, "README.md still pins v{}", r#ref);
+    }
+    let tags = git(&dir, &["tag", "--points-at", "HEAD"]);
+    let tags: Vec<&str> = tags.lines().collect();
+    assert!(tags.contains(&format!("v{version}").as_str()), "{tags:?}");
+    assert!(tags.contains(&format!("v{major}").as_str()), "{tags:?}");
+    let shipped = dir.join("dist/x86_64-unknown-linux-gnu/uv-nox-cache");
+    assert_eq!(fs::read(&shipped).unwrap(), fs::read(binary()).unwrap());
+    assert_eq!(git(&dir, &["status", "--porcelain"]), "", "the release commit holds everything");
+
+    // The real repository: same HEAD, refs (tags included), index and working tree.
+    assert_eq!(snapshot(&root), before, "scripts/release --dry-run changed {}", root.display());
+}
