@@ -59,18 +59,6 @@ fn keys_move_exactly_when_what_they_stand_for_moves() {
 }
 
 #[test]
-fn the_key_carries_no_release_version() {
-    let machine = Machine::new();
-    project(&machine);
-    for key in keys(&machine, &[]).values() {
-        assert!(
-            !key.contains(env!("CARGO_PKG_VERSION")),
-            "{key}: upgrading the action must not cold-start caches"
-        );
-    }
-}
-
-#[test]
 fn hash_files_command_prints_the_runners_value() {
     let machine = Machine::new();
     project(&machine);
