@@ -5,6 +5,7 @@ mod dist;
 mod end_to_end;
 mod envs;
 mod hash_files;
+mod interop;
 mod metadata;
 mod protocols;
 mod real_tools;
