@@ -164,7 +164,7 @@ pub fn assert_clean(step: &Step) {
 
 /// Runs a job that restores what it finds, then writes the trees of `tag` (as the job's own
 /// work would) and saves them; returns their snapshots.
-fn save_job(rig: &Rig, tag: &str) -> (Snapshot, Snapshot) {
+pub fn save_job(rig: &Rig, tag: &str) -> (Snapshot, Snapshot) {
     let mut job = rig.job();
     assert_clean(&job.main());
     populate(&rig.machine, tag);
@@ -176,7 +176,7 @@ fn save_job(rig: &Rig, tag: &str) -> (Snapshot, Snapshot) {
     before
 }
 
-type Snapshot = std::collections::BTreeMap<String, String>;
+pub type Snapshot = std::collections::BTreeMap<String, String>;
 
 // ---- The scenarios ---------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ mod contract;
 mod dist;
 mod end_to_end;
 mod envs;
+mod faults;
 mod hash_files;
 mod interop;
 mod metadata;
