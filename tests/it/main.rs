@@ -11,4 +11,5 @@ mod metadata;
 mod protocols;
 mod real_tools;
 mod safety;
+mod secrets;
 mod support;
