@@ -8,6 +8,8 @@
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
+use uv_nox_cache::backend::version;
+
 use crate::support::action::{Job, Machine, Protocol, Step, snapshot};
 use crate::support::cache_server::{CacheServer, LoggedRequest, Personality, Route};
 
@@ -83,6 +85,19 @@ impl Rig {
     /// The requests of `route` the server saw so far.
     pub fn routed(&self, route: Route) -> Vec<LoggedRequest> {
         self.server().requests().into_iter().filter(|r| r.route == Some(route)).collect()
+    }
+
+    /// The `version` each request of `route` carried (v1 query or JSON body, v2 JSON body).
+    pub fn versions(&self, route: Route) -> std::collections::BTreeSet<String> {
+        self.routed(route)
+            .iter()
+            .filter_map(|r| {
+                r.query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("version=").map(str::to_string))
+                    .or_else(|| r.json.as_ref().and_then(|j| j["version"].as_str().map(str::to_string)))
+            })
+            .collect()
     }
 
     /// The headers every request must carry (or must not carry) on this service.
@@ -219,6 +234,10 @@ fn exact_hit_after_save(service: Service) {
     assert_clean(&post);
     assert!(post.stdout.contains("not saving"), "{}", post.log());
     if rig.server.is_some() {
+        // The versions actions/cache computes for `path: ~/.cache/uv` and `path: .nox` (spec §2.2).
+        let uv_version = "5ba428ba583e06456281373eb4d3b9dcfffa872e0ab7793092420651d9c0bf1c";
+        let saved: Vec<String> = vec![uv_version.into(), version(".nox", "zstd-without-long")];
+        assert_eq!(rig.versions(Route::Reserve), saved.into_iter().collect());
         assert_eq!(rig.routed(Route::Reserve).len(), 2, "only the first job saved");
         assert!(!rig.routed(Route::Upload).is_empty());
         assert!(rig.routed(Route::Download).len() >= 2);
@@ -284,17 +303,8 @@ fn version_mismatch_is_a_miss(service: Service) {
     assert_eq!(main.output("uv-restored"), "false");
     assert_eq!(main.output("cache-hit"), "false");
     if rig.server.is_some() {
-        let versions: std::collections::BTreeSet<String> = rig
-            .routed(Route::Lookup)
-            .iter()
-            .filter_map(|r| {
-                r.query
-                    .split('&')
-                    .find_map(|p| p.strip_prefix("version=").map(str::to_string))
-                    .or_else(|| r.json.as_ref().and_then(|j| j["version"].as_str().map(str::to_string)))
-            })
-            .collect();
-        assert!(versions.len() >= 2, "lookups used the job's versions: {versions:?}");
+        let versions = rig.versions(Route::Lookup);
+        assert!(versions.contains(&version("~/uv-elsewhere", "zstd-without-long")), "{versions:?}");
     }
     rig.check_requests();
 }
