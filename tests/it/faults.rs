@@ -38,7 +38,13 @@ fn saved(service: Service) -> (Rig, (Snapshot, Snapshot)) {
 }
 
 fn timed(name: &str, step: &Step) {
-    eprintln!("TIMING {name} {:.1} s (timeout {} s)", step.elapsed.as_secs_f64(), TIMEOUT.as_secs());
+    let test = std::thread::current().name().unwrap_or(name).to_string();
+    let step_name = if step.stdout.contains(": save\n") { "post" } else { "main" };
+    eprintln!(
+        "TIMING {test} ({step_name}) {:.1} s (timeout {} s)",
+        step.elapsed.as_secs_f64(),
+        TIMEOUT.as_secs()
+    );
     assert!(step.elapsed <= TIMEOUT + SLACK, "{name} took {:?}\n{}", step.elapsed, step.log());
 }
 
