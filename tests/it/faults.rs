@@ -56,6 +56,17 @@ fn assert_degraded(name: &str, step: &Step) {
     timed(name, step);
 }
 
+/// No staging directory (`.<target>.restoring-…`) is left beside either target.
+fn assert_no_leftovers(rig: &Rig) {
+    for parent in [rig.machine.workspace.clone(), rig.machine.home.join(".cache")] {
+        let Ok(entries) = fs::read_dir(&parent) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(!name.contains(".restoring-"), "left behind: {}", parent.join(name).display());
+        }
+    }
+}
+
 fn assert_missed(step: &Step) {
     for output in ["cache-hit", "uv-cache-hit", "nox-cache-hit", "uv-restored", "nox-restored"] {
         assert_eq!(step.output(output), "false", "{output}\n{}", step.log());
@@ -79,6 +90,7 @@ fn restore_misses_under(name: &str, service: Service, faults: &[Fault]) -> Rig {
     assert_degraded(name, &main);
     assert_missed(&main);
     assert!(!rig.uv_dir().exists() && !rig.nox_dir().exists(), "half-restored\n{}", main.log());
+    assert_no_leftovers(&rig);
     rig
 }
 
@@ -164,6 +176,7 @@ fn truncated_chunked_body(service: Service) {
     assert_degraded("truncated_chunked_body", &main);
     assert_missed(&main);
     assert!(!rig.uv_dir().exists() && !rig.nox_dir().exists());
+    assert_no_leftovers(&rig);
 }
 
 fn corrupt_archive(service: Service) {
@@ -229,6 +242,7 @@ fn failed_restore_keeps_existing_dirs(service: Service) {
     assert_degraded("failed_restore_keeps_existing_dirs", &main);
     assert_missed(&main);
     assert_eq!((snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir())), before);
+    assert_no_leftovers(&rig);
 }
 
 macro_rules! http_faults {
@@ -322,6 +336,7 @@ fn local_damaged_store_keeps_existing_dirs(name: &str, damage: impl Fn(&[u8]) ->
     assert_degraded(name, &main);
     assert_missed(&main);
     assert_eq!((snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir())), before);
+    assert_no_leftovers(&rig);
 }
 
 #[test]
