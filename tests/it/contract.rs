@@ -309,6 +309,25 @@ fn version_mismatch_is_a_miss(service: Service) {
     rig.check_requests();
 }
 
+fn other_nox_envdir_is_a_miss(service: Service) {
+    let rig = Rig::new(service);
+    save_job(&rig, "a");
+    fresh_checkout(&rig.machine);
+    fs::create_dir_all(rig.machine.workspace.join("envs")).unwrap();
+    let mut job = rig.job();
+    job.input("targets", "nox").input("nox-envdir", "envs");
+    let main = job.main();
+    assert_clean(&main);
+    assert_eq!(main.output("nox-matched-key"), "", "{}", main.log());
+    assert_eq!(main.output("nox-restored"), "false");
+    assert_eq!(main.output("cache-hit"), "false");
+    if rig.server.is_some() {
+        let versions = rig.versions(Route::Lookup);
+        assert!(versions.contains(&version("envs", "zstd-without-long")), "{versions:?}");
+    }
+    rig.check_requests();
+}
+
 fn lookup_only(service: Service) {
     let rig = Rig::new(service);
     save_job(&rig, "a");
@@ -431,6 +450,7 @@ contract!(
     restore_key_hit,
     newest_prefix_match_wins,
     version_mismatch_is_a_miss,
+    other_nox_envdir_is_a_miss,
     lookup_only,
     fail_on_cache_miss,
     duplicate_save,
