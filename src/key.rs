@@ -68,8 +68,12 @@ impl KeyParts {
                 prefix.push('-');
             }
             prefix.push_str(&value);
-            let boundary_ok = other.len() == prefix.len() || other[prefix.len()..].starts_with('-');
-            if !other.starts_with(&prefix.to_lowercase()) || !boundary_ok {
+            // `other` may be shorter than this key's prefix (a `nofiles` key): test the prefix
+            // before slicing past it.
+            if !other.starts_with(&prefix.to_lowercase()) {
+                return Some(name);
+            }
+            if !(other.len() == prefix.len() || other[prefix.len()..].starts_with('-')) {
                 return Some(name);
             }
         }
@@ -129,6 +133,15 @@ mod tests {
             Some("key-suffix")
         );
         assert_eq!(p.first_difference(&p.primary().to_uppercase()), None);
+    }
+
+    #[test]
+    fn a_shorter_key_is_a_difference_not_a_panic() {
+        let p = parts();
+        // A fallback to an entry saved before any key file existed.
+        assert_eq!(p.first_difference("uv-nox-cache-1-nox-linux-ubuntu24-x64-nofiles"), Some("fingerprint"));
+        assert_eq!(p.first_difference("uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123"), Some("key-suffix"));
+        assert_eq!(p.first_difference("uv"), Some("prefix"));
     }
 
     #[test]

@@ -46,17 +46,25 @@ fn backend_label(cfg: &Config) -> String {
 }
 
 /// Runs `work` on its own thread and gives up on it after `timeout` plus a grace period: a
-/// hung transfer must not hang the job.
+/// hung transfer must not hang the job. `Err` says why there is no result: the deadline passed,
+/// or the work stopped on a panic (a bug, whose message is already on stderr).
 fn with_deadline<T: Send + 'static>(
     timeout: Duration,
     work: impl FnOnce(Instant) -> T + Send + 'static,
-) -> Option<T> {
+) -> Result<T, String> {
     let deadline = Instant::now() + timeout;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(work(deadline));
     });
-    rx.recv_timeout(timeout + GRACE).ok()
+    rx.recv_timeout(timeout + GRACE).map_err(|e| match e {
+        mpsc::RecvTimeoutError::Timeout => {
+            format!("did not finish within the `timeout` input ({} s)", timeout.as_secs())
+        }
+        mpsc::RecvTimeoutError::Disconnected => {
+            "stopped on an internal error (a bug in uv-nox-cache; its message is on stderr)".to_string()
+        }
+    })
 }
 
 pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
@@ -94,12 +102,10 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
             flow::restore::restore(&cfg, &*backend, &plans)
         })
     }
-    .unwrap_or_else(|| {
-        warn!(
-            "restore did not finish within the `timeout` input ({} s); continuing without a cache",
-            cfg.timeout.as_secs()
-        );
-        plans.iter().map(|p| Restored::miss(p.target, &p.key.primary(), "timed out")).collect()
+    .unwrap_or_else(|why| {
+        warn!("restore {why}; continuing without a cache");
+        let result = if why.contains("timeout") { "timed out" } else { "internal error" };
+        plans.iter().map(|p| Restored::miss(p.target, &p.key.primary(), result)).collect()
     });
     report_restore(&cfg, &outcomes, &mut outputs, &mut state);
     commit(&cfg, &outputs, &state, &job_env);
@@ -173,8 +179,8 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
             flow::save::save(&cfg, &*backend, &plans, &|name| state.get(name).cloned())
         })
     }
-    .unwrap_or_else(|| {
-        warn!("save did not finish within the `timeout` input ({} s); nothing saved", cfg.timeout.as_secs());
+    .unwrap_or_else(|why| {
+        warn!("save {why}; nothing saved");
         Vec::new()
     });
     let rows: Vec<SummaryRow> = reports
@@ -203,5 +209,19 @@ fn commit(cfg: &Config, outputs: &FileCommands, state: &FileCommands, job_env: &
     ];
     for e in results.into_iter().filter_map(Result::err) {
         warn!("could not write to the runner's files: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_deadline_tells_a_panic_from_a_timeout() {
+        assert_eq!(with_deadline(Duration::from_secs(5), |_| 7), Ok(7));
+        let crashed = with_deadline(Duration::from_secs(5), |_| -> u8 { panic!("boom") });
+        assert!(crashed.unwrap_err().contains("internal error"));
+        let slow = with_deadline(Duration::from_millis(1), |_| std::thread::sleep(GRACE * 2));
+        assert!(slow.unwrap_err().contains("did not finish"));
     }
 }

@@ -390,6 +390,31 @@ fn scrub_queries(text: &str) -> String {
         rest = &rest[end..];
     }
     out.push_str(rest);
+    scrub_signatures(&out)
+}
+
+/// Masks the value of every SAS signature parameter (`sig=…`) left in `text`: servers echo
+/// signed queries in error bodies without the URL's scheme, where [`scrub_queries`] cannot
+/// see them.
+fn scrub_signatures(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.to_ascii_lowercase().find("sig=") {
+        let at_boundary =
+            rest[..i].chars().next_back().is_none_or(|c| !c.is_ascii_alphanumeric() && c != '_');
+        out.push_str(&rest[..i + 4]);
+        rest = &rest[i + 4..];
+        if at_boundary {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || matches!(c, '&' | '"' | '\'' | '<' | '>' | ','))
+                .unwrap_or(rest.len());
+            if end > 0 {
+                out.push_str("***");
+            }
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -466,6 +491,10 @@ mod tests {
         assert_eq!(
             scrub_queries("failed: https://h/x?sig=s1 and \"http://h2/y?a=b\" ok"),
             "failed: https://h/x?*** and \"http://h2/y?***\" ok"
+        );
+        assert_eq!(
+            scrub_queries(r#"{"message":"bad upload at /c/b?sv=1&sig=s1%2B&se=2"} Sig=s2, design=x"#),
+            r#"{"message":"bad upload at /c/b?sv=1&sig=***&se=2"} Sig=***, design=x"#
         );
         assert_eq!(origin("https://results.example/some/path/"), "https://results.example");
         assert_eq!(origin("http://127.0.0.1:8080"), "http://127.0.0.1:8080");

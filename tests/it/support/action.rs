@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::cache_server::CacheServer;
 
 /// The freshly built binary.
 pub fn binary() -> PathBuf {
@@ -134,6 +137,17 @@ pub struct Step {
     pub outputs: BTreeMap<String, String>,
     pub env_file: BTreeMap<String, String>,
     pub summary: String,
+    /// The step's wall time.
+    pub elapsed: Duration,
+}
+
+/// Which cache protocol of a [`CacheServer`] a job is pointed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `_apis/artifactcache` at `ACTIONS_CACHE_URL` (GHES, Forgejo, Gitea, act).
+    V1,
+    /// Twirp + blob at `ACTIONS_RESULTS_URL` (github.com).
+    V2,
 }
 
 impl Step {
@@ -158,6 +172,25 @@ impl Job {
     pub fn set_env(&mut self, name: &str, value: &str) -> &mut Self {
         self.env.insert(name.into(), value.into());
         self
+    }
+
+    /// Sets the runner variables a node action sees for `protocol` of `server`, as GitHub's
+    /// runner sets them (v1 on a GHES-style host, v2 on github.com with the v2 flag); the
+    /// `backend` input stays `auto`, so the action has to choose the service itself.
+    pub fn use_service(&mut self, server: &CacheServer, protocol: Protocol) -> &mut Self {
+        self.set_env("ACTIONS_RUNTIME_TOKEN", server.token());
+        self.set_env("ACTIONS_CACHE_URL", &server.base_url_v1());
+        self.set_env("ACTIONS_RESULTS_URL", &server.results_url());
+        match protocol {
+            Protocol::V1 => {
+                self.env.remove("ACTIONS_CACHE_SERVICE_V2");
+                self.set_env("GITHUB_SERVER_URL", "https://forgejo.example.org")
+            }
+            Protocol::V2 => {
+                self.set_env("ACTIONS_CACHE_SERVICE_V2", "True");
+                self.set_env("GITHUB_SERVER_URL", "https://github.com")
+            }
+        }
     }
 
     /// What `uv-nox-cache key` prints for this job: target → primary key.
@@ -217,7 +250,9 @@ impl Job {
             .env("GITHUB_STATE", files("state"))
             .env("GITHUB_ENV", files("env"))
             .env("GITHUB_STEP_SUMMARY", files("summary"));
+        let started = Instant::now();
         let out = cmd.output().expect("run the action step");
+        let elapsed = started.elapsed();
         let read = |ext: &str| fs::read_to_string(files(ext)).unwrap_or_default();
         Step {
             code: out.status.code().unwrap_or(-1),
@@ -226,6 +261,7 @@ impl Job {
             outputs: parse_file_commands(&read("output")),
             env_file: parse_file_commands(&read("env")),
             summary: read("summary"),
+            elapsed,
         }
     }
 }

@@ -1,0 +1,135 @@
+//! The action and the official `@actions/cache@6.3.0` share entries both ways, through the
+//! action's own steps: given the path string the action uses (`.nox` relative to the
+//! workspace, `~/.cache/uv` with HOME set) and the action's own key (`uv-nox-cache key`), an
+//! entry saved by one is restored byte for byte by the other, on v1 (as Forgejo serves it) and
+//! on v2 (as github.com serves it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::contract::{Rig, Service, assert_clean, fresh_checkout, populate};
+use crate::support::action::{Protocol, snapshot};
+use crate::support::tools;
+
+/// The targets and the path strings actions/cache would be given for them.
+const PATHS: [(&str, &str); 2] = [("uv", "~/.cache/uv"), ("nox", ".nox")];
+
+/// `@actions/cache@6.3.0` driven by `tests/interop/actions-cache.js` on a rig's machine.
+struct Official {
+    module: PathBuf,
+    driver: PathBuf,
+}
+
+impl Official {
+    fn provision() -> Official {
+        let project = tools::npm_project("actions-cache", &["@actions/cache@6.3.0"]);
+        let module = project.join("node_modules/@actions/cache/lib/cache.js");
+        assert!(module.exists(), "{} is missing", module.display());
+        let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/actions-cache.js");
+        Official { module, driver }
+    }
+
+    /// Runs the driver as a step of a job on the rig's machine; returns the `RESULT …` line.
+    fn run(&self, rig: &Rig, args: &[&str]) -> String {
+        let server = rig.server();
+        let temp = tempfile::tempdir().unwrap();
+        let machine = &rig.machine;
+        let mut command = Command::new("/usr/bin/node");
+        command
+            .arg(&self.driver)
+            .args(args)
+            .current_dir(&machine.workspace)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &machine.home)
+            .env("ACTIONS_CACHE_MODULE", &self.module)
+            .env("ACTIONS_CACHE_URL", server.base_url_v1())
+            .env("ACTIONS_RESULTS_URL", server.results_url())
+            .env("ACTIONS_RUNTIME_TOKEN", server.token())
+            .env("GITHUB_WORKSPACE", &machine.workspace)
+            .env("GITHUB_REF", "refs/heads/main")
+            .env("RUNNER_TEMP", temp.path());
+        match rig.service.protocol() {
+            Some(Protocol::V2) => {
+                command.env("GITHUB_SERVER_URL", "https://github.com").env("ACTIONS_CACHE_SERVICE_V2", "True")
+            }
+            _ => command.env("GITHUB_SERVER_URL", "https://forgejo.example.org"),
+        };
+        let output = command.stdin(Stdio::null()).output().expect("run node");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "driver {args:?} failed:\n{stdout}\n{stderr}");
+        let result = stdout.lines().rfind(|l| l.starts_with("RESULT "));
+        result.unwrap_or_else(|| panic!("no RESULT line:\n{stdout}\n{stderr}")).to_string()
+    }
+}
+
+/// `@actions/cache` saves both targets under the action's keys; a fresh job's main step
+/// restores them as exact hits, byte for byte.
+fn official_saves_action_restores(service: Service) {
+    let official = Official::provision();
+    let rig = Rig::new(service);
+    populate(&rig.machine, "official");
+    let before = (snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir()));
+    let keys = rig.job().keys();
+    for (target, path) in PATHS {
+        let result = official.run(&rig, &["save", path, &keys[target]]);
+        assert!(result.starts_with("RESULT saved "), "{target}: {result}");
+    }
+    fresh_checkout(&rig.machine);
+    let mut job = rig.job();
+    let main = job.main();
+    assert_clean(&main);
+    for output in ["cache-hit", "uv-cache-hit", "nox-cache-hit", "uv-restored", "nox-restored"] {
+        assert_eq!(main.output(output), "true", "{output}\n{}", main.log());
+    }
+    assert_eq!(main.output("uv-key"), keys["uv"]);
+    assert_eq!(main.output("nox-key"), keys["nox"]);
+    assert_eq!((snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir())), before);
+    let post = job.post();
+    assert_clean(&post);
+    assert!(post.stdout.contains("not saving"), "{}", post.log());
+    rig.check_requests();
+}
+
+/// The action's post step saves both targets; `@actions/cache` restores them byte for byte.
+fn action_saves_official_restores(service: Service) {
+    let official = Official::provision();
+    let rig = Rig::new(service);
+    let mut job = rig.job();
+    assert_clean(&job.main());
+    populate(&rig.machine, "action");
+    let before = (snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir()));
+    let post = job.post();
+    assert_clean(&post);
+    assert!(post.stdout.contains("uv: saved") && post.stdout.contains("nox: saved"), "{}", post.log());
+    fresh_checkout(&rig.machine);
+    let keys = rig.job().keys();
+    for (target, path) in PATHS {
+        let result = official.run(&rig, &["restore", path, &keys[target]]);
+        let matched = result.strip_prefix("RESULT restored ").unwrap_or_else(|| panic!("{target}: {result}"));
+        assert!(matched.eq_ignore_ascii_case(&keys[target]), "{target}: {result}");
+    }
+    assert_eq!((snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir())), before);
+    rig.check_requests();
+}
+
+#[test]
+fn v1_official_saves_action_restores() {
+    official_saves_action_restores(Service::ForgejoV1);
+}
+
+#[test]
+fn v2_official_saves_action_restores() {
+    official_saves_action_restores(Service::GithubV2);
+}
+
+#[test]
+fn v1_action_saves_official_restores() {
+    action_saves_official_restores(Service::ForgejoV1);
+}
+
+#[test]
+fn v2_action_saves_official_restores() {
+    action_saves_official_restores(Service::GithubV2);
+}
