@@ -62,14 +62,31 @@ pub fn plans(cfg: &Config) -> Result<Vec<TargetPlan>, PlanError> {
             cfg.python
         );
     }
-    cfg.targets.iter().map(|&target| plan(cfg, target, interpreter.as_ref())).collect()
+    let dirs: Vec<(Target, PathBuf, &'static str)> = cfg
+        .targets
+        .iter()
+        .map(|&target| match target {
+            Target::Uv => {
+                let (dir, source) = uv_cache_dir(cfg);
+                (target, dir, source)
+            }
+            Target::Nox => (target, cfg.nox_envdir.clone(), "nox-envdir"),
+        })
+        .collect();
+    let cached: Vec<&Path> = dirs.iter().map(|(_, dir, _)| dir.as_path()).collect();
+    dirs.iter()
+        .map(|(target, dir, source)| plan(cfg, *target, interpreter.as_ref(), dir, source, &cached))
+        .collect()
 }
 
-fn plan(cfg: &Config, target: Target, interpreter: Option<&Interpreter>) -> Result<TargetPlan, PlanError> {
-    let (dir, dir_source) = match target {
-        Target::Uv => uv_cache_dir(cfg),
-        Target::Nox => (cfg.nox_envdir.clone(), "nox-envdir"),
-    };
+fn plan(
+    cfg: &Config,
+    target: Target,
+    interpreter: Option<&Interpreter>,
+    dir: &Path,
+    dir_source: &'static str,
+    cached: &[&Path],
+) -> Result<TargetPlan, PlanError> {
     let fingerprint = match (target, interpreter) {
         (Target::Uv, Some(i)) => format!("py{}", i.minor_version()),
         (Target::Uv, None) => "pyunknown".to_string(),
@@ -82,7 +99,7 @@ fn plan(cfg: &Config, target: Target, interpreter: Option<&Interpreter>) -> Resu
     let hash = hash_files::hash_files(
         &cfg.runner.workspace,
         cfg.runner.home.as_deref(),
-        &key_file_patterns(cfg, target),
+        &key_file_patterns(cfg, target, cached),
         false,
     )
     .map_err(|source| PlanError::HashFiles { target: target.name(), source })?;
@@ -108,9 +125,9 @@ fn plan(cfg: &Config, target: Target, interpreter: Option<&Interpreter>) -> Resu
     };
     Ok(TargetPlan {
         target,
-        archive_name: archive::name_relative_to(&cfg.runner.workspace, &dir),
-        version_path: version_path(cfg, target, &dir),
-        dir,
+        archive_name: archive::name_relative_to(&cfg.runner.workspace, dir),
+        version_path: version_path(cfg, target, dir),
+        dir: dir.to_path_buf(),
         dir_source,
         key,
         restore_keys,
@@ -118,25 +135,33 @@ fn plan(cfg: &Config, target: Target, interpreter: Option<&Interpreter>) -> Resu
     })
 }
 
-/// The patterns hashed into `target`'s key, rooted at the working directory.
-pub fn key_file_patterns(cfg: &Config, target: Target) -> Vec<String> {
+/// The patterns hashed into `target`'s key, rooted at the working directory. The cached
+/// directories themselves are excluded: envs and caches inside the workspace hold files such as
+/// `pyproject.toml` and `requirements.txt` of their own, and must not move the key they are
+/// stored under.
+pub fn key_file_patterns(cfg: &Config, target: Target, cached: &[&Path]) -> Vec<String> {
     let mut patterns: Vec<String> = UV_KEY_FILES.iter().map(|p| p.to_string()).collect();
     if target == Target::Nox {
         patterns.extend(NOX_KEY_FILES.iter().map(|p| p.to_string()));
     }
     patterns.extend(cfg.key_files.iter().cloned());
-    let Ok(rel) = cfg.working_directory.strip_prefix(&cfg.runner.workspace) else { return patterns };
-    if rel.as_os_str().is_empty() {
-        return patterns;
+    let workspace = &cfg.runner.workspace;
+    let rel = |dir: &Path| {
+        dir.strip_prefix(workspace).ok().map(|r| escape_glob(&r.to_string_lossy().replace('\\', "/")))
+    };
+    if let Some(wd) = rel(&cfg.working_directory).filter(|wd| !wd.is_empty()) {
+        patterns = patterns
+            .into_iter()
+            .map(|p| match p.strip_prefix('!') {
+                Some(rest) => format!("!{wd}/{}", rest.trim_start()),
+                None => format!("{wd}/{p}"),
+            })
+            .collect();
     }
-    let rel = escape_glob(&rel.to_string_lossy());
+    patterns.extend(
+        cached.iter().filter_map(|dir| rel(dir)).filter(|r| !r.is_empty()).map(|r| format!("!{r}/**")),
+    );
     patterns
-        .into_iter()
-        .map(|p| match p.strip_prefix('!') {
-            Some(rest) => format!("!{rel}/{}", rest.trim_start()),
-            None => format!("{rel}/{p}"),
-        })
-        .collect()
 }
 
 /// Escapes glob characters so a directory name is matched literally.

@@ -40,6 +40,21 @@ fn keys_move_exactly_when_what_they_stand_for_moves() {
     fs::write(machine.workspace.join("README.md"), "changed\n").unwrap();
     assert_eq!(moved(&base, &keys(&machine, &[])), Vec::<String>::new(), "an unrelated file moves no key");
 
+    // What the cached directories hold never moves their keys: envs carry packages' own
+    // pyproject.toml and requirements files.
+    let site = machine.workspace.join(".nox/tests/lib/python3.12/site-packages/pkg");
+    fs::create_dir_all(&site).unwrap();
+    fs::write(site.join("pyproject.toml"), "[project]\nname = \"pkg\"\n").unwrap();
+    fs::write(site.join("requirements.txt"), "idna\n").unwrap();
+    assert_eq!(moved(&base, &keys(&machine, &[])), Vec::<String>::new(), "the envs inside .nox move no key");
+    let in_ws_cache = [("uv-cache-dir", ".uv-cache")];
+    let with_cache = keys(&machine, &in_ws_cache);
+    fs::create_dir_all(machine.workspace.join(".uv-cache/sdists-v9/x")).unwrap();
+    fs::write(machine.workspace.join(".uv-cache/sdists-v9/x/pyproject.toml"), "x\n").unwrap();
+    let after = keys(&machine, &in_ws_cache);
+    assert_eq!(moved(&with_cache, &after), Vec::<String>::new(), "nor a uv cache in the workspace");
+    fs::remove_dir_all(machine.workspace.join(".uv-cache")).unwrap();
+
     fs::write(machine.workspace.join("noxfile.py"), "import nox\n# edited\n").unwrap();
     let after_noxfile = keys(&machine, &[]);
     assert_eq!(moved(&base, &after_noxfile), ["nox"], "noxfile.py moves only nox's key");
