@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 
-const LIMITS: UnpackLimits = UnpackLimits { max_bytes: 1 << 30, max_entries: 1_000_000 };
+const LIMITS: UnpackLimits =
+    UnpackLimits { max_bytes: 1 << 30, max_entries: 1_000_000, max_ratio: 0, ratio_floor: 0 };
 
 /// What a tree looks like, for comparisons: path → kind, mode, mtime, contents or link target,
 /// and for hard-linked files the first path (sorted) sharing the inode.
@@ -515,7 +516,7 @@ fn stops_decompression_bombs() {
     let zeros = vec![0u8; 3 << 20];
     let bytes = Raw::new().dir("x/").file("x/a", &zeros).file("x/b", &zeros).zstd();
     assert!(bytes.len() < 10_000, "a bomb compresses well");
-    let limits = UnpackLimits { max_bytes: 4 << 20, max_entries: 100 };
+    let limits = UnpackLimits { max_bytes: 4 << 20, max_entries: 100, max_ratio: 0, ratio_floor: 0 };
     let err = arena.unpack(&bytes, &limits).unwrap_err();
     assert!(matches!(err, ArchiveError::TooManyBytes { .. }), "{err:?}");
     assert!(fs::symlink_metadata(arena.dest().join("x/b")).is_err());
@@ -526,7 +527,7 @@ fn stops_decompression_bombs() {
     for i in 0..20 {
         raw = raw.file(&format!("x/{i}"), b"");
     }
-    let limits = UnpackLimits { max_bytes: 1 << 20, max_entries: 10 };
+    let limits = UnpackLimits { max_bytes: 1 << 20, max_entries: 10, max_ratio: 0, ratio_floor: 0 };
     let err = arena.unpack(&raw.zstd(), &limits).unwrap_err();
     assert!(matches!(err, ArchiveError::TooManyEntries { limit: 10 }), "{err:?}");
     arena.check();
@@ -644,4 +645,24 @@ fn an_empty_directory_round_trips() {
         assert_eq!(stats.entries, 1);
         assert_eq!(snapshot(&dest), snapshot(&src));
     }
+}
+
+/// The cap relative to the compressed bytes read stops a bomb even when `max_bytes` (the
+/// absolute cap) would let it through and nobody told `unpack` the archive's size.
+#[test]
+fn the_ratio_cap_follows_the_compressed_bytes_read() {
+    let arena = Arena::new();
+    let zeros = vec![0u8; 8 << 20];
+    let bytes = Raw::new().dir("x/").file("x/a", &zeros).zstd();
+    assert!(bytes.len() < 10_000, "a bomb compresses well");
+    let limits = UnpackLimits { max_bytes: 1 << 40, max_entries: 100, max_ratio: 100, ratio_floor: 1 << 20 };
+    let err = arena.unpack(&bytes, &limits).unwrap_err();
+    assert!(matches!(err, ArchiveError::TooManyBytes { .. }), "{err:?}");
+    arena.check();
+    // An honest archive at a ratio below the cap unpacks.
+    let arena = Arena::new();
+    let noise: Vec<u8> = (0..(4u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let bytes = Raw::new().dir("x/").file("x/a", &noise).zstd();
+    let limits = UnpackLimits { max_bytes: 1 << 40, max_entries: 100, max_ratio: 100, ratio_floor: 1 << 20 };
+    arena.unpack(&bytes, &limits).unwrap();
 }

@@ -10,6 +10,7 @@
 //! component with `lstat`, which also catches case-insensitive file systems where `A` and `a`
 //! name the same symlink.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
@@ -17,6 +18,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -133,7 +135,9 @@ fn read_archive(
             Err(e) => return Err(corrupt(None, e).into()),
         }
     }
-    let head = io::Cursor::new(magic).take(got as u64).chain(input);
+    let consumed = Rc::new(Cell::new(got as u64));
+    let head =
+        io::Cursor::new(magic).take(got as u64).chain(Counted { inner: input, count: consumed.clone() });
     let decoder: Box<dyn Read + '_> = if got == 4 && magic == ZSTD_MAGIC {
         let mut decoder = zstd::stream::read::Decoder::new(head).map_err(|e| corrupt(None, e))?;
         decoder.window_log_max(31).map_err(|e| corrupt(None, e))?;
@@ -196,8 +200,14 @@ fn read_archive(
                     None => entry.size(),
                 };
                 seen_bytes = seen_bytes.saturating_add(size);
-                if seen_bytes > limits.max_bytes {
-                    return Err(ArchiveError::TooManyBytes { limit: limits.max_bytes, name }.into());
+                let limit = match limits.max_ratio {
+                    0 => limits.max_bytes,
+                    ratio => {
+                        limits.max_bytes.min(consumed.get().saturating_mul(ratio).max(limits.ratio_floor))
+                    }
+                };
+                if seen_bytes > limit {
+                    return Err(ArchiveError::TooManyBytes { limit, name }.into());
                 }
                 let mut remaining = size;
                 let mut first = Some(rel);
@@ -263,6 +273,20 @@ fn read_archive(
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|e| corrupt(None, e))?;
     send(&tx, Op::Done)?;
     Ok(stats)
+}
+
+/// Counts the compressed bytes read, for the size cap relative to them.
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    count: Rc<Cell<u64>>,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
 }
 
 fn corrupt(at: Option<&str>, e: io::Error) -> ArchiveError {

@@ -131,13 +131,16 @@ fn download_into_place(
     result
 }
 
-/// The largest total a restore may write: a multiple of the entry's size, and a hard cap.
+/// The largest total a restore may write: a multiple of the entry's size (at least 1 GiB), and
+/// a hard cap. The services rarely report an entry's size (v2 never, v1 only on some servers),
+/// so the multiple also applies to the compressed bytes read so far, which needs no size.
 fn unpack_limits(size: Option<u64>) -> UnpackLimits {
     const ABSOLUTE_MAX: u64 = 64 << 30;
     const RATIO: u64 = 200;
+    const FLOOR: u64 = 1 << 30;
     let max_bytes =
-        size.map(|s| (s.saturating_mul(RATIO)).clamp(1 << 30, ABSOLUTE_MAX)).unwrap_or(ABSOLUTE_MAX);
-    UnpackLimits { max_bytes, max_entries: 10_000_000 }
+        size.map(|s| (s.saturating_mul(RATIO)).clamp(FLOOR, ABSOLUTE_MAX)).unwrap_or(ABSOLUTE_MAX);
+    UnpackLimits { max_bytes, max_entries: 10_000_000, max_ratio: RATIO, ratio_floor: FLOOR }
 }
 
 /// Prints the key component by component.
