@@ -4,6 +4,7 @@ mod dist;
 mod end_to_end;
 mod envs;
 mod hash_files;
+mod hostile;
 mod metadata;
 mod protocols;
 mod real_tools;

@@ -1,0 +1,509 @@
+//! Hostile input through the whole action (issue 7): malicious archives served under the
+//! action's own key by the v1 and v2 services and the local store, concurrent saves and
+//! restores, malformed inputs, unreadable targets and a full disk. Whatever happens, the step
+//! exits 0 (except for a malformed input), says why with a `::warning::`, and nothing outside
+//! the target's root changes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tar::EntryType;
+
+use crate::support::action::{Job, Machine, Step};
+use crate::support::cache_server::{CacheServer, Personality};
+
+// ---------------------------------------------------------------------------------------------
+// A machine wired to one store.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Local,
+    /// `_apis/artifactcache` (GHES / Forgejo personality).
+    V1(Personality),
+    /// Twirp + blob (github.com).
+    V2,
+}
+
+const STORES: [Store; 3] = [Store::Local, Store::V1(Personality::Github), Store::V2];
+
+struct Rig {
+    machine: Machine,
+    server: Option<CacheServer>,
+    store: Store,
+}
+
+impl Rig {
+    fn new(store: Store) -> Rig {
+        let server = match store {
+            Store::Local => None,
+            Store::V1(personality) => Some(CacheServer::start(personality)),
+            Store::V2 => Some(CacheServer::start(Personality::Github)),
+        };
+        let machine = Machine::new();
+        fs::write(machine.workspace.join("uv.lock"), "version = 1\n").unwrap();
+        Rig { machine, server, store }
+    }
+
+    /// A job caching `.nox` only, talking to this rig's store.
+    fn job(&self) -> Job {
+        let mut job = self.machine.job();
+        job.input("targets", "nox");
+        if let Some(server) = &self.server {
+            job.set_env("ACTIONS_RUNTIME_TOKEN", server.token());
+            job.set_env("GITHUB_SERVER_URL", "https://github.com");
+            match self.store {
+                Store::V2 => {
+                    job.set_env("ACTIONS_RESULTS_URL", &server.results_url());
+                    job.set_env("ACTIONS_CACHE_SERVICE_V2", "True");
+                }
+                _ => {
+                    job.set_env("ACTIONS_CACHE_URL", &server.base_url_v1());
+                }
+            }
+        }
+        job
+    }
+
+    /// Stores `archive` under the key and version the action computes for `.nox`, bypassing
+    /// every check a client would make.
+    fn plant(&self, job: &Job, archive: Vec<u8>) {
+        let key = job.keys()["nox"].clone();
+        let version = uv_nox_cache::backend::version(".nox", "zstd-without-long");
+        match &self.server {
+            Some(server) => server.plant(&key, &version, archive),
+            None => {
+                let dir = self.machine.store.join("v1").join(&version);
+                fs::create_dir_all(&dir).unwrap();
+                let name = hex::encode(Sha256::digest(key.to_lowercase().as_bytes()));
+                let mut file = fs::File::create(dir.join(name)).unwrap();
+                file.write_all(format!("uv-nox-cache-entry {key}\n").as_bytes()).unwrap();
+                file.write_all(&archive).unwrap();
+            }
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.machine.root.path()
+    }
+
+    fn nox(&self) -> PathBuf {
+        self.machine.workspace.join(".nox")
+    }
+
+    /// Sentinel directories around the target: beside the machine, the workspace's parents,
+    /// the workspace itself and HOME; and a `.nox` that a refused restore must leave alone.
+    fn sentinels(&self) {
+        for dir in [
+            self.root().join("sentinel"),
+            self.root().join("work/sentinel"),
+            self.root().join("work/repo/sentinel"),
+            self.machine.workspace.join("sentinel"),
+            self.machine.home.join("sentinel"),
+        ] {
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("secret"), "secret\n").unwrap();
+        }
+        fs::create_dir_all(self.nox().join("old")).unwrap();
+        fs::write(self.nox().join("old/keep"), "old\n").unwrap();
+    }
+
+    /// The whole machine except the jobs' runner files: path → kind, mode, content digest.
+    fn tree(&self) -> BTreeMap<String, String> {
+        tree(self.root(), &|rel: &str| rel.starts_with("job-"))
+    }
+}
+
+/// Like `support::action::snapshot`, but safe on fifos and devices (it never opens them) and
+/// recording link counts, so a hard link made to a file anywhere shows up.
+fn tree(root: &Path, skip: &dyn Fn(&str) -> bool) -> BTreeMap<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if skip(&rel) {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            let kind = meta.file_type();
+            let value = if kind.is_symlink() {
+                format!("link -> {}", fs::read_link(&path).unwrap().display())
+            } else if kind.is_dir() {
+                stack.push(path.clone());
+                format!("dir {mode:o}")
+            } else if kind.is_file() {
+                let digest = hex::encode(Sha256::digest(fs::read(&path).unwrap()));
+                format!("file {mode:o} links {} {digest}", meta.nlink())
+            } else {
+                format!("special {:?} {mode:o}", kind)
+            };
+            out.insert(rel, value);
+        }
+    }
+    out
+}
+
+fn without(tree: &BTreeMap<String, String>, prefix: &str) -> BTreeMap<String, String> {
+    tree.iter().filter(|(k, _)| !k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn warnings(step: &Step) -> Vec<&str> {
+    step.stdout.lines().filter(|l| l.starts_with("::warning::")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Archives written header by header, so that anything a hostile client could store fits.
+
+struct Tar(Vec<u8>);
+
+impl Tar {
+    /// An archive of `.nox`, as actions/cache names it, starting with its root directory.
+    fn nox() -> Tar {
+        Tar(Vec::new()).dir(".nox/")
+    }
+
+    fn entry(mut self, name: &str, kind: EntryType, mode: u32, link: &str, data: &[u8]) -> Tar {
+        self.0.extend_from_slice(header(name, kind, mode, link, data.len() as u64).as_bytes());
+        self.0.extend_from_slice(data);
+        self.0.resize(self.0.len().next_multiple_of(512), 0);
+        self
+    }
+
+    fn dir(self, name: &str) -> Tar {
+        self.entry(name, EntryType::Directory, 0o755, "", b"")
+    }
+
+    fn file(self, name: &str, data: &[u8]) -> Tar {
+        self.entry(name, EntryType::Regular, 0o644, "", data)
+    }
+
+    fn symlink(self, name: &str, target: &str) -> Tar {
+        self.entry(name, EntryType::Symlink, 0o777, target, b"")
+    }
+
+    fn hard_link(self, name: &str, target: &str) -> Tar {
+        self.entry(name, EntryType::Link, 0o644, target, b"")
+    }
+
+    fn zstd(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(&[0u8; 1024]);
+        zstd::encode_all(&self.0[..], 3).unwrap()
+    }
+
+    fn gzip(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(&[0u8; 1024]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&self.0).unwrap();
+        gz.finish().unwrap()
+    }
+}
+
+/// A ustar header with the name and link name copied in raw (no checks), split into
+/// `prefix` + `name` when longer than 100 bytes.
+fn header(name: &str, kind: EntryType, mode: u32, link: &str, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    let ustar = header.as_ustar_mut().unwrap();
+    let bytes = name.as_bytes();
+    if bytes.len() <= 100 {
+        ustar.name[..bytes.len()].copy_from_slice(bytes);
+    } else {
+        let split = bytes[..bytes.len().min(156)].iter().rposition(|&b| b == b'/').unwrap();
+        ustar.prefix[..split].copy_from_slice(&bytes[..split]);
+        ustar.name[..bytes.len() - split - 1].copy_from_slice(&bytes[split + 1..]);
+    }
+    ustar.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_entry_type(kind);
+    header.set_mtime(1_600_000_000);
+    header.set_cksum();
+    header
+}
+
+/// A decompression bomb: one file of `size` zero bytes, streamed through zstd (≈ 40 kB per GiB).
+fn bomb(size: u64) -> Vec<u8> {
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    encoder.write_all(header(".nox/", EntryType::Directory, 0o755, "", 0).as_bytes()).unwrap();
+    encoder.write_all(header(".nox/zeros", EntryType::Regular, 0o644, "", size).as_bytes()).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = size.next_multiple_of(512);
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        encoder.write_all(&zeros[..n]).unwrap();
+        left -= n as u64;
+    }
+    encoder.write_all(&[0u8; 1024]).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// What a hostile case must end as.
+enum Expect {
+    /// The restore is refused: a warning naming the failure, a miss, nothing changed anywhere.
+    Refused,
+    /// Restored, with this check of the restored `.nox` (fifos and devices skipped, special mode
+    /// bits stripped).
+    Restored(fn(&Path)),
+}
+
+type Build = Box<dyn Fn(&Rig) -> Vec<u8> + Sync>;
+
+struct Case {
+    name: &'static str,
+    archive: Build,
+    expect: Expect,
+}
+
+fn case(name: &'static str, archive: impl Fn(&Rig) -> Vec<u8> + Sync + 'static, expect: Expect) -> Case {
+    Case { name, archive: Box::new(archive), expect }
+}
+
+/// 1.1 GiB of zeros (over the 1 GiB floor of the size cap) in a ~50 kB entry; built once.
+fn big_bomb() -> Vec<u8> {
+    static BOMB: OnceLock<Vec<u8>> = OnceLock::new();
+    BOMB.get_or_init(|| bomb((1 << 30) + (100 << 20))).clone()
+}
+
+fn cases() -> Vec<Case> {
+    let abs = |rig: &Rig, rel: &str| rig.root().join(rel).display().to_string();
+    vec![
+        case("dotdot", |_| Tar::nox().file(".nox/../sentinel/pwned", b"x").zstd(), Expect::Refused),
+        case(
+            "dotdot deep",
+            |_| Tar::nox().dir(".nox/a/").file(".nox/a/../../../../sentinel/pwned", b"x").zstd(),
+            Expect::Refused,
+        ),
+        case("dotdot root", |_| Tar(Vec::new()).dir("../../").file("../../sentinel/pwned", b"x").zstd(), {
+            // A root of `../..` is re-rooted like any other, so this one lands inside `.nox`.
+            Expect::Restored(|nox| assert_eq!(fs::read(nox.join("sentinel/pwned")).unwrap(), b"x"))
+        }),
+        case(
+            "absolute name",
+            move |rig| Tar::nox().file(&abs(rig, "sentinel/pwned"), b"x").zstd(),
+            Expect::Refused,
+        ),
+        case("absolute root", move |rig| Tar(Vec::new()).dir(&abs(rig, "sentinel/")).zstd(), Expect::Refused),
+        case("outside the root", |_| Tar::nox().file(".other/pwned", b"x").zstd(), Expect::Refused),
+        case(
+            "write through an absolute symlink",
+            move |rig| {
+                Tar::nox().symlink(".nox/link", &abs(rig, "sentinel")).file(".nox/link/pwned", b"x").zstd()
+            },
+            Expect::Refused,
+        ),
+        case(
+            "write through a relative symlink",
+            |_| Tar::nox().symlink(".nox/link", "../../../sentinel").file(".nox/link/secret", b"x").zstd(),
+            Expect::Refused,
+        ),
+        case(
+            "symlink replacing a directory",
+            move |rig| {
+                Tar::nox()
+                    .dir(".nox/d/")
+                    .symlink(".nox/d", &abs(rig, "home/sentinel"))
+                    .file(".nox/d/secret", b"x")
+                    .zstd()
+            },
+            Expect::Refused,
+        ),
+        case(
+            "write through a hard link to a symlink",
+            move |rig| {
+                Tar::nox()
+                    .symlink(".nox/s", &abs(rig, "sentinel"))
+                    .hard_link(".nox/h", ".nox/s")
+                    .file(".nox/h/pwned", b"x")
+                    .zstd()
+            },
+            Expect::Refused,
+        ),
+        case(
+            "hard link to an absolute path outside",
+            move |rig| Tar::nox().hard_link(".nox/h", &abs(rig, "sentinel/secret")).zstd(),
+            Expect::Refused,
+        ),
+        case(
+            "hard link climbing out",
+            |_| Tar::nox().hard_link(".nox/h", ".nox/../sentinel/secret").zstd(),
+            Expect::Refused,
+        ),
+        case(
+            "hard link then overwrite",
+            |_| Tar::nox().hard_link(".nox/h", "../sentinel/secret").file(".nox/h", b"x").zstd(),
+            Expect::Refused,
+        ),
+        case(
+            "fifo and devices",
+            |_| {
+                Tar::nox()
+                    .entry(".nox/fifo", EntryType::Fifo, 0o644, "", b"")
+                    .entry(".nox/chr", EntryType::Char, 0o644, "", b"")
+                    .entry(".nox/blk", EntryType::Block, 0o644, "", b"")
+                    .file(".nox/ok", b"ok")
+                    .zstd()
+            },
+            Expect::Restored(|nox| {
+                for name in ["fifo", "chr", "blk"] {
+                    assert!(fs::symlink_metadata(nox.join(name)).is_err(), "{name} was created");
+                }
+                assert_eq!(fs::read(nox.join("ok")).unwrap(), b"ok");
+            }),
+        ),
+        case(
+            "setuid, setgid and sticky bits",
+            |_| {
+                Tar::nox()
+                    .entry(".nox/suid", EntryType::Regular, 0o4755, "", b"#!/bin/sh\n")
+                    .entry(".nox/sgid", EntryType::Regular, 0o2755, "", b"#!/bin/sh\n")
+                    .entry(".nox/sticky/", EntryType::Directory, 0o1777, "", b"")
+                    .gzip()
+            },
+            Expect::Restored(|nox| {
+                let mode = |n: &str| fs::symlink_metadata(nox.join(n)).unwrap().permissions().mode() & 0o7777;
+                assert_eq!((mode("suid"), mode("sgid"), mode("sticky")), (0o755, 0o755, 0o777));
+            }),
+        ),
+        case(
+            "header claiming 65 GiB",
+            |_| {
+                let mut tar = Tar::nox();
+                tar.0.extend_from_slice(
+                    header(".nox/huge", EntryType::Regular, 0o644, "", 65 << 30).as_bytes(),
+                );
+                tar.0.extend_from_slice(&[0u8; 4096]);
+                zstd::encode_all(&tar.0[..], 3).unwrap()
+            },
+            Expect::Refused,
+        ),
+        case("not an archive", |_| b"<html>hello</html>".to_vec(), Expect::Refused),
+        case("first entry a file", |_| Tar(Vec::new()).file(".nox", b"x").zstd(), Expect::Refused),
+    ]
+}
+
+/// One store: every case in its own machine, each judged on the whole machine's tree.
+fn hostile_archives_through(store: Store) {
+    for case in cases() {
+        let rig = Rig::new(store);
+        rig.sentinels();
+        let mut job = rig.job();
+        rig.plant(&job, (case.archive)(&rig));
+        let before = rig.tree();
+        let step = job.main();
+        let context = format!("{store:?} / {}\n{}", case.name, step.log());
+        assert_eq!(step.code, 0, "{context}");
+        assert!(!step.stdout.contains("::error::"), "{context}");
+        let after = rig.tree();
+        match case.expect {
+            Expect::Refused => {
+                assert!(
+                    warnings(&step).iter().any(|w| w.contains("nox: restoring") && w.contains("failed")),
+                    "{context}"
+                );
+                assert_eq!(step.output("nox-restored"), "false", "{context}");
+                assert_eq!(step.output("cache-hit"), "false", "{context}");
+                assert_eq!(after, before, "{context}");
+            }
+            Expect::Restored(check) => {
+                assert_eq!(step.output("nox-restored"), "true", "{context}");
+                assert_eq!(without(&after, "work/repo/repo/.nox"), without(&before, "work/repo/repo/.nox"));
+                check(&rig.nox());
+                assert!(!rig.nox().join("old").exists(), "the restored tree replaced the old one");
+            }
+        }
+        let leftovers: Vec<_> = fs::read_dir(&rig.machine.workspace)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("restoring") || n.ends_with(".previous"))
+            .collect();
+        assert!(leftovers.is_empty(), "{context}: {leftovers:?}");
+    }
+}
+
+#[test]
+fn hostile_archives_local_store() {
+    hostile_archives_through(Store::Local);
+}
+
+#[test]
+fn hostile_archives_v1() {
+    hostile_archives_through(Store::V1(Personality::Github));
+}
+
+#[test]
+fn hostile_archives_v2() {
+    hostile_archives_through(Store::V2);
+}
+
+/// A tiny entry holding more than the size cap of zeros is refused from its headers, before a
+/// byte is written, on every store: the v1/v2 services do not report an entry's size, so the
+/// cap relative to it must follow the compressed bytes actually read.
+#[test]
+fn decompression_bombs_are_refused_on_every_store() {
+    for store in STORES {
+        let rig = Rig::new(store);
+        rig.sentinels();
+        let mut job = rig.job();
+        let archive = big_bomb();
+        assert!(archive.len() < 200_000, "the bomb is {} bytes", archive.len());
+        rig.plant(&job, archive);
+        let before = rig.tree();
+        let started = Instant::now();
+        let step = job.main();
+        let context = format!("{store:?}\n{}", step.log());
+        assert_eq!(step.code, 0, "{context}");
+        assert!(warnings(&step).iter().any(|w| w.contains("decompression bomb")), "{context}");
+        assert_eq!(step.output("nox-restored"), "false", "{context}");
+        assert_eq!(rig.tree(), before, "{context}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{context}");
+    }
+}
+
+/// 100k tiny files (and 1k directories) restore correctly and quickly.
+#[test]
+fn a_hundred_thousand_tiny_entries() {
+    let mut tar = Tar::nox();
+    for d in 0..1000 {
+        tar = tar.dir(&format!(".nox/d{d}/"));
+        for f in 0..100 {
+            tar = tar.file(&format!(".nox/d{d}/f{f}"), format!("{d}/{f}").as_bytes());
+        }
+    }
+    let archive = tar.zstd();
+    for store in [Store::Local, Store::V2] {
+        let rig = Rig::new(store);
+        let mut job = rig.job();
+        rig.plant(&job, archive.clone());
+        let started = Instant::now();
+        let step = job.main();
+        let elapsed = started.elapsed();
+        assert_eq!(step.code, 0, "{}", step.log());
+        assert_eq!(step.output("nox-restored"), "true", "{}", step.log());
+        // 10-25 s (local) and 50-60 s (v2) on a shared 2-core machine with a debug build.
+        assert!(elapsed < Duration::from_secs(120), "{store:?}: {elapsed:?}");
+        let files = tree(&rig.nox(), &|_| false);
+        assert_eq!(files.len(), 101_000);
+        assert_eq!(fs::read(rig.nox().join("d999/f99")).unwrap(), b"999/99");
+        eprintln!("{store:?}: 101k entries restored in {elapsed:?}");
+    }
+}
+
+#[test]
+fn a_fifo_in_the_target_does_not_hang_the_tree_walk() {
+    // Guards the helper itself: `tree` must never open a fifo.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    let t = tree(dir.path(), &|_| false);
+    assert!(t["fifo"].starts_with("special"));
+}
