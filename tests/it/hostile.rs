@@ -507,3 +507,168 @@ fn a_fifo_in_the_target_does_not_hang_the_tree_walk() {
     let t = tree(dir.path(), &|_| false);
     assert!(t["fifo"].starts_with("special"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Races.
+
+/// Fills `.nox` with `size` bytes of incompressible data that depends on `seed`, in a few files.
+fn fill(nox: &Path, seed: u64, size: usize) {
+    let _ = fs::remove_dir_all(nox);
+    fs::create_dir_all(nox.join("data")).unwrap();
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for part in 0..4 {
+        let bytes: Vec<u8> = (0..size / 4)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        fs::write(nox.join(format!("data/part{part}")), bytes).unwrap();
+    }
+    fs::write(nox.join("seed"), seed.to_string()).unwrap();
+}
+
+fn assert_clean(step: &Step, context: &str) {
+    assert_eq!(step.code, 0, "{context}\n{}", step.log());
+    assert!(!step.stdout.contains("::error::"), "{context}\n{}", step.log());
+    assert!(warnings(step).is_empty(), "{context}\n{}", step.log());
+}
+
+/// Two post steps save the same key at the same moment.
+#[test]
+fn two_saves_of_one_key_at_once() {
+    for store in [Store::V1(Personality::Github), Store::V2, Store::V1(Personality::Forgejo), Store::Local] {
+        let rig = Rig::new(store);
+        fill(&rig.nox(), 1, 4 << 20);
+        let before = tree(&rig.nox(), &|_| false);
+        let (mut a, mut b) = (rig.job(), rig.job());
+        assert_eq!(a.main().output("nox-restored"), "false");
+        assert_eq!(b.main().output("nox-restored"), "false");
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| a.post());
+            let b = s.spawn(|| b.post());
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let context = format!("{store:?}\n--- a\n{}\n--- b\n{}", a.log(), b.log());
+        for step in [&a, &b] {
+            assert_eq!(step.code, 0, "{context}");
+            assert!(!step.stdout.contains("::error::") && warnings(step).is_empty(), "{context}");
+        }
+        let saved = [&a, &b].iter().filter(|s| s.stdout.contains("nox: saved")).count();
+        let lost = [&a, &b]
+            .iter()
+            .filter(|s| s.stdout.contains("::notice::nox: another job saved") && s.stdout.contains("first"))
+            .count();
+        match store {
+            Store::V1(Personality::Github) | Store::V2 => {
+                assert_eq!((saved, lost), (1, 1), "{context}");
+                assert_eq!(rig.server.as_ref().unwrap().entries().len(), 1);
+            }
+            Store::V1(Personality::Forgejo) => {
+                assert_eq!((saved, lost), (2, 0), "{context}");
+                assert_eq!(rig.server.as_ref().unwrap().entries().len(), 2);
+            }
+            Store::Local => assert_eq!((saved, lost), (2, 0), "{context}"),
+        }
+        fs::remove_dir_all(rig.nox()).unwrap();
+        let step = rig.job().main();
+        assert_clean(&step, &format!("{store:?}: the restore after the race"));
+        assert_eq!(step.output("nox-cache-hit"), "true", "{}", step.log());
+        assert_eq!(tree(&rig.nox(), &|_| false), before, "{store:?}: a complete entry");
+    }
+}
+
+/// A job of `rig` caching only the uv cache, in `~/.cache/uv`, on the local store at `store`:
+/// unlike nox's (which fingerprints the envdir's absolute path), uv's key is the same on every
+/// machine, so jobs on different machines (runners) share its entries.
+fn uv_job(rig: &Rig, store: &str) -> Job {
+    let mut job = rig.job();
+    job.input("targets", "uv").input("uv-cache-dir", "~/.cache/uv").input("local-dir", store);
+    job
+}
+
+fn uv_dir(rig: &Rig) -> PathBuf {
+    rig.machine.home.join(".cache/uv")
+}
+
+/// On the local store, restores running while another machine saves the same key over and over
+/// always get one complete entry or the other, never a partial one.
+#[test]
+fn restores_during_repeated_saves_never_see_a_partial_entry() {
+    let saver = Rig::new(Store::Local);
+    let reader = Rig::new(Store::Local);
+    let shared = saver.machine.store.display().to_string();
+    assert_eq!(uv_job(&saver, &shared).keys(), uv_job(&reader, &shared).keys());
+    let mut versions = Vec::new();
+    for seed in [1, 2] {
+        fill(&uv_dir(&saver), seed, 6 << 20);
+        versions.push(tree(&uv_dir(&saver), &|_| false));
+    }
+    let first = uv_job(&saver, &shared).post();
+    assert!(first.stdout.contains("uv: saved"), "{}", first.log());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for round in 0..6u64 {
+                fill(&uv_dir(&saver), 1 + round % 2, 6 << 20);
+                let step = uv_job(&saver, &shared).post();
+                assert_clean(&step, "a save");
+                assert!(step.stdout.contains("uv: saved"), "{}", step.log());
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut restores = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || restores < 3 {
+            let _ = fs::remove_dir_all(uv_dir(&reader));
+            let step = uv_job(&reader, &shared).main();
+            assert_clean(&step, "a restore during saves");
+            assert_eq!(step.output("uv-restored"), "true", "{}", step.log());
+            let got = tree(&uv_dir(&reader), &|_| false);
+            assert!(versions.contains(&got), "restore {restores} got a tree that was never saved");
+            restores += 1;
+        }
+        eprintln!("{restores} restores during 6 saves, all complete");
+    });
+}
+
+/// Four jobs on four machines sharing one store at once: two share a key, two have their own.
+#[test]
+fn four_jobs_share_one_local_store() {
+    let store = tempfile::tempdir().unwrap();
+    let shared = store.path().display().to_string();
+    let rigs: Vec<(Rig, &str, u64)> = [("same", 7), ("same", 7), ("three", 3), ("four", 4)]
+        .map(|(suffix, seed)| (Rig::new(Store::Local), suffix, seed))
+        .into();
+    let job = |rig: &Rig, suffix: &str| {
+        let mut job = uv_job(rig, &shared);
+        job.input("key-suffix", suffix);
+        job
+    };
+    let keys: Vec<String> =
+        rigs.iter().map(|(rig, suffix, _)| job(rig, suffix).keys()["uv"].clone()).collect();
+    assert_eq!(keys[0], keys[1]);
+    assert!(keys[1] != keys[2] && keys[2] != keys[3]);
+    std::thread::scope(|s| {
+        for (rig, suffix, seed) in &rigs {
+            let job = &job;
+            s.spawn(move || {
+                for round in 0..2 {
+                    fill(&uv_dir(rig), *seed, 2 << 20);
+                    let want = tree(&uv_dir(rig), &|_| false);
+                    let mut first = job(rig, suffix);
+                    let main = first.main();
+                    assert_clean(&main, &format!("{suffix} round {round}: restore"));
+                    let post = first.post();
+                    assert_clean(&post, &format!("{suffix} round {round}: save"));
+                    fs::remove_dir_all(uv_dir(rig)).unwrap();
+                    let again = job(rig, suffix).main();
+                    assert_clean(&again, &format!("{suffix} round {round}: restore after save"));
+                    assert_eq!(again.output("uv-cache-hit"), "true", "{}", again.log());
+                    assert_eq!(tree(&uv_dir(rig), &|_| false), want, "{suffix} round {round}");
+                }
+            });
+        }
+    });
+}
