@@ -73,8 +73,13 @@ impl Rig {
     /// Stores `archive` under the key and version the action computes for `.nox`, bypassing
     /// every check a client would make.
     fn plant(&self, job: &Job, archive: Vec<u8>) {
-        let key = job.keys()["nox"].clone();
-        let version = uv_nox_cache::backend::version(".nox", "zstd-without-long");
+        self.plant_for(job, "nox", ".nox", archive);
+    }
+
+    /// The same for `target`, whose path string (the `path` input of actions/cache) is `path`.
+    fn plant_for(&self, job: &Job, target: &str, path: &str, archive: Vec<u8>) {
+        let key = job.keys()[target].clone();
+        let version = uv_nox_cache::backend::version(path, "zstd-without-long");
         match &self.server {
             Some(server) => server.plant(&key, &version, archive),
             None => {
@@ -671,4 +676,234 @@ fn four_jobs_share_one_local_store() {
             });
         }
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input and disk trouble.
+
+/// Every input that can hold a malformed value: the step fails with an `::error::` naming it.
+/// (`python`, `uv-cache-dir` and `local-dir` take any path: see the next test.)
+#[test]
+fn each_malformed_input_is_an_error_naming_it() {
+    let long = "x".repeat(101);
+    let table: &[(&str, &str)] = &[
+        ("targets", "uv pip"),
+        ("targets", "nox,uv"),
+        ("working-directory", "../elsewhere"),
+        ("working-directory", "/abs/path"),
+        ("key-files", "uv.lock\n!"),
+        ("key-files", "sub/../uv.lock"),
+        ("key-suffix", "a,b"),
+        ("key-suffix", "tab\there"),
+        ("key-suffix", &long),
+        ("restore-keys", "some"),
+        ("save", "sometimes"),
+        ("lookup-only", "yes"),
+        ("fail-on-cache-miss", "maybe"),
+        ("uv-prune", "all"),
+        ("nox-envdir", "/abs/.nox"),
+        ("nox-envdir", "../.nox"),
+        ("evict-project", "1"),
+        ("backend", "s3"),
+        ("backend", "github"),
+        ("compression", "xz"),
+        ("timeout", "0"),
+        ("timeout", "ten"),
+        ("timeout", "21601"),
+    ];
+    let machine = Machine::new();
+    let mut named = std::collections::BTreeSet::new();
+    for (input, value) in table {
+        let value = value.replace("\\n", "\n").replace("\\t", "\t");
+        for post in [false, true] {
+            let mut job = machine.job();
+            job.input(input, &value);
+            let step = if post { job.post() } else { job.main() };
+            let context =
+                format!("{input}={value:?} ({})\n{}", if post { "post" } else { "main" }, step.log());
+            assert_eq!(step.code, 1, "{context}");
+            let errors: Vec<&str> = step.stdout.lines().filter(|l| l.starts_with("::error::")).collect();
+            assert_eq!(errors.len(), 1, "{context}");
+            assert!(errors[0].contains(&format!("`{input}`")), "{context}");
+            assert!(step.outputs.is_empty() || step.outputs.get("cache-hit").is_none_or(|v| v == "false"));
+        }
+        named.insert(*input);
+    }
+    assert_eq!(named.len(), 14, "{named:?}");
+}
+
+/// The three free-form inputs: odd values are not errors, they end as notices or warnings.
+#[test]
+fn free_form_inputs_with_odd_values_do_not_fail() {
+    let machine = Machine::new();
+    fs::write(machine.workspace.join("not-a-dir"), "x").unwrap();
+    let file = machine.workspace.join("not-a-dir").display().to_string();
+    for (input, value, says) in [
+        ("python", "/nonexistent/python3", "did not run"),
+        ("uv-cache-dir", file.as_str(), ""),
+        ("local-dir", file.as_str(), ""),
+    ] {
+        let mut job = machine.job();
+        job.input(input, value);
+        let main = job.main();
+        let post = job.post();
+        for step in [&main, &post] {
+            let context = format!("{input}={value}\n{}", step.log());
+            assert_eq!(step.code, 0, "{context}");
+            assert!(!step.stdout.contains("::error::"), "{context}");
+            assert!(step.stdout.contains(says), "{context}");
+        }
+    }
+}
+
+/// A target the save cannot read ends as a warning and no archive is left behind. Tests run as
+/// root, so permissions stop nothing: a path longer than PATH_MAX (4096 bytes) is what root
+/// cannot open by name. The uv cache is used (outside the workspace) so that hashFiles, which
+/// walks the workspace for the nox key, does not meet it first (it would warn too).
+#[test]
+fn an_unreadable_target_at_save_is_a_warning() {
+    let rig = Rig::new(Store::Local);
+    let uv = uv_dir(&rig);
+    let mut deep = uv.clone();
+    let name = "d".repeat(250);
+    fs::create_dir_all(&uv).unwrap();
+    fs::write(uv.join("CACHEDIR.TAG"), "x").unwrap();
+    // create_dir_all would fail past PATH_MAX: go down by relative paths in bash (dash refuses).
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "cd '{}' && for i in $(seq 20); do mkdir {name} && cd {name} || exit 1; done && echo x > f",
+            uv.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    deep.push(&name);
+    let store = rig.machine.store.display().to_string();
+    let mut job = uv_job(&rig, &store);
+    let post = job.post();
+    assert_eq!(post.code, 0, "{}", post.log());
+    assert!(!post.stdout.contains("::error::"), "{}", post.log());
+    assert!(
+        warnings(&post).iter().any(|w| w.contains("uv: packing") && w.contains("not saving")),
+        "{}",
+        post.log()
+    );
+    assert!(fs::read_dir(job.dir.join("temp")).unwrap().next().is_none(), "the temporary archive was left");
+    assert!(!rig.machine.store.join("v1").exists(), "nothing was stored");
+
+    // A target that is a file, and a target that is a symlink loop: nothing to save, no error.
+    fs::remove_dir_all(&uv).ok();
+    let _ = std::process::Command::new("rm").arg("-rf").arg(&uv).status();
+    fs::write(&uv, "a file").unwrap();
+    let post = uv_job(&rig, &store).post();
+    assert_eq!(post.code, 0, "{}", post.log());
+    assert!(post.stdout.contains("nothing to save"), "{}", post.log());
+    fs::remove_file(&uv).unwrap();
+    std::os::unix::fs::symlink(&uv, &uv).unwrap();
+    let post = uv_job(&rig, &store).post();
+    assert_eq!(post.code, 0, "{}", post.log());
+    assert!(!post.stdout.contains("::error::"), "{}", post.log());
+}
+
+/// A fifo inside the target is left out of the archive; neither save nor restore waits on it.
+#[test]
+fn a_fifo_in_the_target_is_skipped_at_save() {
+    let rig = Rig::new(Store::Local);
+    let store = rig.machine.store.display().to_string();
+    let uv = uv_dir(&rig);
+    fs::create_dir_all(&uv).unwrap();
+    fs::write(uv.join("data"), "data").unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(uv.join("fifo")).status().unwrap().success());
+    let post = uv_job(&rig, &store).post();
+    assert_clean(&post, "save with a fifo");
+    assert!(post.stdout.contains("uv: saved"), "{}", post.log());
+    fs::remove_dir_all(&uv).unwrap();
+    let main = uv_job(&rig, &store).main();
+    assert_clean(&main, "restore");
+    assert_eq!(fs::read(uv.join("data")).unwrap(), b"data");
+    assert!(fs::symlink_metadata(uv.join("fifo")).is_err());
+}
+
+/// A size-limited tmpfs, unmounted on drop; `None` when this machine does not allow mounting.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!("SKIPPED: cannot mount a tmpfs here: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A restore into a directory on a full disk (a 2 MiB tmpfs holding the uv cache's parent):
+/// a warning and a miss, the old cache untouched, the staging directory gone.
+#[test]
+fn a_full_disk_during_restore_is_a_warning_and_changes_nothing() {
+    let rig = Rig::new(Store::Local);
+    let store = rig.machine.store.display().to_string();
+    let Some(_disk) = Tmpfs::mount(&rig.machine.home.join(".cache"), "2m") else { return };
+    let uv = uv_dir(&rig);
+    fs::create_dir_all(uv.join("old")).unwrap();
+    fs::write(uv.join("old/keep"), "old").unwrap();
+    let before = tree(&rig.machine.home, &|_| false);
+    // 4 MiB of incompressible data: well within the size caps, twice the disk.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let archive =
+        Tar(Vec::new()).dir("../../home/.cache/uv/").file("../../home/.cache/uv/big", &noise).zstd();
+    let mut job = uv_job(&rig, &store);
+    rig.plant_for(&job, "uv", "~/.cache/uv", archive);
+    let step = job.main();
+    assert_eq!(step.code, 0, "{}", step.log());
+    assert!(!step.stdout.contains("::error::"), "{}", step.log());
+    assert!(
+        warnings(&step).iter().any(|w| w.contains("uv: restoring") && w.contains("No space left")),
+        "{}",
+        step.log()
+    );
+    assert_eq!(step.output("uv-restored"), "false");
+    assert_eq!(tree(&rig.machine.home, &|_| false), before, "the old cache and its disk are unchanged");
+}
+
+/// A save whose RUNNER_TEMP is full (a 1 MiB tmpfs): a warning, nothing stored, no archive left.
+#[test]
+fn a_full_runner_temp_during_save_is_a_warning() {
+    let rig = Rig::new(Store::Local);
+    let store = rig.machine.store.display().to_string();
+    let mut job = uv_job(&rig, &store);
+    let temp = job.dir.join("temp");
+    let Some(_disk) = Tmpfs::mount(&temp, "1m") else { return };
+    fill(&uv_dir(&rig), 5, 4 << 20);
+    let post = job.post();
+    assert_eq!(post.code, 0, "{}", post.log());
+    assert!(!post.stdout.contains("::error::"), "{}", post.log());
+    assert!(
+        warnings(&post).iter().any(|w| w.contains("uv: packing") && w.contains("not saving")),
+        "{}",
+        post.log()
+    );
+    assert!(fs::read_dir(&temp).unwrap().next().is_none(), "the partial archive was left behind");
+    assert!(!rig.machine.store.join("v1").exists(), "nothing was stored");
 }
