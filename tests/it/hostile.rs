@@ -254,9 +254,9 @@ fn bomb(size: u64) -> Vec<u8> {
 enum Expect {
     /// The restore is refused: a warning naming the failure, a miss, nothing changed anywhere.
     Refused,
-    /// Restored, with this check of the restored `.nox` (fifos and devices skipped, special mode
-    /// bits stripped).
-    Restored(fn(&Path)),
+    /// Restored with this many warnings, and this check of the restored `.nox` (fifos and
+    /// devices skipped, special mode bits stripped).
+    Restored(usize, fn(&Path)),
 }
 
 type Build = Box<dyn Fn(&Rig) -> Vec<u8> + Sync>;
@@ -288,7 +288,7 @@ fn cases() -> Vec<Case> {
         ),
         case("dotdot root", |_| Tar(Vec::new()).dir("../../").file("../../sentinel/pwned", b"x").zstd(), {
             // A root of `../..` is re-rooted like any other, so this one lands inside `.nox`.
-            Expect::Restored(|nox| assert_eq!(fs::read(nox.join("sentinel/pwned")).unwrap(), b"x"))
+            Expect::Restored(0, |nox| assert_eq!(fs::read(nox.join("sentinel/pwned")).unwrap(), b"x"))
         }),
         case(
             "absolute name",
@@ -356,7 +356,7 @@ fn cases() -> Vec<Case> {
                     .file(".nox/ok", b"ok")
                     .zstd()
             },
-            Expect::Restored(|nox| {
+            Expect::Restored(3, |nox| {
                 for name in ["fifo", "chr", "blk"] {
                     assert!(fs::symlink_metadata(nox.join(name)).is_err(), "{name} was created");
                 }
@@ -372,7 +372,7 @@ fn cases() -> Vec<Case> {
                     .entry(".nox/sticky/", EntryType::Directory, 0o1777, "", b"")
                     .gzip()
             },
-            Expect::Restored(|nox| {
+            Expect::Restored(0, |nox| {
                 let mode = |n: &str| fs::symlink_metadata(nox.join(n)).unwrap().permissions().mode() & 0o7777;
                 assert_eq!((mode("suid"), mode("sgid"), mode("sticky")), (0o755, 0o755, 0o777));
             }),
@@ -417,8 +417,9 @@ fn hostile_archives_through(store: Store) {
                 assert_eq!(step.output("cache-hit"), "false", "{context}");
                 assert_eq!(after, before, "{context}");
             }
-            Expect::Restored(check) => {
+            Expect::Restored(warned, check) => {
                 assert_eq!(step.output("nox-restored"), "true", "{context}");
+                assert_eq!(warnings(&step).len(), warned, "{context}");
                 assert_eq!(without(&after, "work/repo/repo/.nox"), without(&before, "work/repo/repo/.nox"));
                 check(&rig.nox());
                 assert!(!rig.nox().join("old").exists(), "the restored tree replaced the old one");
@@ -442,6 +443,11 @@ fn hostile_archives_local_store() {
 #[test]
 fn hostile_archives_v1() {
     hostile_archives_through(Store::V1(Personality::Github));
+}
+
+#[test]
+fn hostile_archives_v1_forgejo() {
+    hostile_archives_through(Store::V1(Personality::Forgejo));
 }
 
 #[test]
