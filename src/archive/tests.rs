@@ -666,3 +666,29 @@ fn the_ratio_cap_follows_the_compressed_bytes_read() {
     let limits = UnpackLimits { max_bytes: 1 << 40, max_entries: 100, max_ratio: 100, ratio_floor: 1 << 20 };
     arena.unpack(&bytes, &limits).unwrap();
 }
+
+/// The `tar` crate reads a GNU long name (and a PAX extension) whole into memory before the
+/// entry it describes reaches `unpack`: 64 MiB of zeros in one must be refused as a bomb, from
+/// the decompressed stream's size against the compressed bytes read, not allocated.
+#[test]
+fn a_huge_gnu_long_name_is_refused_before_it_is_read_into_memory() {
+    for kind in [tar::EntryType::GNULongName, tar::EntryType::XHeader] {
+        let arena = Arena::new();
+        let mut raw = Raw::new().dir("x/");
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_size(64 << 20);
+        header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        header.set_cksum();
+        raw.0.extend_from_slice(header.as_bytes());
+        raw.0.resize(raw.0.len() + (64 << 20), 0);
+        let raw = raw.file("x/a", b"a");
+        let bytes = raw.zstd();
+        let limits =
+            UnpackLimits { max_bytes: 1 << 40, max_entries: 100, max_ratio: 100, ratio_floor: 1 << 20 };
+        let err = arena.unpack(&bytes, &limits).unwrap_err().to_string();
+        assert!(err.len() < 2000, "{kind:?}: the message holds the whole name");
+        assert!(err.contains("decompression bomb"), "{kind:?}: {err}");
+        arena.check();
+    }
+}
