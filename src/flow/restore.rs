@@ -197,3 +197,22 @@ pub fn hint_reuse(cfg: &Config) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The caps of docs/reliability.md: 200 × the entry's size within [1 GiB, 64 GiB], 64 GiB
+    /// when the size is unknown, and the ratio on the compressed bytes read in every case.
+    #[test]
+    fn unpack_limits_follow_the_entry_size_within_the_caps() {
+        let gib = 1u64 << 30;
+        assert_eq!(unpack_limits(Some(1000)).max_bytes, gib);
+        assert_eq!(unpack_limits(Some(100 << 20)).max_bytes, 20_000 << 20);
+        assert_eq!(unpack_limits(Some(1 << 40)).max_bytes, 64 * gib);
+        assert_eq!(unpack_limits(Some(u64::MAX)).max_bytes, 64 * gib);
+        assert_eq!(unpack_limits(None).max_bytes, 64 * gib);
+        let limits = unpack_limits(None);
+        assert_eq!((limits.max_ratio, limits.ratio_floor, limits.max_entries), (200, gib, 10_000_000));
+    }
+}
