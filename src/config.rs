@@ -147,7 +147,7 @@ impl Config {
         let (backend, backend_reason) = select_backend(raw, lookup, &runner)?;
         Ok(Config {
             targets: parse_targets(raw.targets.as_deref().unwrap_or("uv nox"))?,
-            key_files: lines(raw.key_files.as_deref()),
+            key_files: parse_key_files(raw.key_files.as_deref(), runner.home.as_deref())?,
             key_suffix: parse_key_suffix(raw.key_suffix.as_deref())?,
             python: raw.python.clone().unwrap_or_else(|| "python3".to_string()),
             restore_keys: choice(
@@ -235,6 +235,17 @@ fn parse_targets(value: &str) -> Result<Vec<Target>, ConfigError> {
         return Err(invalid("targets", "no target given; allowed: uv, nox (space-separated)"));
     }
     Ok(targets)
+}
+
+/// The `key-files` lines, each checked as hashFiles would parse it: a pattern the runner refuses
+/// is a mistake in the workflow, not cache trouble.
+fn parse_key_files(value: Option<&str>, home: Option<&Path>) -> Result<Vec<String>, ConfigError> {
+    let patterns = lines(value);
+    for pattern in &patterns {
+        crate::hash_files::check_pattern(pattern, home)
+            .map_err(|e| invalid("key-files", format!("`{pattern}` is not a hashFiles pattern: {e}")))?;
+    }
+    Ok(patterns)
 }
 
 fn parse_key_suffix(value: Option<&str>) -> Result<Option<String>, ConfigError> {
@@ -483,6 +494,8 @@ mod tests {
             ("INPUT_TIMEOUT", "ten"),
             ("INPUT_WORKING-DIRECTORY", "../elsewhere"),
             ("INPUT_NOX-ENVDIR", "/abs/.nox"),
+            ("INPUT_KEY-FILES", "uv.lock\n!"),
+            ("INPUT_KEY-FILES", "../other/uv.lock"),
         ] {
             let err = config(&[(input, value)]).expect_err(input);
             let name = input.strip_prefix("INPUT_").unwrap().to_lowercase();

@@ -65,6 +65,13 @@ pub enum HashFilesError {
     Io { action: &'static str, path: String, source: io::Error },
 }
 
+/// Checks one pattern line as the runner's hashFiles parses it; `Err` says why it would refuse
+/// it (a lone `!`, a `.` or `..` segment, `~` without a home).
+pub fn check_pattern(line: &str, home: Option<&Path>) -> Result<(), String> {
+    let home = home.map(|h| h.to_string_lossy().into_owned());
+    Pattern::new(line, "/", home.as_deref()).map(|_| ()).map_err(|e| e.to_string())
+}
+
 /// Mirrors the runner's argument handling: only the first argument may be an option,
 /// `--follow-symbolic-links` (case-insensitive); any other leading `--x` is an error.
 /// Returns the option and the patterns.

@@ -36,7 +36,8 @@
 //! applied), mtimes too (directories' after their contents, symlinks' not at all); ownership is
 //! never restored. A later entry for the same path replaces the earlier file or symlink, as GNU
 //! tar does. [`UnpackLimits`] stop decompression bombs: the sum of regular file sizes and the
-//! number of entries are checked from the headers, before the data is read. After the tar end
+//! number of entries are checked from the headers, before the data is read; the sum is checked
+//! against an absolute cap and against a multiple of the compressed bytes read so far. After the tar end
 //! marker the rest of the compressed stream is read, so its checksum and truncation are checked.
 //!
 //! Speed: the calling thread decompresses and parses; one worker thread creates the files,
@@ -111,6 +112,12 @@ pub struct UnpackLimits {
     pub max_bytes: u64,
     /// Most entries (directories, files and links).
     pub max_entries: u64,
+    /// When not 0: the file bytes may also not exceed this many times the compressed bytes read
+    /// so far (or [`ratio_floor`](Self::ratio_floor), whichever is more). This caps an entry
+    /// relative to its real size even when the cache service does not report that size.
+    pub max_ratio: u64,
+    /// The file bytes always allowed by `max_ratio`, however small the archive.
+    pub ratio_floor: u64,
 }
 
 /// What [`unpack`] wrote.

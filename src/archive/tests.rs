@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 
-const LIMITS: UnpackLimits = UnpackLimits { max_bytes: 1 << 30, max_entries: 1_000_000 };
+const LIMITS: UnpackLimits =
+    UnpackLimits { max_bytes: 1 << 30, max_entries: 1_000_000, max_ratio: 0, ratio_floor: 0 };
 
 /// What a tree looks like, for comparisons: path → kind, mode, mtime, contents or link target,
 /// and for hard-linked files the first path (sorted) sharing the inode.
@@ -515,7 +516,7 @@ fn stops_decompression_bombs() {
     let zeros = vec![0u8; 3 << 20];
     let bytes = Raw::new().dir("x/").file("x/a", &zeros).file("x/b", &zeros).zstd();
     assert!(bytes.len() < 10_000, "a bomb compresses well");
-    let limits = UnpackLimits { max_bytes: 4 << 20, max_entries: 100 };
+    let limits = UnpackLimits { max_bytes: 4 << 20, max_entries: 100, max_ratio: 0, ratio_floor: 0 };
     let err = arena.unpack(&bytes, &limits).unwrap_err();
     assert!(matches!(err, ArchiveError::TooManyBytes { .. }), "{err:?}");
     assert!(fs::symlink_metadata(arena.dest().join("x/b")).is_err());
@@ -526,7 +527,7 @@ fn stops_decompression_bombs() {
     for i in 0..20 {
         raw = raw.file(&format!("x/{i}"), b"");
     }
-    let limits = UnpackLimits { max_bytes: 1 << 20, max_entries: 10 };
+    let limits = UnpackLimits { max_bytes: 1 << 20, max_entries: 10, max_ratio: 0, ratio_floor: 0 };
     let err = arena.unpack(&raw.zstd(), &limits).unwrap_err();
     assert!(matches!(err, ArchiveError::TooManyEntries { limit: 10 }), "{err:?}");
     arena.check();
@@ -643,5 +644,51 @@ fn an_empty_directory_round_trips() {
         let stats = unpack_slice(&pack_to_vec(&src, ".", compression), &dest).unwrap();
         assert_eq!(stats.entries, 1);
         assert_eq!(snapshot(&dest), snapshot(&src));
+    }
+}
+
+/// The cap relative to the compressed bytes read stops a bomb even when `max_bytes` (the
+/// absolute cap) would let it through and nobody told `unpack` the archive's size.
+#[test]
+fn the_ratio_cap_follows_the_compressed_bytes_read() {
+    let arena = Arena::new();
+    let zeros = vec![0u8; 8 << 20];
+    let bytes = Raw::new().dir("x/").file("x/a", &zeros).zstd();
+    assert!(bytes.len() < 10_000, "a bomb compresses well");
+    let limits = UnpackLimits { max_bytes: 1 << 40, max_entries: 100, max_ratio: 100, ratio_floor: 1 << 20 };
+    let err = arena.unpack(&bytes, &limits).unwrap_err();
+    assert!(matches!(err, ArchiveError::TooManyBytes { .. }), "{err:?}");
+    arena.check();
+    // An honest archive at a ratio below the cap unpacks.
+    let arena = Arena::new();
+    let noise: Vec<u8> = (0..(4u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let bytes = Raw::new().dir("x/").file("x/a", &noise).zstd();
+    let limits = UnpackLimits { max_bytes: 1 << 40, max_entries: 100, max_ratio: 100, ratio_floor: 1 << 20 };
+    arena.unpack(&bytes, &limits).unwrap();
+}
+
+/// The `tar` crate reads a GNU long name (and a PAX extension) whole into memory before the
+/// entry it describes reaches `unpack`: 64 MiB of zeros in one must be refused as a bomb, from
+/// the decompressed stream's size against the compressed bytes read, not allocated.
+#[test]
+fn a_huge_gnu_long_name_is_refused_before_it_is_read_into_memory() {
+    for kind in [tar::EntryType::GNULongName, tar::EntryType::XHeader] {
+        let arena = Arena::new();
+        let mut raw = Raw::new().dir("x/");
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_size(64 << 20);
+        header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        header.set_cksum();
+        raw.0.extend_from_slice(header.as_bytes());
+        raw.0.resize(raw.0.len() + (64 << 20), 0);
+        let raw = raw.file("x/a", b"a");
+        let bytes = raw.zstd();
+        let limits =
+            UnpackLimits { max_bytes: 1 << 40, max_entries: 100, max_ratio: 100, ratio_floor: 1 << 20 };
+        let err = arena.unpack(&bytes, &limits).unwrap_err().to_string();
+        assert!(err.len() < 2000, "{kind:?}: the message holds the whole name");
+        assert!(err.contains("decompression bomb"), "{kind:?}: {err}");
+        arena.check();
     }
 }

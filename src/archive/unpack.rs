@@ -10,6 +10,7 @@
 //! component with `lstat`, which also catches case-insensitive file systems where `A` and `a`
 //! name the same symlink.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
@@ -17,6 +18,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -133,7 +135,9 @@ fn read_archive(
             Err(e) => return Err(corrupt(None, e).into()),
         }
     }
-    let head = io::Cursor::new(magic).take(got as u64).chain(input);
+    let consumed = Rc::new(Cell::new(got as u64));
+    let head =
+        io::Cursor::new(magic).take(got as u64).chain(Counted { inner: input, count: consumed.clone() });
     let decoder: Box<dyn Read + '_> = if got == 4 && magic == ZSTD_MAGIC {
         let mut decoder = zstd::stream::read::Decoder::new(head).map_err(|e| corrupt(None, e))?;
         decoder.window_log_max(31).map_err(|e| corrupt(None, e))?;
@@ -146,6 +150,9 @@ fn read_archive(
         return Err(ArchiveError::UnknownFormat { magic }.into());
     };
 
+    // The tar crate reads GNU long names and PAX extensions whole into memory before handing
+    // over the entry they describe, so the ratio cap also applies to the decompressed stream.
+    let decoder = Expansion { inner: decoder, out: 0, consumed: consumed.clone(), limits };
     let mut archive = tar::Archive::new(BufReader::with_capacity(256 << 10, decoder));
     let mut stats = UnpackStats::default();
     let mut seen_entries = 0u64;
@@ -163,7 +170,7 @@ fn read_archive(
             return Err(ArchiveError::TooManyEntries { limit: limits.max_entries }.into());
         }
         let raw_name = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw_name).into_owned();
+        let name = clip_name(&raw_name);
         let unsafe_entry = |reason: &str| ArchiveError::Unsafe { name: name.clone(), reason: reason.into() };
         let trimmed = trim_slashes(&raw_name);
         let mode = entry.header().mode().map_err(|e| corrupt(Some(&name), e))?;
@@ -196,8 +203,14 @@ fn read_archive(
                     None => entry.size(),
                 };
                 seen_bytes = seen_bytes.saturating_add(size);
-                if seen_bytes > limits.max_bytes {
-                    return Err(ArchiveError::TooManyBytes { limit: limits.max_bytes, name }.into());
+                let limit = match limits.max_ratio {
+                    0 => limits.max_bytes,
+                    ratio => {
+                        limits.max_bytes.min(consumed.get().saturating_mul(ratio).max(limits.ratio_floor))
+                    }
+                };
+                if seen_bytes > limit {
+                    return Err(ArchiveError::TooManyBytes { limit, name }.into());
                 }
                 let mut remaining = size;
                 let mut first = Some(rel);
@@ -263,6 +276,62 @@ fn read_archive(
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|e| corrupt(None, e))?;
     send(&tx, Op::Done)?;
     Ok(stats)
+}
+
+/// The decompressed stream, cut off once it expands more than `limits.max_ratio` allows (with
+/// `ratio_floor` and 1 MiB of slack for headers): that bounds what the tar crate buffers.
+struct Expansion<'a, R> {
+    inner: R,
+    out: u64,
+    consumed: Rc<Cell<u64>>,
+    limits: &'a UnpackLimits,
+}
+
+impl<R: Read> Read for Expansion<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out += n as u64;
+        let ratio = self.limits.max_ratio;
+        if ratio > 0 {
+            let allowed = self
+                .consumed
+                .get()
+                .saturating_mul(ratio)
+                .max(self.limits.ratio_floor)
+                .saturating_add(1 << 20);
+            if self.out > allowed {
+                return Err(io::Error::other(format!(
+                    "it expands to more than {allowed} bytes, over {ratio} times its compressed size; \
+                     it may be a decompression bomb"
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// An entry's name for messages: lossy UTF-8, at most 300 characters.
+fn clip_name(raw: &[u8]) -> String {
+    let name = String::from_utf8_lossy(&raw[..raw.len().min(1200)]);
+    match name.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &name[..i]),
+        None if raw.len() > 1200 => format!("{name}…"),
+        None => name.into_owned(),
+    }
+}
+
+/// Counts the compressed bytes read, for the size cap relative to them.
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    count: Rc<Cell<u64>>,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
 }
 
 fn corrupt(at: Option<&str>, e: io::Error) -> ArchiveError {

@@ -72,7 +72,7 @@ impl ArtifactCacheBackend {
     }
 
     /// The service's own words from an error body: `message` (GitHub), `error` (act), or text.
-    fn message(&self, body: &[u8]) -> String {
+    pub(crate) fn message(&self, body: &[u8]) -> String {
         if let Ok(value) = serde_json::from_slice::<Value>(body) {
             for field in ["message", "error", "msg"] {
                 if let Some(text) = value.get(field).and_then(Value::as_str) {
@@ -180,24 +180,7 @@ impl Backend for ArtifactCacheBackend {
         let (status, bytes) = self.call(op, "GET", &self.api_url(&query), None)?;
         match status {
             204 => Ok(None),
-            200..=299 => {
-                let value: Value = serde_json::from_slice(&bytes).map_err(|e| BackendError::Decode {
-                    op,
-                    body: self.http.clip(&bytes),
-                    message: e.to_string(),
-                })?;
-                let location = value.get("archiveLocation").and_then(Value::as_str).filter(|s| !s.is_empty());
-                let Some(location) = location else {
-                    return Err(BackendError::Decode {
-                        op,
-                        body: self.http.clip(&bytes),
-                        message: "no archiveLocation in a hit".to_string(),
-                    });
-                };
-                let key = value.get("cacheKey").and_then(Value::as_str).unwrap_or(&keys[0]).to_string();
-                let size = value.get("cacheSize").and_then(as_u64);
-                Ok(Some(Hit { key, size, location: Location::Url(Secret(location.to_string())) }))
-            }
+            200..=299 => lookup_answer(&self.http, keys, &bytes).map(Some),
             _ => Err(status_error(op, status, self.message(&bytes))),
         }
     }
@@ -224,6 +207,27 @@ impl Backend for ArtifactCacheBackend {
             _ => Err(status_error(op, status, self.message(&bytes))),
         }
     }
+}
+
+/// The hit described by a `200` answer to `GET cache` (`keys` is not empty).
+pub(crate) fn lookup_answer(http: &Http, keys: &[String], bytes: &[u8]) -> Result<Hit, BackendError> {
+    let op = "lookup";
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| BackendError::Decode {
+        op,
+        body: http.clip(bytes),
+        message: e.to_string(),
+    })?;
+    let location = value.get("archiveLocation").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let Some(location) = location else {
+        return Err(BackendError::Decode {
+            op,
+            body: http.clip(bytes),
+            message: "no archiveLocation in a hit".to_string(),
+        });
+    };
+    let key = value.get("cacheKey").and_then(Value::as_str).unwrap_or(&keys[0]).to_string();
+    let size = value.get("cacheSize").and_then(as_u64);
+    Ok(Hit { key, size, location: Location::Url(Secret(location.to_string())) })
 }
 
 /// An integer that a service may send as a number or a string.

@@ -185,8 +185,7 @@ impl GithubBackend {
                         .headers()
                         .get("content-range")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.rsplit('/').next())
-                        .and_then(|v| v.trim().parse::<u64>().ok());
+                        .and_then(range_total);
                     match total {
                         Some(total) => {
                             Ok(First::Ranged(read_exact_body(http, url, response, block.min(total))?, total))
@@ -271,23 +270,7 @@ impl Backend for GithubBackend {
             Err((404, _)) => return Ok(None),
             Err((status, message)) => return Err(status_error(op, status, message)),
         };
-        if !field(&value, "ok").and_then(Value::as_bool).unwrap_or(false) {
-            return Ok(None);
-        }
-        let Some(url) =
-            field(&value, "signed_download_url").and_then(Value::as_str).filter(|s| !s.is_empty())
-        else {
-            return Err(BackendError::Decode {
-                op,
-                body: String::new(),
-                message: "ok:true without signed_download_url".into(),
-            });
-        };
-        let key = field(&value, "matched_key")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or(&keys[0]);
-        Ok(Some(Hit { key: key.to_string(), size: None, location: Location::Url(Secret(url.to_string())) }))
+        lookup_answer(&value, keys)
     }
 
     fn download(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError> {
@@ -339,6 +322,29 @@ impl Backend for GithubBackend {
     }
 }
 
+/// The hit, if any, described by a `GetCacheEntryDownloadURL` answer (`keys` is not empty).
+pub(crate) fn lookup_answer(value: &Value, keys: &[String]) -> Result<Option<Hit>, BackendError> {
+    if !field(value, "ok").and_then(Value::as_bool).unwrap_or(false) {
+        return Ok(None);
+    }
+    let Some(url) = field(value, "signed_download_url").and_then(Value::as_str).filter(|s| !s.is_empty())
+    else {
+        return Err(BackendError::Decode {
+            op: "lookup",
+            body: String::new(),
+            message: "ok:true without signed_download_url".into(),
+        });
+    };
+    let key =
+        field(value, "matched_key").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(&keys[0]);
+    Ok(Some(Hit { key: key.to_string(), size: None, location: Location::Url(Secret(url.to_string())) }))
+}
+
+/// The total size in a `Content-Range: bytes a-b/total` header.
+pub(crate) fn range_total(value: &str) -> Option<u64> {
+    value.rsplit('/').next().and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// A field by its proto (snake_case) name or its JSON (lowerCamelCase) name.
 fn field<'v>(value: &'v Value, snake: &str) -> Option<&'v Value> {
     value.get(snake).or_else(|| {
@@ -359,7 +365,7 @@ fn field<'v>(value: &'v Value, snake: &str) -> Option<&'v Value> {
 }
 
 /// `msg` of a Twirp error, the `message` of other frameworks, or the raw text.
-fn twirp_message(http: &Http, body: &[u8]) -> String {
+pub(crate) fn twirp_message(http: &Http, body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<Value>(body) {
         let code = value.get("code").and_then(Value::as_str);
         let text = ["msg", "message", "error"].iter().find_map(|f| value.get(*f).and_then(Value::as_str));

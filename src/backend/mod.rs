@@ -6,6 +6,8 @@
 //! neither is an error.
 
 pub mod artifact_cache;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod github;
 pub mod http;
 pub mod local;

@@ -131,13 +131,16 @@ fn download_into_place(
     result
 }
 
-/// The largest total a restore may write: a multiple of the entry's size, and a hard cap.
+/// The largest total a restore may write: a multiple of the entry's size (at least 1 GiB), and
+/// a hard cap. The services rarely report an entry's size (v2 never, v1 only on some servers),
+/// so the multiple also applies to the compressed bytes read so far, which needs no size.
 fn unpack_limits(size: Option<u64>) -> UnpackLimits {
     const ABSOLUTE_MAX: u64 = 64 << 30;
     const RATIO: u64 = 200;
+    const FLOOR: u64 = 1 << 30;
     let max_bytes =
-        size.map(|s| (s.saturating_mul(RATIO)).clamp(1 << 30, ABSOLUTE_MAX)).unwrap_or(ABSOLUTE_MAX);
-    UnpackLimits { max_bytes, max_entries: 10_000_000 }
+        size.map(|s| (s.saturating_mul(RATIO)).clamp(FLOOR, ABSOLUTE_MAX)).unwrap_or(ABSOLUTE_MAX);
+    UnpackLimits { max_bytes, max_entries: 10_000_000, max_ratio: RATIO, ratio_floor: FLOOR }
 }
 
 /// Prints the key component by component.
@@ -192,5 +195,24 @@ pub fn hint_reuse(cfg: &Config) {
         crate::notice!(
             "nox: the noxfile never turns env reuse on, so a cached .nox only helps when nox runs with `--reuse-venv=yes` (or `-r`)"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The caps of docs/reliability.md: 200 × the entry's size within [1 GiB, 64 GiB], 64 GiB
+    /// when the size is unknown, and the ratio on the compressed bytes read in every case.
+    #[test]
+    fn unpack_limits_follow_the_entry_size_within_the_caps() {
+        let gib = 1u64 << 30;
+        assert_eq!(unpack_limits(Some(1000)).max_bytes, gib);
+        assert_eq!(unpack_limits(Some(100 << 20)).max_bytes, 20_000 << 20);
+        assert_eq!(unpack_limits(Some(1 << 40)).max_bytes, 64 * gib);
+        assert_eq!(unpack_limits(Some(u64::MAX)).max_bytes, 64 * gib);
+        assert_eq!(unpack_limits(None).max_bytes, 64 * gib);
+        let limits = unpack_limits(None);
+        assert_eq!((limits.max_ratio, limits.ratio_floor, limits.max_entries), (200, gib, 10_000_000));
     }
 }

@@ -254,6 +254,27 @@ impl CacheServer {
         done.iter().map(|e| (e.key.clone(), e.version.clone(), e.data.as_ref().unwrap().len())).collect()
     }
 
+    /// Stores `bytes` as a complete entry under `key` + `version` (newest of its key), as if a
+    /// client had saved it: served by v1 `artifacts/{id}` and by the v2 blob host alike. For
+    /// tests that need an entry no honest client would write (hostile archives).
+    pub fn plant(&self, key: &str, version: &str, bytes: Vec<u8>) {
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        let created = state.tick();
+        let key = state.norm(key);
+        state.blobs.insert(id, Blob { blocks: HashMap::new(), data: Some(bytes.clone()) });
+        state.entries.push(Entry {
+            id,
+            key,
+            version: version.to_string(),
+            reserved_size: None,
+            chunks: BTreeMap::new(),
+            data: Some(bytes),
+            created,
+        });
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

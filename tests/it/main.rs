@@ -6,6 +6,7 @@ mod end_to_end;
 mod envs;
 mod faults;
 mod hash_files;
+mod hostile;
 mod interop;
 mod keys;
 mod metadata;
