@@ -256,14 +256,14 @@ impl Http {
     }
 
     /// Bytes as a short, safe message fragment.
+    /// Secrets are removed before cutting, so a token straddling the cut never leaks a part.
     pub(crate) fn clip(&self, bytes: &[u8]) -> String {
-        let text = String::from_utf8_lossy(strip_bom(bytes));
-        let text = text.trim();
+        let text = self.scrub(String::from_utf8_lossy(strip_bom(bytes)).trim());
         let mut clipped: String = text.chars().take(BODY_LIMIT).collect();
         if clipped.len() < text.len() {
             clipped.push('…');
         }
-        self.scrub(&clipped)
+        clipped
     }
 
     /// Removes the token and every URL query string from `text`.
@@ -517,5 +517,10 @@ mod tests {
         let http = Http::new(Instant::now(), Tuning::default(), &Secret("tok3n".into()));
         assert_eq!(http.clip(b"\xEF\xBB\xBF{\"message\":\"tok3n bad\"}"), "{\"message\":\"*** bad\"}");
         assert!(http.clip(&[b'x'; 2000]).ends_with('…'));
+        // A token straddling the cut leaves no part of itself behind.
+        let mut body = vec![b'x'; BODY_LIMIT - 2];
+        body.extend_from_slice(b"tok3n and more");
+        let clipped = http.clip(&body);
+        assert!(!clipped.contains("to") && clipped.ends_with("**…"), "{clipped}");
     }
 }
