@@ -217,6 +217,8 @@ class Bench:
         self.who = args.who.split(",")
         self.backends = args.backends.split(",")
         self.npm = self.bench / "npm"
+        # Per invocation, so that two benches never delete each other's steps.
+        self.steps = self.bench / f"steps-{os.getpid()}"
         self.wrapper = self.bench / "binary-under-time.sh"
         self.wrapper.write_text(
             # bash, not sh: dash drops variables whose names hold a hyphen (INPUT_KEY-SUFFIX).
@@ -278,7 +280,7 @@ class Bench:
 
     def ours(self, ds, backend_env, tag, i):
         suffix = f"bench-{tag}-{i}-{time.time_ns()}"
-        d = self.bench / "steps" / f"ours-{tag}-{i}"
+        d = self.steps / f"ours-{tag}-{i}"
         shutil.rmtree(d, ignore_errors=True)
         # The main step first (a miss), untimed, for the state the post step gets.
         _, main_dir = self.ours_step(ds, "restore", backend_env, suffix, d / "main")
@@ -303,7 +305,7 @@ class Bench:
 
     def official(self, ds, backend_env, tag, i):
         key = f"official-{tag}-{i}-{time.time_ns()}"
-        d = self.bench / "steps" / f"official-{tag}-{i}"
+        d = self.steps / f"official-{tag}-{i}"
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         env = self.base_env(ds, d)
@@ -328,7 +330,7 @@ class Bench:
     def baseline(self, ds, i):
         """One archive per directory, as the action and two actions/cache steps make (in one
         archive, files hard-linked between the uv cache and .nox would be stored once)."""
-        d = self.bench / "steps" / f"baseline-{i}"
+        d = self.steps / f"baseline-{i}"
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         env = dict(os.environ)
@@ -399,7 +401,7 @@ class Bench:
                 save, restore = self.baseline(ds, i)
                 self.record(name, "save", "baseline", save)
                 self.record(name, "restore", "baseline", restore)
-            shutil.rmtree(self.bench / "steps", ignore_errors=True)
+            shutil.rmtree(self.steps, ignore_errors=True)
 
     def med(self, set_name, op, who):
         values = self.results.get((set_name, op, who), [])
