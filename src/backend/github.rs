@@ -413,7 +413,9 @@ struct Window {
 }
 
 /// Yields the first block, then the remaining ranges in order while a few threads fetch
-/// ahead; at most `parallelism × 2` blocks are held in memory.
+/// ahead; at most `parallelism + 1` blocks are held in memory (the one being read and the
+/// ones being fetched or waiting), so the workers never get more than `parallelism` blocks
+/// ahead of the reader.
 struct RangedReader {
     state: Arc<(Mutex<Window>, Condvar)>,
     current: io::Cursor<Vec<u8>>,
@@ -428,7 +430,7 @@ impl RangedReader {
             Mutex::new(Window { next: 1, wanted: 1, done: BTreeMap::new(), cancelled: false }),
             Condvar::new(),
         ));
-        let window = (http.tuning.parallelism.max(1) * 2) as u64;
+        let window = http.tuning.parallelism.max(1) as u64;
         for _ in 0..http.tuning.parallelism.max(1).min(count.saturating_sub(1) as usize) {
             let (state, http, url) = (state.clone(), http.clone(), url.clone());
             thread::spawn(move || {

@@ -58,7 +58,9 @@ impl Default for Tuning {
             upload_chunk: 32 << 20,
             block_size: 64 << 20,
             single_put_max: 128 << 20,
-            download_block: 8 << 20,
+            // As the toolkit's concurrent downloader; with `parallelism` blocks ahead this
+            // bounds a download's buffers to ~20 MiB.
+            download_block: 4 << 20,
             parallelism: 4,
             attempts: 5,
             retry_delay: Duration::from_secs(3),

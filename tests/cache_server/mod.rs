@@ -709,7 +709,7 @@ impl State {
         if let Some(id) = resource.strip_prefix("artifacts/") {
             let id: Option<u64> = id.parse().ok();
             let data =
-                id.and_then(|id| self.entries.iter().find(|e| e.id == id)).and_then(|e| e.data.clone());
+                id.and_then(|id| self.entries.iter().find(|e| e.id == id)).and_then(|e| e.data.as_deref());
             return match data {
                 Some(data) => self.serve_bytes(request, data),
                 None => Response::json(404, serde_json::json!({"error": "cache not found"})),
@@ -933,7 +933,7 @@ impl State {
             return blob_error(400, "InvalidAuthenticationInfo");
         }
         if request.method == "GET" {
-            let data = self.blobs.get(&id).and_then(|b| b.data.clone());
+            let data = self.blobs.get(&id).and_then(|b| b.data.as_deref());
             return match data {
                 Some(data) => self.serve_bytes(request, data),
                 None => blob_error(404, "BlobNotFound"),
@@ -984,16 +984,18 @@ impl State {
     }
 
     /// An archive or blob body, honouring `Range` unless the blob host is set to ignore it.
-    fn serve_bytes(&self, request: &Request, data: Vec<u8>) -> Response {
+    /// Only the requested range is copied (a ranged download of a large blob would otherwise
+    /// copy the whole blob once per range, under the state lock).
+    fn serve_bytes(&self, request: &Request, data: &[u8]) -> Response {
         if self.config.ignore_range {
             let mut response = Response::empty(200);
-            response.body = data;
+            response.body = data.to_vec();
             response.chunked = true;
             return response;
         }
         let total = data.len() as u64;
         let Some((start, end)) = request.header("range").and_then(parse_range) else {
-            return Response::new(200, "application/octet-stream", data);
+            return Response::new(200, "application/octet-stream", data.to_vec());
         };
         if start >= total {
             return Response::empty(416).with_header("Content-Range", format!("bytes */{total}"));

@@ -1,0 +1,483 @@
+#!/usr/bin/env python3
+"""The helper of scripts/bench (run that instead): data sets, runs, medians, the table.
+
+Each measured step is a fresh "runner step": fresh RUNNER_TEMP, GITHUB_OUTPUT/STATE/ENV files,
+the action through its Node launcher (`node dist/main.js`, `node dist/post.js`) with
+UV_NOX_CACHE_BINARY pointing at a tiny wrapper that runs the release binary under
+`/usr/bin/time` (peak RSS and CPU of the binary alone), and @actions/cache 6.3.0 driven by
+tests/interop/actions-cache.js (system tar + zstd). Wall time is measured around the whole
+command (node included), CPU time (user+sys) of the command and all its children with
+/usr/bin/time. Ours and the official toolkit alternate; the cache server is restarted for each
+protocol and run, so it holds only that run's entries.
+"""
+
+import argparse
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TIME_FMT = "%e %U %S %M"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sets
+
+
+def make_set_a(bench: Path, root: Path, tools: Path) -> dict:
+    """examples/demo's uv cache and .nox after a cold `nox --reuse-venv=yes`."""
+    base = bench / "a"
+    ws = base / "ws"
+    uv_cache = base / "uv-cache"
+    stamp = base / "generated"
+    if not stamp.exists():
+        print("== data set A: cold nox run of examples/demo", file=sys.stderr)
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.copytree(root / "examples/demo", ws, ignore=shutil.ignore_patterns(".nox", "__pycache__"))
+        env = dict(os.environ, PATH=f"{tools}/bin:{os.environ['PATH']}", UV_CACHE_DIR=str(uv_cache))
+        sh([str(tools / "bin/nox"), "--reuse-venv=yes"], cwd=ws, env=env, stdout=subprocess.DEVNULL)
+        stamp.touch()
+    return {
+        "name": "A (demo uv cache + .nox)",
+        "ws": ws,
+        "dirs": [uv_cache, ws / ".nox"],
+        "inputs": {"INPUT_TARGETS": "uv nox", "INPUT_UV-CACHE-DIR": str(uv_cache)},
+        "extra_env": {"UV_CACHE_DIR": str(uv_cache)},
+        "official_paths": [str(uv_cache), ".nox"],
+    }
+
+
+WORDS = (
+    "self def return import from class if else elif for while in not and or None True False "
+    "try except finally with as yield lambda raise assert pass break continue global nonlocal "
+    "value result args kwargs name path data config request response item key index count "
+    "buffer stream parser token node module package version self._cache self._lock os.path "
+    "typing.Optional[str] List[int] Dict[str, Any] isinstance len range enumerate zip sorted"
+).split()
+
+
+def _line_pool(rng: random.Random, n: int) -> list:
+    pool = []
+    for _ in range(n):
+        indent = "    " * rng.randint(0, 3)
+        words = rng.choices(WORDS, k=rng.randint(2, 10))
+        kind = rng.random()
+        if kind < 0.15:
+            line = f"{indent}def {words[0]}_{rng.randint(0, 999)}({', '.join(words[1:4])}):"
+        elif kind < 0.25:
+            line = f'{indent}"""{" ".join(words).capitalize()}."""'
+        elif kind < 0.35:
+            line = f"{indent}# {' '.join(words)}"
+        else:
+            line = f"{indent}{words[0]} = {'.'.join(words[1:3])}({', '.join(words[3:])})"
+        pool.append(line + "\n")
+    return pool
+
+
+def make_set_b(bench: Path, quick: bool) -> dict:
+    """A venv-like tree: envs with pyvenv.cfg and bin/python, then site-packages full of
+    `.py`-like text files (compressible) and a few `.so`-like random files (incompressible)."""
+    scale = "quick" if quick else "full"
+    base = bench / f"b-{scale}"
+    ws = base / "ws"
+    envdir = ws / ".nox"
+    stamp = base / "generated"
+    # full: 4 envs x 25 000 text files (~6.5 KB mean) + 4 x 12 x 10 MiB random ≈ 1.13 GB, 100k files
+    envs, files_per_env, sos_per_env, so_size = (4, 2500, 12, 1 << 20) if quick else (4, 25000, 12, 10 << 20)
+    if not stamp.exists():
+        print(f"== data set B ({scale}): generating {envdir}", file=sys.stderr)
+        shutil.rmtree(base, ignore_errors=True)
+        rng = random.Random(20261123)
+        # The envs must pass the action's post-restore validation: the interpreter of
+        # bin/python is /usr/bin/python3, so pyvenv.cfg carries its version.
+        ver = subprocess.run(
+            ["/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:3])"],
+            check=True, capture_output=True, text=True,
+        ).stdout.split()
+        major, minor, micro = ver
+        pool = _line_pool(rng, 30000)
+        for e in range(envs):
+            env = envdir / f"tests-3-{e}"
+            (env / "bin").mkdir(parents=True)
+            os.symlink("/usr/bin/python3", env / "bin/python")
+            os.symlink("python", env / "bin/python3")
+            (env / "pyvenv.cfg").write_text(
+                f"home = /usr/bin\ninclude-system-site-packages = false\n"
+                f"version = {major}.{minor}.{micro}\n"
+            )
+            site = env / f"lib/python{major}.{minor}/site-packages"
+            for i in range(files_per_env):
+                pkg = site / f"pkg{i // 250:03d}" / f"sub{(i // 25) % 10}"
+                if i % 25 == 0:
+                    pkg.mkdir(parents=True)
+                lines = rng.choices(pool, k=int(rng.expovariate(1 / 160)) + 5)
+                (pkg / f"mod{i % 25:02d}.py").write_text("".join(lines))
+            for s in range(sos_per_env):
+                lib = site / f"pkg{s % (files_per_env // 250):03d}" / f"_native{s}.cpython-311-x86_64-linux-gnu.so"
+                lib.write_bytes(rng.randbytes(so_size))
+        stamp.touch()
+    return {
+        "name": f"B (synthetic, {scale})",
+        "ws": ws,
+        "dirs": [envdir],
+        "inputs": {"INPUT_TARGETS": "nox", "INPUT_NOX-ENVDIR": ".nox", "INPUT_EVICT-PROJECT": "false"},
+        "extra_env": {},
+        "official_paths": [".nox"],
+    }
+
+
+def tree_stats(dirs) -> tuple:
+    size = files = 0
+    for d in dirs:
+        for dirpath, dirnames, filenames in os.walk(d):
+            for f in filenames:
+                st = os.lstat(os.path.join(dirpath, f))
+                size += st.st_size
+                files += 1
+            files += len(dirnames)
+    return size, files
+
+
+# ---------------------------------------------------------------------------------------------
+# Running things
+
+
+class Server:
+    def __init__(self, binary: Path):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        self.proc = subprocess.Popen([str(binary), "--port", str(port)], stdout=subprocess.PIPE, text=True)
+        self.env = {}
+        for _ in range(3):
+            k, v = self.proc.stdout.readline().strip().split("=", 1)
+            self.env[k] = v
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def timed(cmd, env, cwd, log: Path):
+    """Runs cmd under /usr/bin/time; returns (wall s, cpu s)."""
+    tfile = log.with_suffix(".time")
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        r = subprocess.run(
+            ["/usr/bin/time", "-f", TIME_FMT, "-o", str(tfile)] + cmd,
+            env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+        )
+    wall = time.perf_counter() - start
+    if r.returncode != 0:
+        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}; see {log}")
+    _, user, system, _ = tfile.read_text().split()[-4:]
+    return wall, float(user) + float(system)
+
+
+def binary_rss(tfile: Path) -> int:
+    """Peak RSS (KiB) over the binary's runs logged in tfile (one line per run)."""
+    rss = 0
+    for line in tfile.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[3].isdigit():
+            rss = max(rss, int(parts[3]))
+    return rss
+
+
+def read_runner_file(path: Path) -> dict:
+    """`name<<delim\\nvalue\\ndelim` records of GITHUB_OUTPUT / GITHUB_STATE."""
+    out, lines, i = {}, path.read_text().splitlines(), 0
+    while i < len(lines):
+        if "<<" in lines[i]:
+            name, delim = lines[i].split("<<", 1)
+            j = lines.index(delim, i + 1)
+            out[name] = "\n".join(lines[i + 1:j])
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+class Bench:
+    def __init__(self, args):
+        self.root = Path(args.root)
+        self.bench = self.root / "target/bench"
+        self.bin_dir = Path(args.bin_dir)
+        self.runs = args.runs
+        self.who = args.who.split(",")
+        self.backends = args.backends.split(",")
+        self.npm = self.bench / "npm"
+        # Per invocation, so that two benches never delete each other's steps.
+        self.steps = self.bench / f"steps-{os.getpid()}"
+        self.wrapper = self.bench / "binary-under-time.sh"
+        self.wrapper.write_text(
+            # bash, not sh: dash drops variables whose names hold a hyphen (INPUT_KEY-SUFFIX).
+            "#!/bin/bash\nexec /usr/bin/time -f '%e %U %S %M' -a -o \"$BENCH_BINARY_TIMES\" "
+            f"{self.bin_dir / 'uv-nox-cache'} \"$@\"\n"
+        )
+        self.wrapper.chmod(0o755)
+        self.results = {}  # (set, op, who) -> list of (wall, cpu)
+        self.rss = {}  # set -> KiB
+        self.rss_steps = []  # (set, step, KiB)
+        self.our_archive_size = self.archive_size = 0
+
+    def record(self, set_name, op, who, value):
+        self.results.setdefault((set_name, op, who), []).append(value)
+
+    def base_env(self, ds, step_dir: Path):
+        temp = step_dir / "temp"
+        temp.mkdir(parents=True, exist_ok=True)
+        env = {
+            "PATH": f"{self.bench / 'tools/bin'}:/usr/bin:/bin",
+            "HOME": str(self.bench / "home"),
+            "GITHUB_WORKSPACE": str(ds["ws"]),
+            "RUNNER_TEMP": str(temp),
+            "RUNNER_OS": "Linux",
+            "RUNNER_ARCH": "X64",
+            "GITHUB_EVENT_NAME": "push",
+            "GITHUB_REF": "refs/heads/main",
+            "GITHUB_ACTIONS": "true",
+        }
+        env.update(ds["extra_env"])
+        return env
+
+    # -- ours --------------------------------------------------------------------------------
+
+    def ours_step(self, ds, step, backend_env, suffix, step_dir: Path, state=None):
+        env = self.base_env(ds, step_dir)
+        env.update(backend_env)
+        inputs = {
+            "INPUT_TARGETS": "uv nox", "INPUT_WORKING-DIRECTORY": ".", "INPUT_RESTORE-KEYS": "auto",
+            "INPUT_SAVE": "auto", "INPUT_LOOKUP-ONLY": "false", "INPUT_FAIL-ON-CACHE-MISS": "false",
+            "INPUT_UV-PRUNE": "none", "INPUT_NOX-ENVDIR": ".nox", "INPUT_EVICT-PROJECT": "true",
+            "INPUT_BACKEND": "auto", "INPUT_COMPRESSION": "zstd", "INPUT_TIMEOUT": "3600",
+            "INPUT_KEY-SUFFIX": suffix,
+        }
+        inputs.update(ds["inputs"])
+        env.update(inputs)
+        for name in ("output", "state", "env", "summary"):
+            (step_dir / name).write_text("")
+        env.update(
+            GITHUB_OUTPUT=str(step_dir / "output"), GITHUB_STATE=str(step_dir / "state"),
+            GITHUB_ENV=str(step_dir / "env"), GITHUB_STEP_SUMMARY=str(step_dir / "summary"),
+            UV_NOX_CACHE_BINARY=str(self.wrapper), BENCH_BINARY_TIMES=str(step_dir / "binary.time"),
+        )
+        for k, v in (state or {}).items():
+            env[f"STATE_{k}"] = v
+        script = "main.js" if step == "restore" else "post.js"
+        result = timed(["node", str(self.root / "dist" / script)], env, ds["ws"], step_dir / f"{step}.log")
+        return result, step_dir
+
+    def ours(self, ds, backend_env, tag, i):
+        suffix = f"bench-{tag}-{i}-{time.time_ns()}"
+        d = self.steps / f"ours-{tag}-{i}"
+        shutil.rmtree(d, ignore_errors=True)
+        # The main step first (a miss), untimed, for the state the post step gets.
+        _, main_dir = self.ours_step(ds, "restore", backend_env, suffix, d / "main")
+        state = read_runner_file(main_dir / "state")
+        (save, save_dir) = self.ours_step(ds, "save", backend_env, suffix, d / "post", state)
+        log = (save_dir / "save.log").read_text()
+        if any(bad in log for bad in ("save failed", "pack failed", "another job", "nothing to save")):
+            sys.exit(f"our save did not save; see {save_dir / 'save.log'}")
+        with self.aside(ds):
+            (restore, restore_dir) = self.ours_step(ds, "restore", backend_env, suffix, d / "restore")
+            out = read_runner_file(restore_dir / "output")
+            if out.get("cache-hit") != "true":
+                sys.exit(f"our restore missed ({out}); see {restore_dir / 'restore.log'}")
+        save_rss, restore_rss = binary_rss(save_dir / "binary.time"), binary_rss(restore_dir / "binary.time")
+        self.rss_steps.append((ds["name"], f"{tag} save", save_rss))
+        self.rss_steps.append((ds["name"], f"{tag} restore", restore_rss))
+        rss = max(save_rss, restore_rss)
+        self.rss[ds["name"]] = max(self.rss.get(ds["name"], 0), rss)
+        return save, restore
+
+    # -- @actions/cache ----------------------------------------------------------------------
+
+    def official(self, ds, backend_env, tag, i):
+        key = f"official-{tag}-{i}-{time.time_ns()}"
+        d = self.steps / f"official-{tag}-{i}"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        env = self.base_env(ds, d)
+        env.update(backend_env)
+        env["ACTIONS_CACHE_MODULE"] = str(self.npm / "node_modules/@actions/cache/lib/cache.js")
+        driver = str(self.root / "tests/interop/actions-cache.js")
+        # One actions/cache call per directory, as two `actions/cache` steps would.
+        script = " && ".join(
+            f"node {driver} {{cmd}} '{p}' '{key}-{n}'" for n, p in enumerate(ds["official_paths"])
+        )
+        save = timed(["sh", "-c", script.format(cmd="save")], env, ds["ws"], d / "save.log")
+        if (d / "save.log").read_text().count("RESULT saved") != len(ds["official_paths"]):
+            sys.exit(f"@actions/cache did not save; see {d / 'save.log'}")
+        with self.aside(ds):
+            restore = timed(["sh", "-c", script.format(cmd="restore")], env, ds["ws"], d / "restore.log")
+            if (d / "restore.log").read_text().count("RESULT restored") != len(ds["official_paths"]):
+                sys.exit(f"@actions/cache did not restore; see {d / 'restore.log'}")
+        return save, restore
+
+    # -- tar | zstd --------------------------------------------------------------------------
+
+    def baseline(self, ds, i):
+        """One archive per directory, as the action and two actions/cache steps make (in one
+        archive, files hard-linked between the uv cache and .nox would be stored once)."""
+        d = self.steps / f"baseline-{i}"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        env = dict(os.environ)
+        names = [os.path.relpath(p, ds["ws"]) for p in ds["dirs"]]
+        pack = " && ".join(
+            f"tar -cf - -C '{ds['ws']}' '{name}' | zstd -T0 -q -o '{d}/{n}.tar.zst'" for n, name in enumerate(names)
+        )
+        save = timed(["sh", "-c", pack], env, ds["ws"], d / "save.log")
+        out = d / "out"
+        unpack = " && ".join(
+            f"mkdir -p '{out}/{n}' && zstd -d -c -q '{d}/{n}.tar.zst' | tar -xf - -C '{out}/{n}'"
+            for n in range(len(names))
+        )
+        restore = timed(["sh", "-c", unpack], env, ds["ws"], d / "restore.log")
+        self.archive_size = sum(f.stat().st_size for f in d.glob("*.tar.zst"))
+        shutil.rmtree(out)
+        return save, restore
+
+    class _Aside:
+        def __init__(self, ds):
+            self.dirs = ds["dirs"]
+
+        def __enter__(self):
+            for p in self.dirs:
+                os.rename(p, str(p) + ".orig")
+
+        def __exit__(self, *exc):
+            for p in self.dirs:
+                if os.path.lexists(p):
+                    shutil.rmtree(p)
+                os.rename(str(p) + ".orig", p)
+
+    def aside(self, ds):
+        """The saved directories moved away for a restore (a fresh runner), then put back."""
+        return self._Aside(ds)
+
+    def run_set(self, ds):
+        name = ds["name"]
+        for i in range(self.runs):
+            print(f"== {name}: run {i + 1}/{self.runs}", file=sys.stderr)
+            flip = i % 2 == 1
+            for proto in [p for p in ("v2", "v1") if p in self.backends]:
+                server = Server(self.bin_dir / "examples/cache-server")
+                try:
+                    env = {"ACTIONS_RUNTIME_TOKEN": server.env["ACTIONS_RUNTIME_TOKEN"],
+                           "ACTIONS_CACHE_URL": server.env["ACTIONS_CACHE_URL"]}
+                    if proto == "v2":
+                        env["ACTIONS_RESULTS_URL"] = server.env["ACTIONS_RESULTS_URL"]
+                        env["ACTIONS_CACHE_SERVICE_V2"] = "true"
+                    order = [("official", self.official), ("ours", self.ours)]
+                    for who, fn in (order if flip else order[::-1]):
+                        if who not in self.who:
+                            continue
+                        save, restore = fn(ds, env, proto, i)
+                        self.record(name, "save", f"{who}-{proto}", save)
+                        self.record(name, "restore", f"{who}-{proto}", restore)
+                finally:
+                    server.stop()
+            if "local" in self.backends and "ours" in self.who:
+                store = self.bench / "store"
+                shutil.rmtree(store, ignore_errors=True)
+                local = {"INPUT_BACKEND": "local", "INPUT_LOCAL-DIR": str(store)}
+                save, restore = self.ours(ds, local, "local", i)
+                self.record(name, "save", "ours-local", save)
+                self.record(name, "restore", "ours-local", restore)
+                self.our_archive_size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+            if "baseline" in self.who:
+                save, restore = self.baseline(ds, i)
+                self.record(name, "save", "baseline", save)
+                self.record(name, "restore", "baseline", restore)
+            shutil.rmtree(self.steps, ignore_errors=True)
+
+    def med(self, set_name, op, who):
+        values = self.results.get((set_name, op, who), [])
+        if not values:
+            return None, None
+        return statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--bin-dir", required=True)
+    parser.add_argument("--quick", action="store_true", help="small synthetic set, 1 run")
+    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--sets", default="a,b")
+    parser.add_argument("--who", default="ours,official,baseline", help="for trying things out")
+    parser.add_argument("--backends", default="v2,v1,local", help="for trying things out")
+    args = parser.parse_args()
+    if args.runs is None:
+        args.runs = 1 if args.quick else 3
+    b = Bench(args)
+    tools = b.bench / "tools"
+    sets = []
+    if "a" in args.sets.split(","):
+        sets.append(make_set_a(b.bench, b.root, tools))
+    if "b" in args.sets.split(","):
+        sets.append(make_set_b(b.bench, args.quick))
+    (b.bench / "home").mkdir(exist_ok=True)
+    load_before = os.getloadavg()
+    info = []
+    for ds in sets:
+        b.run_set(ds)
+        size, files = tree_stats(ds["dirs"])
+        info.append((ds["name"], size, files, b.our_archive_size, b.archive_size))
+    load_after = os.getloadavg()
+
+    def fmt(x):
+        return "–" if x is None else f"{x:.2f}"
+
+    print()
+    print(f"`scripts/bench {' '.join(sys.argv[5:])}`: {args.runs} run(s), medians; wall s "
+          f"(CPU s = user+sys of the command and its children). Load average before "
+          f"{load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} CPUs.")
+    print()
+    print("| data set | op | backend | ours wall | @actions/cache wall | ratio | ours CPU | official CPU |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for ds in sets:
+        n = ds["name"]
+        for op in ("save", "restore"):
+            for proto in ("v2", "v1", "local"):
+                ow, oc = b.med(n, op, f"ours-{proto}")
+                aw, ac = b.med(n, op, f"official-{proto}")
+                ratio = "–" if aw is None else f"**{ow / aw:.2f}**"
+                print(f"| {n} | {op} | {proto} | {fmt(ow)} | {fmt(aw)} | {ratio} | {fmt(oc)} | {fmt(ac)} |")
+    print()
+    print("| data set | op | `tar`+`zstd -T0` wall | CPU | ours v2 / baseline | ours local / baseline |")
+    print("|---|---|---:|---:|---:|---:|")
+    for ds in sets:
+        n = ds["name"]
+        for op in ("save", "restore"):
+            bw, bc = b.med(n, op, "baseline")
+            v2, _ = b.med(n, op, "ours-v2")
+            lo, _ = b.med(n, op, "ours-local")
+            r2 = "–" if None in (v2, bw) else f"{v2 / bw:.2f}"
+            rl = "–" if None in (lo, bw) else f"{lo / bw:.2f}"
+            print(f"| {n} | {op} | {fmt(bw)} | {fmt(bc)} | {r2} | {rl} |")
+    print()
+    print("| data set | bytes | files+dirs | our archive (zstd) | `tar \\| zstd -T0` archive | binary peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, size, files, ours, base in info:
+        print(f"| {name} | {size:,} | {files:,} | {ours:,} | {base:,} | {b.rss.get(name, 0) / 1024:.0f} MiB |")
+    print()
+    print("Peak RSS of the binary per step (max over runs): " + "; ".join(
+        f"{n} {step} {max(k for n2, s2, k in b.rss_steps if (n2, s2) == (n, step)) / 1024:.0f} MiB"
+        for n, step in dict.fromkeys((n, s) for n, s, _ in b.rss_steps)))
+
+
+if __name__ == "__main__":
+    main()
