@@ -4,33 +4,18 @@
 //! entry saved by one is restored byte for byte by the other, on v1 (as Forgejo serves it) and
 //! on v2 (as github.com serves it).
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::contract::{Rig, Service, assert_clean, fresh_checkout, populate};
 use crate::support::action::{Protocol, snapshot};
-use crate::support::tools;
+use crate::support::official::Official;
 
 /// The targets and the path strings actions/cache would be given for them.
 const PATHS: [(&str, &str); 2] = [("uv", "~/.cache/uv"), ("nox", ".nox")];
 
-/// `@actions/cache@6.3.0` driven by `tests/interop/actions-cache.js` on a rig's machine.
-struct Official {
-    module: PathBuf,
-    driver: PathBuf,
-}
-
 impl Official {
-    fn provision() -> Official {
-        let project = tools::npm_project("actions-cache", &["@actions/cache@6.3.0"]);
-        let module = project.join("node_modules/@actions/cache/lib/cache.js");
-        assert!(module.exists(), "{} is missing", module.display());
-        let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/actions-cache.js");
-        Official { module, driver }
-    }
-
     /// Runs the driver as a step of a job on the rig's machine; returns the `RESULT …` line.
-    fn run(&self, rig: &Rig, args: &[&str]) -> String {
+    fn run_in_job(&self, rig: &Rig, args: &[&str]) -> String {
         let server = rig.server();
         let temp = tempfile::tempdir().unwrap();
         let machine = &rig.machine;
@@ -73,7 +58,7 @@ fn official_saves_action_restores(service: Service) {
     let before = (snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir()));
     let keys = rig.job().keys();
     for (target, path) in PATHS {
-        let result = official.run(&rig, &["save", path, &keys[target]]);
+        let result = official.run_in_job(&rig, &["save", path, &keys[target]]);
         assert!(result.starts_with("RESULT saved "), "{target}: {result}");
     }
     fresh_checkout(&rig.machine);
@@ -106,7 +91,7 @@ fn action_saves_official_restores(service: Service) {
     fresh_checkout(&rig.machine);
     let keys = rig.job().keys();
     for (target, path) in PATHS {
-        let result = official.run(&rig, &["restore", path, &keys[target]]);
+        let result = official.run_in_job(&rig, &["restore", path, &keys[target]]);
         let matched = result.strip_prefix("RESULT restored ").unwrap_or_else(|| panic!("{target}: {result}"));
         assert!(matched.eq_ignore_ascii_case(&keys[target]), "{target}: {result}");
     }

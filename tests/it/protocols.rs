@@ -12,7 +12,7 @@ use uv_nox_cache::backend::github::GithubBackend;
 use uv_nox_cache::backend::{self, Backend, BackendError, Hit, Location, Saved, Secret, Tuning};
 
 use crate::support::cache_server::{CacheServer, Fault, LoggedRequest, Personality, Route};
-use crate::support::tools;
+use crate::support::official::Official;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proto {
@@ -706,23 +706,9 @@ fn open_builds_both_runner_backends() {
 
 // ---- The official client -------------------------------------------------------------
 
-/// `@actions/cache@6.3.0` in a runner-like environment.
-struct Official {
-    module: PathBuf,
-    driver: PathBuf,
-}
-
 impl Official {
-    fn provision() -> Official {
-        let project = tools::npm_project("actions-cache", &["@actions/cache@6.3.0"]);
-        let module = project.join("node_modules/@actions/cache/lib/cache.js");
-        assert!(module.exists(), "{} is missing", module.display());
-        let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/actions-cache.js");
-        Official { module, driver }
-    }
-
     /// Runs the driver in `workspace`; returns the `RESULT …` line.
-    fn run(&self, server: &CacheServer, proto: Proto, workspace: &Path, args: &[&str]) -> String {
+    fn run_against(&self, server: &CacheServer, proto: Proto, workspace: &Path, args: &[&str]) -> String {
         let temp = tempfile::tempdir().unwrap();
         let mut command = Command::new("node");
         command
@@ -798,7 +784,7 @@ fn official_saves_we_restore(personality: Personality, proto: Proto) {
     let server = CacheServer::start(personality);
     let workspace = tempfile::tempdir().unwrap();
     make_tree(workspace.path());
-    let result = official.run(&server, proto, workspace.path(), &["save", ".nox", "nox-Linux-abc"]);
+    let result = official.run_against(&server, proto, workspace.path(), &["save", ".nox", "nox-Linux-abc"]);
     assert!(result.starts_with("RESULT saved"), "{result}");
 
     let backend = backend_for(&server, proto);
@@ -845,8 +831,12 @@ fn we_save_official_restores(personality: Personality, proto: Proto) {
     assert_eq!(backend.save("nox-Linux-abc", &version, &archive).unwrap(), Saved::Stored);
 
     let workspace = tempfile::tempdir().unwrap();
-    let result =
-        official.run(&server, proto, workspace.path(), &["restore", ".nox", "nox-Linux-zzz", "nox-Linux-"]);
+    let result = official.run_against(
+        &server,
+        proto,
+        workspace.path(),
+        &["restore", ".nox", "nox-Linux-zzz", "nox-Linux-"],
+    );
     assert_eq!(result.to_lowercase(), "result restored nox-linux-abc");
     assert_eq!(listing(&workspace.path().join(".nox")), listing(&source.path().join(".nox")));
 }
@@ -906,9 +896,9 @@ fn requests_match_the_toolkit(personality: Personality, proto: Proto) {
     let server = CacheServer::start(personality);
     let workspace = tempfile::tempdir().unwrap();
     make_tree(workspace.path());
-    official.run(&server, proto, workspace.path(), &["save", ".nox", "nox-Linux-1"]);
+    official.run_against(&server, proto, workspace.path(), &["save", ".nox", "nox-Linux-1"]);
     let scratch = tempfile::tempdir().unwrap();
-    official.run(&server, proto, scratch.path(), &["restore", ".nox", "nox-Linux-2", "nox-Linux-"]);
+    official.run_against(&server, proto, scratch.path(), &["restore", ".nox", "nox-Linux-2", "nox-Linux-"]);
     let theirs = server.requests();
     server.clear_requests();
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod action;
+pub mod official;
 pub mod tools;
 
 #[path = "../../cache_server/mod.rs"]
