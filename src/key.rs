@@ -13,6 +13,9 @@ use crate::config::Target;
 /// so upgrading the action does not cold-start every cache.
 pub const SCHEMA: &str = "1";
 
+/// The hash component when no key file matched.
+pub const NO_KEY_FILES: &str = "nofiles";
+
 /// The longest key the cache services accept.
 pub const MAX_KEY_LEN: usize = 512;
 

@@ -39,8 +39,6 @@ pub struct TargetPlan {
     pub key: KeyParts,
     /// Fallback keys, in order.
     pub restore_keys: Vec<String>,
-    /// The key files matched nothing.
-    pub no_key_files: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +107,7 @@ fn plan(
         arch: key::sanitize(&cfg.runner.arch),
         fingerprint,
         suffix: cfg.key_suffix.clone(),
-        hash: if hash.is_empty() { "nofiles".to_string() } else { hash.clone() },
+        hash: if hash.is_empty() { key::NO_KEY_FILES.to_string() } else { hash },
     };
     let primary = key.primary();
     if primary.len() > key::MAX_KEY_LEN {
@@ -131,7 +129,6 @@ fn plan(
         dir_source,
         key,
         restore_keys,
-        no_key_files: hash.is_empty(),
     })
 }
 

@@ -551,13 +551,8 @@ impl<'d> Writer<'d> {
             }
             Err(e) => return Err(self.io("create the file", rel)(e)),
         };
-        let mut open = OpenFile { file, path, mode, mtime };
-        open.file.write_all(data).map_err(|source| ArchiveError::Io {
-            op: "write",
-            path: open.path.clone(),
-            source,
-        })?;
-        self.keep_or_close(open, last)
+        self.open = Some(OpenFile { file, path, mode, mtime });
+        self.chunk(data, last)
     }
 
     fn chunk(&mut self, data: &[u8], last: bool) -> Result<(), ArchiveError> {

@@ -153,7 +153,7 @@ fn log_key(plan: &TargetPlan) {
     for fallback in &plan.restore_keys {
         info!("  fallback prefix {fallback}");
     }
-    if plan.no_key_files {
+    if plan.key.hash == crate::key::NO_KEY_FILES {
         crate::notice!(
             "{}: no key file matched (uv.lock, pyproject.toml, …); the key carries `nofiles`",
             plan.target.name()
