@@ -201,9 +201,7 @@ fn miss(service: Service) {
     fresh_checkout(&rig.machine);
     let main = rig.job().main();
     assert_clean(&main);
-    for output in ["cache-hit", "uv-cache-hit", "nox-cache-hit", "uv-restored", "nox-restored"] {
-        assert_eq!(main.output(output), "false", "{output}\n{}", main.log());
-    }
+    main.assert_hits("false");
     assert_eq!(main.output("uv-matched-key"), "");
     assert_eq!(main.output("nox-matched-key"), "");
     assert!(!rig.nox_dir().exists() && !rig.uv_dir().exists());
@@ -221,9 +219,7 @@ fn exact_hit_after_save(service: Service) {
     let mut job = rig.job();
     let main = job.main();
     assert_clean(&main);
-    for output in ["cache-hit", "uv-cache-hit", "nox-cache-hit", "uv-restored", "nox-restored"] {
-        assert_eq!(main.output(output), "true", "{output}\n{}", main.log());
-    }
+    main.assert_hits("true");
     for t in ["uv", "nox"] {
         let (key, matched) = (main.output(&format!("{t}-key")), main.output(&format!("{t}-matched-key")));
         assert!(key.eq_ignore_ascii_case(matched), "{key} vs {matched}");

@@ -33,6 +33,17 @@ fn fresh_checkout(machine: &Machine) {
     fs::remove_dir_all(machine.home.join(".cache/uv")).unwrap();
 }
 
+/// A machine whose store holds both targets of a first job, back at a fresh checkout.
+fn saved_then_fresh() -> Machine {
+    let machine = Machine::new();
+    populate(&machine);
+    let mut job = machine.job();
+    job.main();
+    job.post();
+    fresh_checkout(&machine);
+    machine
+}
+
 fn assert_no_errors(step: &crate::support::action::Step) {
     assert_eq!(step.code, 0, "{}", step.log());
     assert!(!step.stdout.contains("::error::"), "{}", step.log());
@@ -64,9 +75,7 @@ fn restore_miss_save_then_exact_hit_in_a_fresh_job() {
     let mut job = machine.job();
     let main = job.main();
     assert_no_errors(&main);
-    for output in ["cache-hit", "uv-cache-hit", "nox-cache-hit", "uv-restored", "nox-restored"] {
-        assert_eq!(main.output(output), "true", "{output}\n{}", main.log());
-    }
+    main.assert_hits("true");
     assert_eq!(main.output("uv-matched-key"), main.output("uv-key"));
     assert_eq!(main.output("nox-matched-key"), main.output("nox-key"));
     assert_eq!(snapshot(&machine.workspace.join(".nox")), nox_before);
@@ -79,12 +88,7 @@ fn restore_miss_save_then_exact_hit_in_a_fresh_job() {
 
 #[test]
 fn a_changed_lock_file_falls_back_for_uv_only() {
-    let machine = Machine::new();
-    populate(&machine);
-    let mut job = machine.job();
-    job.main();
-    job.post();
-    fresh_checkout(&machine);
+    let machine = saved_then_fresh();
     fs::write(machine.workspace.join("uv.lock"), "version = 2\n").unwrap();
     let main = machine.job().main();
     assert_no_errors(&main);
@@ -133,12 +137,7 @@ fn fail_on_cache_miss_fails_only_a_miss() {
 
 #[test]
 fn lookup_only_reports_without_restoring() {
-    let machine = Machine::new();
-    populate(&machine);
-    let mut job = machine.job();
-    job.main();
-    job.post();
-    fresh_checkout(&machine);
+    let machine = saved_then_fresh();
     let mut job = machine.job();
     job.input("lookup-only", "true");
     let main = job.main();

@@ -65,9 +65,7 @@ fn official_saves_action_restores(service: Service) {
     let mut job = rig.job();
     let main = job.main();
     assert_clean(&main);
-    for output in ["cache-hit", "uv-cache-hit", "nox-cache-hit", "uv-restored", "nox-restored"] {
-        assert_eq!(main.output(output), "true", "{output}\n{}", main.log());
-    }
+    main.assert_hits("true");
     assert_eq!(main.output("uv-key"), keys["uv"]);
     assert_eq!(main.output("nox-key"), keys["nox"]);
     assert_eq!((snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir())), before);

@@ -158,6 +158,13 @@ impl Step {
             .unwrap_or_else(|| panic!("no output `{name}`:\n{}", self.log()))
     }
 
+    /// Asserts that every hit and restored output of both targets is `value`.
+    pub fn assert_hits(&self, value: &str) {
+        for output in ["cache-hit", "uv-cache-hit", "nox-cache-hit", "uv-restored", "nox-restored"] {
+            assert_eq!(self.output(output), value, "{output}\n{}", self.log());
+        }
+    }
+
     pub fn log(&self) -> String {
         format!("exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
     }
