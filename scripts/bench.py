@@ -48,6 +48,7 @@ def make_set_a(bench: Path, root: Path, tools: Path) -> dict:
         stamp.touch()
     return {
         "name": "A (demo uv cache + .nox)",
+        "base": base,
         "ws": ws,
         "dirs": [uv_cache, ws / ".nox"],
         "inputs": {"INPUT_TARGETS": "uv nox", "INPUT_UV-CACHE-DIR": str(uv_cache)},
@@ -127,6 +128,7 @@ def make_set_b(bench: Path, quick: bool) -> dict:
         stamp.touch()
     return {
         "name": f"B (synthetic, {scale})",
+        "base": base,
         "ws": ws,
         "dirs": [envdir],
         "inputs": {"INPUT_TARGETS": "nox", "INPUT_NOX-ENVDIR": ".nox", "INPUT_EVICT-PROJECT": "false"},
@@ -208,6 +210,27 @@ def read_runner_file(path: Path) -> dict:
     return out
 
 
+def can_mount_loop(bench: Path) -> bool:
+    """Whether a fresh ext4 file system on a loop device can be made and mounted here."""
+    if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
+        return False
+    image, mnt = bench / "probe-fs.img", bench / "probe-mnt"
+    mnt.mkdir(exist_ok=True)
+    try:
+        with open(image, "wb") as f:
+            f.truncate(64 << 20)
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        if subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], **quiet).returncode != 0:
+            return False
+        if subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], **quiet).returncode != 0:
+            return False
+        subprocess.run(["umount", str(mnt)], **quiet)
+        return True
+    finally:
+        image.unlink(missing_ok=True)
+        mnt.rmdir()
+
+
 class Bench:
     def __init__(self, args):
         self.root = Path(args.root)
@@ -230,13 +253,18 @@ class Bench:
         self.rss = {}  # set -> KiB
         self.rss_steps = []  # (set, step, KiB)
         self.our_archive_size = self.archive_size = 0
+        self.fresh_fs = not args.no_fresh_fs and can_mount_loop(self.bench)
+        # Room for the restored tree plus @actions/cache's downloaded archive (sparse file).
+        self.fresh_fs_bytes = 6 << 30
 
     def record(self, set_name, op, who, value):
         self.results.setdefault((set_name, op, who), []).append(value)
 
-    def base_env(self, ds, step_dir: Path):
-        temp = step_dir / "temp"
-        temp.mkdir(parents=True, exist_ok=True)
+    def base_env(self, ds, step_dir: Path, temp=None):
+        step_dir.mkdir(parents=True, exist_ok=True)
+        if temp is None:
+            temp = step_dir / "temp"
+            temp.mkdir(parents=True, exist_ok=True)
         env = {
             "PATH": f"{self.bench / 'tools/bin'}:/usr/bin:/bin",
             "HOME": str(self.bench / "home"),
@@ -253,8 +281,8 @@ class Bench:
 
     # -- ours --------------------------------------------------------------------------------
 
-    def ours_step(self, ds, step, backend_env, suffix, step_dir: Path, state=None):
-        env = self.base_env(ds, step_dir)
+    def ours_step(self, ds, step, backend_env, suffix, step_dir: Path, state=None, temp=None):
+        env = self.base_env(ds, step_dir, temp)
         env.update(backend_env)
         inputs = {
             "INPUT_TARGETS": "uv nox", "INPUT_WORKING-DIRECTORY": ".", "INPUT_RESTORE-KEYS": "auto",
@@ -289,8 +317,8 @@ class Bench:
         log = (save_dir / "save.log").read_text()
         if any(bad in log for bad in ("save failed", "pack failed", "another job", "nothing to save")):
             sys.exit(f"our save did not save; see {save_dir / 'save.log'}")
-        with self.aside(ds):
-            (restore, restore_dir) = self.ours_step(ds, "restore", backend_env, suffix, d / "restore")
+        with self.fresh(ds) as temp:
+            (restore, restore_dir) = self.ours_step(ds, "restore", backend_env, suffix, d / "restore", temp=temp)
             out = read_runner_file(restore_dir / "output")
             if out.get("cache-hit") != "true":
                 sys.exit(f"our restore missed ({out}); see {restore_dir / 'restore.log'}")
@@ -319,7 +347,8 @@ class Bench:
         save = timed(["sh", "-c", script.format(cmd="save")], env, ds["ws"], d / "save.log")
         if (d / "save.log").read_text().count("RESULT saved") != len(ds["official_paths"]):
             sys.exit(f"@actions/cache did not save; see {d / 'save.log'}")
-        with self.aside(ds):
+        with self.fresh(ds) as temp:
+            env["RUNNER_TEMP"] = str(temp)
             restore = timed(["sh", "-c", script.format(cmd="restore")], env, ds["ws"], d / "restore.log")
             if (d / "restore.log").read_text().count("RESULT restored") != len(ds["official_paths"]):
                 sys.exit(f"@actions/cache did not restore; see {d / 'restore.log'}")
@@ -339,33 +368,75 @@ class Bench:
             f"tar -cf - -C '{ds['ws']}' '{name}' | zstd -T0 -q -o '{d}/{n}.tar.zst'" for n, name in enumerate(names)
         )
         save = timed(["sh", "-c", pack], env, ds["ws"], d / "save.log")
-        out = d / "out"
-        unpack = " && ".join(
-            f"mkdir -p '{out}/{n}' && zstd -d -c -q '{d}/{n}.tar.zst' | tar -xf - -C '{out}/{n}'"
-            for n in range(len(names))
-        )
-        restore = timed(["sh", "-c", unpack], env, ds["ws"], d / "restore.log")
         self.archive_size = sum(f.stat().st_size for f in d.glob("*.tar.zst"))
-        shutil.rmtree(out)
+        with self.fresh(ds) as temp:
+            out = temp / "baseline-out"
+            unpack = " && ".join(
+                f"mkdir -p '{out}/{n}' && zstd -d -c -q '{d}/{n}.tar.zst' | tar -xf - -C '{out}/{n}'"
+                for n in range(len(names))
+            )
+            restore = timed(["sh", "-c", unpack], env, ds["ws"], d / "restore.log")
         return save, restore
 
-    class _Aside:
-        def __init__(self, ds):
-            self.dirs = ds["dirs"]
+    class _Fresh:
+        """The data set's base directory as a fresh runner has it for a restore: the workspace
+        without the saved directories, on a new, empty ext4 file system (a loop device mounted
+        over the base, so the data set underneath stays as it is), with the step's RUNNER_TEMP
+        on it too. Every tool restores onto a file system in the same state: on a well-used one
+        ext4 spends most of a restore of 100k files searching for free inodes, more after each
+        deletion, which is not what a runner's new disk does. Where loop devices cannot be
+        mounted (not root, no loop module), the saved directories are moved aside instead."""
+
+        def __init__(self, bench, ds):
+            self.bench, self.ds = bench, ds
+            self.image = bench.bench / "fresh-fs.img"
+            self.base = Path(ds["base"])
 
         def __enter__(self):
-            for p in self.dirs:
-                os.rename(p, str(p) + ".orig")
+            ds = self.ds
+            if self.bench.fresh_fs:
+                skeleton = self.bench.skeleton(ds)
+                self.image.unlink(missing_ok=True)
+                with open(self.image, "wb") as f:
+                    f.truncate(self.bench.fresh_fs_bytes)
+                sh(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(self.image)])
+                sh(["mount", "-o", "loop", str(self.image), str(self.base)])
+                shutil.copytree(skeleton, self.base, symlinks=True, dirs_exist_ok=True)
+            else:
+                for p in ds["dirs"]:
+                    os.rename(p, str(p) + ".orig")
+            temp = self.base / "runner-temp"
+            temp.mkdir(exist_ok=True)
+            return temp
 
         def __exit__(self, *exc):
-            for p in self.dirs:
+            if self.bench.fresh_fs:
+                sh(["umount", str(self.base)])
+                self.image.unlink(missing_ok=True)
+                return
+            shutil.rmtree(self.base / "runner-temp", ignore_errors=True)
+            for p in self.ds["dirs"]:
                 if os.path.lexists(p):
                     shutil.rmtree(p)
                 os.rename(str(p) + ".orig", p)
 
-    def aside(self, ds):
-        """The saved directories moved away for a restore (a fresh runner), then put back."""
-        return self._Aside(ds)
+    def fresh(self, ds):
+        """A context for one restore: yields the RUNNER_TEMP to use (see `_Fresh`)."""
+        return self._Fresh(self, ds)
+
+    def skeleton(self, ds) -> Path:
+        """A copy of the data set's base without its saved directories, made once."""
+        path = self.bench / "skeletons" / Path(ds["base"]).name
+        if not path.exists():
+            saved = {Path(p).resolve() for p in ds["dirs"]}
+            tmp = path.with_suffix(".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(
+                ds["base"], tmp, symlinks=True,
+                ignore=lambda d, names: [n for n in names if (Path(d) / n).resolve() in saved],
+            )
+            tmp.rename(path)
+        return path
 
     def run_set(self, ds):
         name = ds["name"]
@@ -419,6 +490,8 @@ def main():
     parser.add_argument("--sets", default="a,b")
     parser.add_argument("--who", default="ours,official,baseline", help="for trying things out")
     parser.add_argument("--backends", default="v2,v1,local", help="for trying things out")
+    parser.add_argument("--no-fresh-fs", action="store_true",
+                        help="restore onto the disk the data sets are on, not a new ext4 per restore")
     args = parser.parse_args()
     if args.runs is None:
         args.runs = 1 if args.quick else 3
@@ -444,7 +517,8 @@ def main():
     print()
     print(f"`scripts/bench {' '.join(sys.argv[5:])}`: {args.runs} run(s), medians; wall s "
           f"(CPU s = user+sys of the command and its children). Load average before "
-          f"{load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} CPUs.")
+          f"{load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} CPUs. Restores onto "
+          + ("a new ext4 file system each (loop device)." if b.fresh_fs else "the data sets' own disk."))
     print()
     print("| data set | op | backend | ours wall | @actions/cache wall | ratio | ours CPU | official CPU |")
     print("|---|---|---|---:|---:|---:|---:|---:|")

@@ -105,6 +105,21 @@ pub fn hash_files(
     patterns: &[String],
     follow_symbolic_links: bool,
 ) -> Result<String, HashFilesError> {
+    hash_files_outside(workspace, home, patterns, follow_symbolic_links, &[])
+}
+
+/// [`hash_files`] with the directories `unsearched` (absolute, or relative to `workspace`) left
+/// out of the search altogether, as if they did not exist. The keys use it for the cached
+/// directories, which their patterns exclude anyway: a `!` pattern alone does not stop the
+/// runner's search, and walking a `.nox` of 100 000 files only to exclude each of them cost
+/// seconds per step.
+pub fn hash_files_outside(
+    workspace: &Path,
+    home: Option<&Path>,
+    patterns: &[String],
+    follow_symbolic_links: bool,
+    unsearched: &[&Path],
+) -> Result<String, HashFilesError> {
     // The runner's root is the process cwd, which is always a physical path.
     let root = fs::canonicalize(workspace)
         .map_err(|source| HashFilesError::Workspace { path: workspace.to_path_buf(), source })?;
@@ -112,12 +127,19 @@ pub fn hash_files(
     let home = home.map(utf8).transpose()?;
 
     let patterns = expand(&parse_patterns(patterns, root, home)?, root)?;
+    // Spelled as the walk spells its paths: the physical root, then the names below it.
+    let unsearched: Vec<String> = unsearched
+        .iter()
+        .filter_map(|dir| if dir.is_absolute() { dir.strip_prefix(workspace).ok() } else { Some(*dir) })
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .map(|rel| format!("{root}/{}", rel.to_string_lossy().trim_end_matches('/')))
+        .collect();
 
     let prefix = format!("{root}/");
     let mut outer = Sha256::new();
     let mut hashed_any = false;
     let mut buf = vec![0u8; 256 * 1024];
-    walk::walk(&patterns, follow_symbolic_links, &mut |path| {
+    walk::walk(&patterns, follow_symbolic_links, &unsearched, &mut |path| {
         if !path.starts_with(&prefix) {
             return Ok(()); // not under the workspace
         }
@@ -227,6 +249,31 @@ mod tests {
             parse_args(&vec!["x".to_string(); 256]),
             Err(HashFilesError::TooManyArguments { count: 256 })
         ));
+    }
+
+    /// Leaving a directory out of the search gives the hash its `!dir/**` exclusion gives, and
+    /// what lies in it (here a name that is not UTF-8, which fails the runner's search even
+    /// below an excluded directory) no longer matters.
+    #[test]
+    fn unsearched_directories_are_as_excluded_and_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path();
+        fs::create_dir_all(ws.join("pkg")).unwrap();
+        fs::create_dir_all(ws.join(".nox/env")).unwrap();
+        fs::write(ws.join("pyproject.toml"), "top").unwrap();
+        fs::write(ws.join("pkg/pyproject.toml"), "pkg").unwrap();
+        fs::write(ws.join(".nox/env/pyproject.toml"), "cached").unwrap();
+        let patterns = args(&["**/pyproject.toml", "!.nox/**"]);
+        let excluded = hash_files(ws, None, &patterns, false).unwrap();
+        let nox = Path::new(".nox");
+        assert_eq!(hash_files_outside(ws, None, &patterns, false, &[nox]).unwrap(), excluded);
+        assert_eq!(hash_files_outside(ws, None, &patterns, false, &[&ws.join(".nox")]).unwrap(), excluded);
+        assert_ne!(hash_files(ws, None, &args(&["**/pyproject.toml"]), false).unwrap(), excluded);
+
+        use std::os::unix::ffi::OsStrExt;
+        fs::write(ws.join(".nox/env").join(std::ffi::OsStr::from_bytes(b"bad-\xff")), "").unwrap();
+        assert!(matches!(hash_files(ws, None, &patterns, false), Err(HashFilesError::InvalidName { .. })));
+        assert_eq!(hash_files_outside(ws, None, &patterns, false, &[nox]).unwrap(), excluded);
     }
 
     #[test]

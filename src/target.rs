@@ -94,11 +94,12 @@ fn plan(
             key::short_hash(&format!("{realpath}\n{version}\n{}", cfg.nox_envdir.display()))
         }
     };
-    let hash = hash_files::hash_files(
+    let hash = hash_files::hash_files_outside(
         &cfg.runner.workspace,
         cfg.runner.home.as_deref(),
         &key_file_patterns(cfg, target, cached),
         false,
+        cached,
     )
     .map_err(|source| PlanError::HashFiles { target: target.name(), source })?;
     let key = KeyParts {

@@ -35,10 +35,12 @@ struct Item {
 const LONG_PATH: usize = 4000;
 
 /// Calls `found` with each path the runner's globber yields for `patterns` (the expanded list,
-/// implicit twins included), in the runner's order.
+/// implicit twins included), in the runner's order. Paths in `unsearched` are passed over with
+/// everything below them, without a system call.
 pub(crate) fn walk(
     patterns: &[Pattern],
     follow_symbolic_links: bool,
+    unsearched: &[String],
     found: &mut dyn FnMut(&str) -> Result<(), HashFilesError>,
 ) -> Result<(), HashFilesError> {
     let mut stack = Vec::new();
@@ -56,6 +58,9 @@ pub(crate) fn walk(
 
     let mut chain: Vec<PathBuf> = Vec::new();
     while let Some(item) = stack.pop() {
+        if unsearched.iter().any(|dir| item.path.trim_end_matches('/') == dir) {
+            continue;
+        }
         let file = split_slashes(&item.path);
         let mut file_slash = file.clone();
         if !item.path.ends_with('/') {
