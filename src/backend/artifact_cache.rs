@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use ureq::SendBody;
 
 use super::http::{Fail, Http, Tuning, encode_component, status_error};
-use super::{Backend, BackendError, Hit, Location, Saved, Secret};
+use super::{ArchiveFile, Backend, BackendError, Hit, Location, Saved, Secret};
 
 const ACCEPT: &str = "application/json;api-version=6.0-preview.1";
 
@@ -192,8 +192,10 @@ impl Backend for ArtifactCacheBackend {
         Ok(Box::new(self.http.stream_get("download", url.expose())?))
     }
 
-    fn save(&self, key: &str, version: &str, archive: &Path) -> Result<Saved, BackendError> {
-        let size = std::fs::metadata(archive).map_err(|source| io_error("save", archive, source))?.len();
+    fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError> {
+        // Reserving takes the size, so the upload starts once the archive is complete.
+        let size = archive.wait_until_complete()?;
+        let archive = archive.path();
         let id = match self.reserve(key, version, size)? {
             Ok(id) => id,
             Err(saved) => return Ok(saved),

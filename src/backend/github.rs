@@ -25,7 +25,7 @@ use super::artifact_cache::as_u64;
 use super::http::{
     Fail, Http, SafeReader, Tuning, base64, encode_component, origin, status_error, uuid_v4, with_query,
 };
-use super::{Backend, BackendError, Hit, Location, Saved, Secret};
+use super::{ArchiveFile, Backend, BackendError, Hit, Location, Saved, Secret};
 
 const SERVICE: &str = "twirp/github.actions.results.api.v1.CacheService";
 /// The blob REST version sent with uploads (any version ≥ 2019-12-12 works, spec §4.5).
@@ -85,35 +85,45 @@ impl GithubBackend {
         })
     }
 
-    fn upload(&self, url: &str, archive: &Path, size: u64) -> Result<(), BackendError> {
-        if size <= self.http.tuning.single_put_max {
-            return self.put("upload", url, archive, 0, size, true);
+    /// Uploads the archive as it grows and returns its size. One that ends up no larger than
+    /// `single_put_max` goes in one Put Blob once complete, as the toolkit sends it; a larger
+    /// one goes in Put Blocks, each sent as soon as it is written, then a Put Block List.
+    fn upload(&self, url: &str, archive: &ArchiveFile) -> Result<u64, BackendError> {
+        let tuning = &self.http.tuning;
+        let so_far = archive.wait_for(tuning.single_put_max.saturating_add(1))?;
+        if so_far.complete && so_far.bytes <= tuning.single_put_max {
+            self.put("upload", url, archive.path(), 0, so_far.bytes, true)?;
+            return Ok(so_far.bytes);
         }
-        let block = self.http.tuning.block_size.max(1);
-        let count = size.div_ceil(block);
+        let block = tuning.block_size.max(1);
         let prefix = uuid_v4();
-        let ids: Vec<String> = (0..count).map(|i| block_id(&prefix, i)).collect();
         let next = AtomicU64::new(0);
         let failed = AtomicBool::new(false);
         let first_error: Mutex<Option<BackendError>> = Mutex::new(None);
-        let workers = self.http.tuning.parallelism.clamp(1, count as usize);
         thread::scope(|scope| {
-            for _ in 0..workers {
+            for _ in 0..tuning.parallelism.max(1) {
                 scope.spawn(|| {
                     while !failed.load(Ordering::Relaxed) {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        if index >= count {
-                            break;
-                        }
                         let start = index * block;
-                        let len = block.min(size - start);
-                        let block_url = with_query(
-                            url,
-                            &format!("comp=block&blockid={}", encode_component(&ids[index as usize])),
-                        );
-                        if let Err(e) = self.put("upload", &block_url, archive, start, len, false) {
-                            failed.store(true, Ordering::Relaxed);
-                            first_error.lock().unwrap().get_or_insert(e);
+                        let result =
+                            archive.wait_for(start + block).map_err(BackendError::from).and_then(|written| {
+                                if start >= written.bytes {
+                                    return Ok(false); // past the end of the complete archive
+                                }
+                                let len = block.min(written.bytes - start);
+                                let id = encode_component(&block_id(&prefix, index));
+                                let block_url = with_query(url, &format!("comp=block&blockid={id}"));
+                                self.put("upload", &block_url, archive.path(), start, len, false)?;
+                                Ok(true)
+                            });
+                        match result {
+                            Ok(true) => {}
+                            Ok(false) => break,
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                first_error.lock().unwrap().get_or_insert(e);
+                            }
                         }
                     }
                 });
@@ -122,9 +132,10 @@ impl GithubBackend {
         if let Some(e) = first_error.into_inner().unwrap() {
             return Err(e);
         }
+        let size = archive.wait_until_complete()?;
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
-        for id in &ids {
-            xml.push_str(&format!("<Latest>{id}</Latest>"));
+        for index in 0..size.div_ceil(block) {
+            xml.push_str(&format!("<Latest>{}</Latest>", block_id(&prefix, index)));
         }
         xml.push_str("</BlockList>");
         let op = "upload";
@@ -138,7 +149,8 @@ impl GithubBackend {
                 .send(xml.as_bytes());
             let response = self.http.check(op, &list_url, result)?;
             blob_answer(&self.http, op, response)
-        })
+        })?;
+        Ok(size)
     }
 
     /// One Put Blob (`whole`) or Put Block of `len` bytes at `start`, with an explicit length.
@@ -280,14 +292,14 @@ impl Backend for GithubBackend {
         self.ranged_download(url.expose())
     }
 
-    fn save(&self, key: &str, version: &str, archive: &Path) -> Result<Saved, BackendError> {
-        let size = std::fs::metadata(archive).map_err(|source| io_error("save", archive, source))?.len();
-        if size == 0 {
+    /// Reserves once the archive has its first bytes (so an archive that fails at once, or is
+    /// empty, reserves nothing), then uploads while it is still being packed.
+    fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError> {
+        let first = archive.wait_for(1)?;
+        if first.complete && first.bytes == 0 {
             // Finalizing an empty upload is answered 500 by some servers (spec §11).
-            return Err(BackendError::Rejected {
-                op: "save",
-                message: format!("{} is empty", archive.display()),
-            });
+            let message = format!("{} is empty", archive.path().display());
+            return Err(BackendError::Rejected { op: "save", message });
         }
         let op = "reserve";
         let value = match self.twirp(op, "CreateCacheEntry", &json!({ "key": key, "version": version }))? {
@@ -305,7 +317,7 @@ impl Backend for GithubBackend {
                 if message.is_empty() { format!("the service did not reserve {key}") } else { message };
             return Ok(Saved::AlreadyExists(self.http.clip(message.as_bytes())));
         };
-        self.upload(url, archive, size)?;
+        let size = self.upload(url, archive)?;
         let op = "finalize";
         let body = json!({ "key": key, "size_bytes": size.to_string(), "version": version });
         let value = match self.twirp(op, "FinalizeCacheEntryUpload", &body)? {

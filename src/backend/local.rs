@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::{Backend, BackendError, Hit, Location, Saved};
+use super::{ArchiveFile, Backend, BackendError, Hit, Location, Saved};
 
 const HEADER_PREFIX: &str = "uv-nox-cache-entry ";
 const LAYOUT: &str = "v1";
@@ -114,7 +114,9 @@ impl Backend for LocalBackend {
         Ok(Box::new(file))
     }
 
-    fn save(&self, key: &str, version: &str, archive: &Path) -> Result<Saved, BackendError> {
+    fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError> {
+        archive.wait_until_complete()?;
+        let archive = archive.path();
         let dir = self.version_dir(version);
         fs::create_dir_all(&dir).map_err(|source| io_error("save", &dir, source))?;
         let mut tmp = tempfile::Builder::new()

@@ -5,6 +5,7 @@
 //! [`open`]. A miss is `Ok(None)` and someone else holding the key is [`Saved::AlreadyExists`]:
 //! neither is an error.
 
+pub mod archive_file;
 pub mod artifact_cache;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -12,6 +13,7 @@ pub mod github;
 pub mod http;
 pub mod local;
 
+pub use archive_file::ArchiveFile;
 pub use http::Tuning;
 
 use std::fmt;
@@ -89,6 +91,9 @@ pub enum BackendError {
     TimedOut { op: &'static str },
     #[error("{op}: {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    /// The archive being uploaded was never completed (packing failed or was stopped).
+    #[error("save: {0}")]
+    Unfinished(#[from] archive_file::Unfinished),
 }
 
 /// One cache service.
@@ -100,8 +105,20 @@ pub trait Backend: Send + Sync {
     fn lookup(&self, keys: &[String], version: &str) -> Result<Option<Hit>, BackendError>;
     /// A stream of the entry's archive bytes. Errors while reading surface as `io::Error`s.
     fn download(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError>;
-    /// Stores the archive file under `key` + `version`.
-    fn save(&self, key: &str, version: &str, archive: &Path) -> Result<Saved, BackendError>;
+    /// Stores the archive under `key` + `version`. The archive may still be growing: a backend
+    /// that needs its size waits for it to be complete, one that can take it in pieces starts
+    /// while it grows (see `archive_file.rs`).
+    fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError>;
+
+    /// [`Backend::save`] of an archive file that is already complete.
+    fn save_file(&self, key: &str, version: &str, archive: &Path) -> Result<Saved, BackendError> {
+        let archive = ArchiveFile::complete(archive).map_err(|source| BackendError::Io {
+            op: "save",
+            path: archive.into(),
+            source,
+        })?;
+        self.save(key, version, &archive)
+    }
 }
 
 /// Which service to talk to, as decided by `config.rs`.

@@ -2,7 +2,6 @@
 //! each target — leaving out what must never be cached — and hand the archive to the service.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,7 +9,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::archive::{self, PackSpec};
-use crate::backend::{self, Backend, Saved};
+use crate::backend::{self, ArchiveFile, Backend, BackendError, Saved};
 use crate::config::{Config, SavePolicy, Target, UvPrune};
 use crate::envs;
 use crate::flow::{SaveReport, seconds, state_hit, state_key};
@@ -76,27 +75,42 @@ fn save_target(
         return report;
     }
     let leave_out = leave_out(cfg, plan);
-    let archive_file = match pack(cfg, plan, &leave_out) {
-        Ok(file) => file,
+    let archive = match create_archive_file(cfg) {
+        Ok(archive) => archive,
         Err(e) => {
-            warn!("{name}: packing {} failed; not saving: {e}", plan.dir.display());
+            warn!("{name}: cannot create the archive in {}; not saving: {e}", cfg.runner.temp.display());
             report.result = "pack failed".into();
             return report;
         }
     };
-    let size = archive_file.as_file().metadata().map(|m| m.len()).unwrap_or(0);
-    report.size = Some(size);
     let version = backend::version(&plan.version_path, cfg.compression.label());
-    report.result = match backend.save(&key, &version, archive_file.path()) {
-        Ok(Saved::Stored) => {
+    // The backend starts while the archive is packed (archive_file.rs); when it stops early
+    // (another job has the key, the upload failed) it abandons the archive and packing stops.
+    let (packed, saved) = std::thread::scope(|scope| {
+        let upload = scope.spawn(|| {
+            let saved = backend.save(&key, &version, &archive);
+            archive.abandon();
+            saved
+        });
+        let packed = pack(cfg, plan, &leave_out, &archive);
+        (packed, upload.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    report.size = packed.as_ref().ok().copied();
+    report.result = match (saved, packed) {
+        (Ok(Saved::Stored), Ok(size)) => {
             info!("{name}: saved {key}, {} in {}", human_size(size), seconds(started.elapsed()));
             "saved".into()
         }
-        Ok(Saved::AlreadyExists(message)) => {
+        (Ok(Saved::AlreadyExists(message)), _) => {
             crate::notice!("{name}: another job saved {key} first ({message})");
             "already saved by another job".into()
         }
-        Err(e) => {
+        // The backend gave up because packing failed: the packer's error says why.
+        (Err(BackendError::Unfinished(_)), Err(e)) | (Ok(Saved::Stored), Err(e)) => {
+            warn!("{name}: packing {} failed; not saving: {e}", plan.dir.display());
+            "pack failed".into()
+        }
+        (Err(e), _) => {
             warn!("{name}: saving {key} failed: {e}");
             "save failed".into()
         }
@@ -165,25 +179,38 @@ fn prepare_uv_cache(cfg: &Config, plan: &TargetPlan) {
     }
 }
 
-/// Packs the target into a temporary file in `RUNNER_TEMP`.
-fn pack(cfg: &Config, plan: &TargetPlan, leave_out: &LeaveOut) -> Result<tempfile::NamedTempFile, String> {
-    std::fs::create_dir_all(&cfg.runner.temp).map_err(|e| format!("{}: {e}", cfg.runner.temp.display()))?;
-    let file = tempfile::Builder::new()
-        .prefix("uv-nox-cache-")
-        .suffix(".archive")
-        .tempfile_in(&cfg.runner.temp)
-        .map_err(|e| format!("{}: {e}", cfg.runner.temp.display()))?;
+/// A new archive file in `RUNNER_TEMP`, deleted when dropped.
+fn create_archive_file(cfg: &Config) -> std::io::Result<ArchiveFile> {
+    std::fs::create_dir_all(&cfg.runner.temp)?;
+    ArchiveFile::create_in(&cfg.runner.temp)
+}
+
+/// Packs the target into `archive` and marks it complete (or failed); returns its size.
+fn pack(cfg: &Config, plan: &TargetPlan, leave_out: &LeaveOut, archive: &ArchiveFile) -> Result<u64, String> {
     let spec = PackSpec {
         root: &plan.dir,
         name: &plan.archive_name,
         skip: &leave_out.skip,
         extra: &leave_out.extra,
     };
-    let mut out = BufWriter::new(File::create(file.path()).map_err(|e| e.to_string())?);
-    archive::pack(&spec, cfg.compression, &mut out).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut out = BufWriter::with_capacity(1 << 20, archive.writer());
     // No fsync: the file is read back at once (from the page cache) and deleted after the
     // upload; a crash loses the save either way. Syncing cost more than the packing on a
     // 700 MB archive (docs/performance.md).
-    out.into_inner().map_err(|e| e.to_string())?;
-    Ok(file)
+    let packed = archive::pack(&spec, cfg.compression, &mut out)
+        .map_err(|e| e.to_string())
+        .and_then(|_| out.into_inner().map(|_| ()).map_err(|e| e.error().to_string()));
+    match packed {
+        Ok(()) => {
+            archive.finish();
+            let size = archive.wait_until_complete().map_err(|e| e.to_string())?;
+            tracing::debug!("packed {} in {}", human_size(size), seconds(started.elapsed()));
+            Ok(size)
+        }
+        Err(e) => {
+            archive.fail(e.clone());
+            Err(e)
+        }
+    }
 }

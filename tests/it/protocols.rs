@@ -80,7 +80,7 @@ fn fetch(backend: &dyn Backend, hit: &Hit) -> Vec<u8> {
 
 fn save(backend: &dyn Backend, key: &str, version: &str, bytes: &[u8]) -> Saved {
     let dir = tempfile::tempdir().unwrap();
-    backend.save(key, version, &archive_file(dir.path(), "cache.tzst", bytes)).expect("save")
+    backend.save_file(key, version, &archive_file(dir.path(), "cache.tzst", bytes)).expect("save")
 }
 
 fn routed(server: &CacheServer, route: Route) -> Vec<LoggedRequest> {
@@ -281,7 +281,7 @@ fn v2_refuses_to_upload_an_empty_archive() {
     let server = CacheServer::start(Personality::Github);
     let backend = backend_for(&server, Proto::V2);
     let dir = tempfile::tempdir().unwrap();
-    let error = backend.save("empty", VERSION, &archive_file(dir.path(), "e", b"")).unwrap_err();
+    let error = backend.save_file("empty", VERSION, &archive_file(dir.path(), "e", b"")).unwrap_err();
     assert!(matches!(error, BackendError::Rejected { .. }), "{error:?}");
     assert!(server.requests().is_empty());
 }
@@ -460,15 +460,15 @@ fn service_answers_map_to_outcomes() {
     let error = v1.lookup(&keys(&["k"]), VERSION).unwrap_err();
     assert!(matches!(error, BackendError::Denied { .. }), "{error:?}");
     server.inject(answer(Route::Reserve, 400, "\u{feff}{\"message\":\"over the data cap\"}"));
-    let error = v1.save("k", VERSION, &archive).unwrap_err();
+    let error = v1.save_file("k", VERSION, &archive).unwrap_err();
     assert!(
         matches!(&error, BackendError::TooBig { size: 100, message, .. } if message == "over the data cap"),
         "{error:?}"
     );
     server.inject(answer(Route::Reserve, 403, r#"{"message":"cache write denied: read-only token"}"#));
-    assert!(matches!(v1.save("k", VERSION, &archive), Err(BackendError::Denied { .. })));
+    assert!(matches!(v1.save_file("k", VERSION, &archive), Err(BackendError::Denied { .. })));
     server.inject(answer(Route::Reserve, 200, r#"{}"#));
-    assert!(matches!(v1.save("k", VERSION, &archive), Ok(Saved::AlreadyExists(_))));
+    assert!(matches!(v1.save_file("k", VERSION, &archive), Ok(Saved::AlreadyExists(_))));
     server.inject(answer(Route::Lookup, 200, r#"{"cacheKey":"k"}"#));
     assert!(
         matches!(v1.lookup(&keys(&["k"]), VERSION), Err(BackendError::Decode { .. })),
@@ -481,16 +481,16 @@ fn service_answers_map_to_outcomes() {
         200,
         r#"{"ok":false,"message":"cache write denied: token has no writable scopes"}"#,
     ));
-    assert!(matches!(v2.save("k", VERSION, &archive), Err(BackendError::Denied { .. })));
+    assert!(matches!(v2.save_file("k", VERSION, &archive), Err(BackendError::Denied { .. })));
     server.inject(answer(Route::Reserve, 200, "{}"));
-    assert!(matches!(v2.save("k", VERSION, &archive), Ok(Saved::AlreadyExists(_))));
+    assert!(matches!(v2.save_file("k", VERSION, &archive), Ok(Saved::AlreadyExists(_))));
     server.inject(answer(Route::Reserve, 409, r#"{"code":"already_exists","msg":"cache entry exists"}"#));
     assert_eq!(
-        v2.save("k", VERSION, &archive).unwrap(),
+        v2.save_file("k", VERSION, &archive).unwrap(),
         Saved::AlreadyExists("already_exists: cache entry exists".into())
     );
     server.inject(answer(Route::Commit, 200, r#"{"ok":false,"message":"quota exceeded"}"#));
-    let error = v2.save("k2", VERSION, &archive).unwrap_err();
+    let error = v2.save_file("k2", VERSION, &archive).unwrap_err();
     assert!(
         matches!(&error, BackendError::Rejected { message, .. } if message == "quota exceeded"),
         "{error:?}"
@@ -636,7 +636,8 @@ fn wrong_tokens_and_denials_are_reported() {
 
     server.inject(Fault::Status { route: Route::Reserve, status: 403, times: 1 });
     let backend = backend_for(&server, Proto::V1);
-    let error = backend.save("k", VERSION, &archive_file(tempfile::tempdir().unwrap().path(), "a", b"x"));
+    let error =
+        backend.save_file("k", VERSION, &archive_file(tempfile::tempdir().unwrap().path(), "a", b"x"));
     assert!(error.is_ok(), "v1: any other reserve refusal is someone else's reservation");
 }
 
@@ -828,7 +829,7 @@ fn we_save_official_restores(personality: Personality, proto: Proto) {
 
     let backend = backend_for(&server, proto);
     let version = backend::version(".nox", "zstd-without-long");
-    assert_eq!(backend.save("nox-Linux-abc", &version, &archive).unwrap(), Saved::Stored);
+    assert_eq!(backend.save_file("nox-Linux-abc", &version, &archive).unwrap(), Saved::Stored);
 
     let workspace = tempfile::tempdir().unwrap();
     let result = official.run_against(
@@ -906,7 +907,7 @@ fn requests_match_the_toolkit(personality: Personality, proto: Proto) {
     let version = backend::version(".nox", "zstd-without-long");
     let dir = tempfile::tempdir().unwrap();
     let archive = archive_file(dir.path(), "cache.tzst", &payload(1500, 1));
-    assert_eq!(backend.save("nox-Linux-3", &version, &archive).unwrap(), Saved::Stored);
+    assert_eq!(backend.save_file("nox-Linux-3", &version, &archive).unwrap(), Saved::Stored);
     let hit = backend.lookup(&keys(&["nox-Linux-2", "nox-Linux-"]), &version).unwrap().unwrap();
     fetch(&*backend, &hit);
     let ours = server.requests();
@@ -966,4 +967,71 @@ fn v1_requests_match_the_toolkit() {
 #[test]
 fn v2_requests_match_the_toolkit() {
     requests_match_the_toolkit(Personality::Github, Proto::V2);
+}
+
+/// Polls `ready` for up to 10 s.
+fn eventually(what: &str, ready: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// v2 uploads the blocks of an archive that is still being written: the first blocks reach the
+/// blob host before the archive is complete, and the entry still comes back whole.
+#[test]
+fn v2_uploads_blocks_while_the_archive_grows() {
+    let server = CacheServer::start(Personality::Github);
+    let backend = backend_for(&server, Proto::V2);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = backend::ArchiveFile::create_in(dir.path()).unwrap();
+    let bytes = payload(5500, 9);
+    std::thread::scope(|s| {
+        let upload = s.spawn(|| backend.save("growing", VERSION, &archive));
+        // More than `single_put_max` (2500): the archive will need blocks.
+        archive.writer().write_all(&bytes[..3000]).unwrap();
+        eventually("blocks uploaded from an unfinished archive", || {
+            routed(&server, Route::Upload).iter().filter(|r| r.query.contains("comp=block&")).count() >= 3
+        });
+        assert!(routed(&server, Route::Commit).is_empty(), "nothing finalized before the archive ends");
+        archive.writer().write_all(&bytes[3000..]).unwrap();
+        archive.finish();
+        assert_eq!(upload.join().unwrap().expect("save"), Saved::Stored);
+    });
+    let blocks = routed(&server, Route::Upload).iter().filter(|r| r.query.contains("comp=block&")).count();
+    assert_eq!(blocks, 6, "5500 bytes in blocks of 1000");
+    let commit = &routed(&server, Route::Commit)[0];
+    assert_eq!(commit.json.as_ref().unwrap()["size_bytes"], "5500");
+    let hit = backend.lookup(&keys(&["growing"]), VERSION).unwrap().expect("hit");
+    assert_eq!(fetch(&*backend, &hit), bytes);
+}
+
+/// When the key is taken, v2 says so while the archive is still being written and abandons it,
+/// so the packer's next write fails instead of compressing for nothing; an archive that fails
+/// before its first byte reserves nothing.
+#[test]
+fn v2_stops_the_packer_when_the_key_is_taken_and_reserves_nothing_for_a_failed_pack() {
+    let server = CacheServer::start(Personality::Github);
+    let backend = backend_for(&server, Proto::V2);
+    assert_eq!(save(&*backend, "taken", VERSION, &payload(100, 1)), Saved::Stored);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = backend::ArchiveFile::create_in(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        let upload = s.spawn(|| {
+            let saved = backend.save("taken", VERSION, &archive);
+            archive.abandon();
+            saved
+        });
+        archive.writer().write_all(b"first bytes").unwrap();
+        assert!(matches!(upload.join().unwrap(), Ok(Saved::AlreadyExists(_))));
+        assert!(archive.writer().write_all(b"more").is_err(), "the packer is told to stop");
+    });
+
+    server.clear_requests();
+    let failed = backend::ArchiveFile::create_in(dir.path()).unwrap();
+    failed.fail("could not read .nox");
+    let error = backend.save("never", VERSION, &failed).unwrap_err();
+    assert!(error.to_string().contains("could not read .nox"), "{error}");
+    assert!(server.requests().is_empty(), "no reservation for an archive that never began");
 }
