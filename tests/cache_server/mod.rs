@@ -263,6 +263,7 @@ impl CacheServer {
         state.next_id += 1;
         let created = state.tick();
         let key = state.norm(key);
+        let bytes = Arc::new(bytes);
         state.blobs.insert(id, Blob { blocks: HashMap::new(), data: Some(bytes.clone()) });
         state.entries.push(Entry {
             id,
@@ -315,14 +316,14 @@ struct Entry {
     reserved_size: Option<u64>,
     chunks: BTreeMap<u64, Vec<u8>>,
     /// Set at commit / finalize.
-    data: Option<Vec<u8>>,
+    data: Option<Arc<Vec<u8>>>,
     created: u64,
 }
 
 #[derive(Default)]
 struct Blob {
     blocks: HashMap<String, Vec<u8>>,
-    data: Option<Vec<u8>>,
+    data: Option<Arc<Vec<u8>>>,
 }
 
 struct State {
@@ -364,10 +365,33 @@ enum Delivery {
     Truncate,
 }
 
+/// A response body: a range of bytes shared with the store, so that serving a large entry
+/// copies nothing and its first bytes leave at once, as from a real blob store.
+#[derive(Default)]
+struct Body {
+    bytes: Arc<Vec<u8>>,
+    range: std::ops::Range<usize>,
+}
+
+impl Body {
+    fn owned(bytes: Vec<u8>) -> Body {
+        let range = 0..bytes.len();
+        Body { bytes: Arc::new(bytes), range }
+    }
+
+    fn shared(bytes: &Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Body {
+        Body { bytes: Arc::clone(bytes), range }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[self.range.clone()]
+    }
+}
+
 struct Response {
     status: u16,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    body: Body,
     /// Send with `Transfer-Encoding: chunked` and no `Content-Length`.
     chunked: bool,
     delivery: Delivery,
@@ -378,7 +402,7 @@ impl Response {
         Response {
             status,
             headers: vec![("Content-Type".into(), content_type.into())],
-            body: body.into(),
+            body: Body::owned(body.into()),
             chunked: false,
             delivery: Delivery::Normal,
         }
@@ -390,7 +414,13 @@ impl Response {
         Response::new(status, "text/plain", text)
     }
     fn empty(status: u16) -> Response {
-        Response { status, headers: vec![], body: vec![], chunked: false, delivery: Delivery::Normal }
+        Response {
+            status,
+            headers: vec![],
+            body: Body::default(),
+            chunked: false,
+            delivery: Delivery::Normal,
+        }
     }
     fn with_header(mut self, name: &str, value: impl Into<String>) -> Response {
         self.headers.push((name.into(), value.into()));
@@ -478,15 +508,15 @@ fn write_response(writer: &mut TcpStream, response: Response, stop: &AtomicBool)
     if response.chunked {
         head.push_str("Transfer-Encoding: chunked\r\n");
     } else if response.status != 204 {
-        head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
+        head.push_str(&format!("Content-Length: {}\r\n", response.body.as_slice().len()));
     }
     head.push_str("Connection: close\r\n\r\n");
     writer.write_all(head.as_bytes())?;
     let cut = match response.delivery {
-        Delivery::Normal => response.body.len(),
-        Delivery::Stall | Delivery::Truncate => response.body.len() / 2,
+        Delivery::Normal => response.body.as_slice().len(),
+        Delivery::Stall | Delivery::Truncate => response.body.as_slice().len() / 2,
     };
-    let body = &response.body[..cut];
+    let body = &response.body.as_slice()[..cut];
     if response.chunked {
         for piece in body.chunks(64 * 1024) {
             writer.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
@@ -709,9 +739,9 @@ impl State {
         if let Some(id) = resource.strip_prefix("artifacts/") {
             let id: Option<u64> = id.parse().ok();
             let data =
-                id.and_then(|id| self.entries.iter().find(|e| e.id == id)).and_then(|e| e.data.as_deref());
+                id.and_then(|id| self.entries.iter().find(|e| e.id == id)).and_then(|e| e.data.clone());
             return match data {
-                Some(data) => self.serve_bytes(request, data),
+                Some(data) => self.serve_bytes(request, &data),
                 None => Response::json(404, serde_json::json!({"error": "cache not found"})),
             };
         }
@@ -814,7 +844,7 @@ impl State {
                         serde_json::json!({"error": "broken file: size differs from cacheSize"}),
                     );
                 }
-                entry.data = Some(data);
+                entry.data = Some(Arc::new(data));
                 entry.created = clock;
                 self.clock = clock;
                 Response::empty(204)
@@ -933,9 +963,9 @@ impl State {
             return blob_error(400, "InvalidAuthenticationInfo");
         }
         if request.method == "GET" {
-            let data = self.blobs.get(&id).and_then(|b| b.data.as_deref());
+            let data = self.blobs.get(&id).and_then(|b| b.data.clone());
             return match data {
-                Some(data) => self.serve_bytes(request, data),
+                Some(data) => self.serve_bytes(request, &data),
                 None => blob_error(404, "BlobNotFound"),
             };
         }
@@ -951,7 +981,7 @@ impl State {
                 if request.header("content-length").is_none() {
                     return blob_error(411, "MissingContentLengthHeader");
                 }
-                blob.data = Some(request.body.clone());
+                blob.data = Some(Arc::new(request.body.clone()));
             }
             Some("block") => {
                 let id = request.param("blockid").unwrap_or_default();
@@ -975,7 +1005,7 @@ impl State {
                         None => return blob_error(400, "InvalidBlockList"),
                     }
                 }
-                blob.data = Some(data);
+                blob.data = Some(Arc::new(data));
                 blob.blocks.clear();
             }
             Some(_) => return blob_error(400, "InvalidQueryParameterValue"),
@@ -984,25 +1014,29 @@ impl State {
     }
 
     /// An archive or blob body, honouring `Range` unless the blob host is set to ignore it.
-    /// Only the requested range is copied (a ranged download of a large blob would otherwise
-    /// copy the whole blob once per range, under the state lock).
-    fn serve_bytes(&self, request: &Request, data: &[u8]) -> Response {
+    /// Nothing is copied: the body shares the stored bytes (copying a 700 MB entry under the
+    /// state lock before sending its first byte would be the server's delay, not the client's).
+    fn serve_bytes(&self, request: &Request, data: &Arc<Vec<u8>>) -> Response {
         if self.config.ignore_range {
             let mut response = Response::empty(200);
-            response.body = data.to_vec();
+            response.body = Body::shared(data, 0..data.len());
             response.chunked = true;
             return response;
         }
         let total = data.len() as u64;
         let Some((start, end)) = request.header("range").and_then(parse_range) else {
-            return Response::new(200, "application/octet-stream", data.to_vec());
+            let mut response = Response::new(200, "application/octet-stream", Vec::new());
+            response.body = Body::shared(data, 0..data.len());
+            return response;
         };
         if start >= total {
             return Response::empty(416).with_header("Content-Range", format!("bytes */{total}"));
         }
         let end = end.unwrap_or(total - 1).min(total - 1);
-        Response::new(206, "application/octet-stream", data[start as usize..=end as usize].to_vec())
-            .with_header("Content-Range", format!("bytes {start}-{end}/{total}"))
+        let mut response = Response::new(206, "application/octet-stream", Vec::new())
+            .with_header("Content-Range", format!("bytes {start}-{end}/{total}"));
+        response.body = Body::shared(data, start as usize..end as usize + 1);
+        response
     }
 }
 
