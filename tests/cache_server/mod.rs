@@ -251,7 +251,7 @@ impl CacheServer {
         let state = self.lock();
         let mut done: Vec<&Entry> = state.entries.iter().filter(|e| e.data.is_some()).collect();
         done.sort_by_key(|e| e.created);
-        done.iter().map(|e| (e.key.clone(), e.version.clone(), e.data.as_ref().unwrap().len())).collect()
+        done.iter().map(|e| (e.key.clone(), e.version.clone(), e.data.as_ref().unwrap().len)).collect()
     }
 
     /// Stores `bytes` as a complete entry under `key` + `version` (newest of its key), as if a
@@ -263,7 +263,7 @@ impl CacheServer {
         state.next_id += 1;
         let created = state.tick();
         let key = state.norm(key);
-        let bytes = Arc::new(bytes);
+        let bytes = Arc::new(Stored::new(vec![Arc::new(bytes)]));
         state.blobs.insert(id, Blob { blocks: HashMap::new(), data: Some(bytes.clone()) });
         state.entries.push(Entry {
             id,
@@ -316,14 +316,44 @@ struct Entry {
     reserved_size: Option<u64>,
     chunks: BTreeMap<u64, Vec<u8>>,
     /// Set at commit / finalize.
-    data: Option<Arc<Vec<u8>>>,
+    data: Option<Arc<Stored>>,
     created: u64,
 }
 
 #[derive(Default)]
 struct Blob {
-    blocks: HashMap<String, Vec<u8>>,
-    data: Option<Arc<Vec<u8>>>,
+    blocks: HashMap<String, Arc<Vec<u8>>>,
+    data: Option<Arc<Stored>>,
+}
+
+/// An entry's bytes, kept as the pieces they were uploaded in: joining the chunks or blocks of
+/// a 700 MB entry at commit would copy it whole, on the saving client's clock.
+#[derive(Default)]
+struct Stored {
+    pieces: Vec<Arc<Vec<u8>>>,
+    len: usize,
+}
+
+impl Stored {
+    fn new(pieces: Vec<Arc<Vec<u8>>>) -> Stored {
+        let len = pieces.iter().map(|p| p.len()).sum();
+        Stored { pieces, len }
+    }
+
+    /// The slices that make up `range`, in order.
+    fn slices(&self, range: std::ops::Range<usize>) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        for piece in &self.pieces {
+            let (start, end) = (offset, offset + piece.len());
+            offset = end;
+            if end <= range.start || start >= range.end {
+                continue;
+            }
+            out.push(&piece[range.start.max(start) - start..range.end.min(end) - start]);
+        }
+        out
+    }
 }
 
 struct State {
@@ -369,22 +399,27 @@ enum Delivery {
 /// copies nothing and its first bytes leave at once, as from a real blob store.
 #[derive(Default)]
 struct Body {
-    bytes: Arc<Vec<u8>>,
+    bytes: Arc<Stored>,
     range: std::ops::Range<usize>,
 }
 
 impl Body {
     fn owned(bytes: Vec<u8>) -> Body {
         let range = 0..bytes.len();
-        Body { bytes: Arc::new(bytes), range }
+        Body { bytes: Arc::new(Stored::new(vec![Arc::new(bytes)])), range }
     }
 
-    fn shared(bytes: &Arc<Vec<u8>>, range: std::ops::Range<usize>) -> Body {
+    fn shared(bytes: &Arc<Stored>, range: std::ops::Range<usize>) -> Body {
         Body { bytes: Arc::clone(bytes), range }
     }
 
-    fn as_slice(&self) -> &[u8] {
-        &self.bytes[self.range.clone()]
+    fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// The slices of the first `len` bytes.
+    fn slices(&self, len: usize) -> Vec<&[u8]> {
+        self.bytes.slices(self.range.start..self.range.start + len.min(self.len()))
     }
 }
 
@@ -432,8 +467,8 @@ fn serve(stream: TcpStream, state: &Mutex<State>, stop: &AtomicBool) -> io::Resu
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    let Some(request) = read_request(&mut reader, &mut writer)? else { return Ok(()) };
-    let response = handle(state, &request);
+    let Some(mut request) = read_request(&mut reader, &mut writer)? else { return Ok(()) };
+    let response = handle(state, &mut request);
     write_response(&mut writer, response, stop)
 }
 
@@ -508,23 +543,24 @@ fn write_response(writer: &mut TcpStream, response: Response, stop: &AtomicBool)
     if response.chunked {
         head.push_str("Transfer-Encoding: chunked\r\n");
     } else if response.status != 204 {
-        head.push_str(&format!("Content-Length: {}\r\n", response.body.as_slice().len()));
+        head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
     }
     head.push_str("Connection: close\r\n\r\n");
     writer.write_all(head.as_bytes())?;
     let cut = match response.delivery {
-        Delivery::Normal => response.body.as_slice().len(),
-        Delivery::Stall | Delivery::Truncate => response.body.as_slice().len() / 2,
+        Delivery::Normal => response.body.len(),
+        Delivery::Stall | Delivery::Truncate => response.body.len() / 2,
     };
-    let body = &response.body.as_slice()[..cut];
-    if response.chunked {
-        for piece in body.chunks(64 * 1024) {
-            writer.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
-            writer.write_all(piece)?;
-            writer.write_all(b"\r\n")?;
+    for slice in response.body.slices(cut) {
+        if response.chunked {
+            for piece in slice.chunks(64 * 1024) {
+                writer.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
+                writer.write_all(piece)?;
+                writer.write_all(b"\r\n")?;
+            }
+        } else {
+            writer.write_all(slice)?;
         }
-    } else {
-        writer.write_all(body)?;
     }
     match response.delivery {
         Delivery::Normal => {
@@ -608,7 +644,7 @@ fn classify(personality: Personality, method: &str, path: &str) -> Option<(Targe
     None
 }
 
-fn handle(state: &Mutex<State>, request: &Request) -> Response {
+fn handle(state: &Mutex<State>, request: &mut Request) -> Response {
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     let classified = classify(state.config.personality, &request.method, &request.path);
     state.log.push(LoggedRequest {
@@ -735,7 +771,7 @@ impl State {
         Ok(id)
     }
 
-    fn v1(&mut self, request: &Request, resource: &str) -> Response {
+    fn v1(&mut self, request: &mut Request, resource: &str) -> Response {
         if let Some(id) = resource.strip_prefix("artifacts/") {
             let id: Option<u64> = id.parse().ok();
             let data =
@@ -819,32 +855,33 @@ impl State {
                             serde_json::json!({"error": "Content-Range does not match the body"}),
                         );
                     }
-                    entry.chunks.insert(start, request.body.clone());
+                    entry.chunks.insert(start, std::mem::take(&mut request.body));
                     return Response::empty(204);
                 }
-                let mut data = Vec::new();
+                let mut len = 0u64;
                 for (start, chunk) in &entry.chunks {
-                    if *start != data.len() as u64 {
+                    if *start != len {
                         return Response::json(
                             500,
                             serde_json::json!({"error": "broken file: chunks overlap or leave gaps"}),
                         );
                     }
-                    data.extend_from_slice(chunk);
+                    len += chunk.len() as u64;
                 }
-                if github && body["size"].as_u64() != Some(data.len() as u64) {
+                if github && body["size"].as_u64() != Some(len) {
                     return Response::json(
                         400,
                         serde_json::json!({"message": "size does not match the upload"}),
                     );
                 }
-                if !github && entry.reserved_size.is_some_and(|s| s != data.len() as u64) {
+                if !github && entry.reserved_size.is_some_and(|s| s != len) {
                     return Response::json(
                         500,
                         serde_json::json!({"error": "broken file: size differs from cacheSize"}),
                     );
                 }
-                entry.data = Some(Arc::new(data));
+                let chunks = std::mem::take(&mut entry.chunks);
+                entry.data = Some(Arc::new(Stored::new(chunks.into_values().map(Arc::new).collect())));
                 entry.created = clock;
                 self.clock = clock;
                 Response::empty(204)
@@ -928,14 +965,14 @@ impl State {
                 };
                 let data = self.blobs.get(&entry.id).and_then(|b| b.data.clone());
                 match data {
-                    Some(data) if data.len() as u64 == size => {
+                    Some(data) if data.len as u64 == size => {
                         entry.data = Some(data);
                         entry.created = clock;
                         Response::json(200, serde_json::json!({"ok": true, "entry_id": entry.id.to_string()}))
                     }
                     Some(data) => Response::json(
                         200,
-                        serde_json::json!({"ok": false, "message": format!("size {size} differs from the {} uploaded bytes", data.len())}),
+                        serde_json::json!({"ok": false, "message": format!("size {size} differs from the {} uploaded bytes", data.len)}),
                     ),
                     None => Response::json(
                         200,
@@ -954,7 +991,7 @@ impl State {
         )
     }
 
-    fn blob(&mut self, request: &Request, id: u64) -> Response {
+    fn blob(&mut self, request: &mut Request, id: u64) -> Response {
         if request.param("sig").as_deref() != Some(self.signature.as_str()) {
             return blob_error(403, "AuthenticationFailed");
         }
@@ -981,7 +1018,7 @@ impl State {
                 if request.header("content-length").is_none() {
                     return blob_error(411, "MissingContentLengthHeader");
                 }
-                blob.data = Some(Arc::new(request.body.clone()));
+                blob.data = Some(Arc::new(Stored::new(vec![Arc::new(std::mem::take(&mut request.body))])));
             }
             Some("block") => {
                 let id = request.param("blockid").unwrap_or_default();
@@ -994,18 +1031,18 @@ impl State {
                 if request.header("content-length").is_none() {
                     return blob_error(411, "MissingContentLengthHeader");
                 }
-                blob.blocks.insert(id, request.body.clone());
+                blob.blocks.insert(id, Arc::new(std::mem::take(&mut request.body)));
             }
             Some("blocklist") => {
                 let xml = String::from_utf8_lossy(&request.body);
-                let mut data = Vec::new();
+                let mut pieces = Vec::new();
                 for id in xml_block_ids(&xml) {
                     match blob.blocks.get(&id) {
-                        Some(bytes) => data.extend_from_slice(bytes),
+                        Some(bytes) => pieces.push(Arc::clone(bytes)),
                         None => return blob_error(400, "InvalidBlockList"),
                     }
                 }
-                blob.data = Some(Arc::new(data));
+                blob.data = Some(Arc::new(Stored::new(pieces)));
                 blob.blocks.clear();
             }
             Some(_) => return blob_error(400, "InvalidQueryParameterValue"),
@@ -1016,17 +1053,17 @@ impl State {
     /// An archive or blob body, honouring `Range` unless the blob host is set to ignore it.
     /// Nothing is copied: the body shares the stored bytes (copying a 700 MB entry under the
     /// state lock before sending its first byte would be the server's delay, not the client's).
-    fn serve_bytes(&self, request: &Request, data: &Arc<Vec<u8>>) -> Response {
+    fn serve_bytes(&self, request: &Request, data: &Arc<Stored>) -> Response {
         if self.config.ignore_range {
             let mut response = Response::empty(200);
-            response.body = Body::shared(data, 0..data.len());
+            response.body = Body::shared(data, 0..data.len);
             response.chunked = true;
             return response;
         }
-        let total = data.len() as u64;
+        let total = data.len as u64;
         let Some((start, end)) = request.header("range").and_then(parse_range) else {
             let mut response = Response::new(200, "application/octet-stream", Vec::new());
-            response.body = Body::shared(data, 0..data.len());
+            response.body = Body::shared(data, 0..data.len);
             return response;
         };
         if start >= total {
