@@ -41,9 +41,10 @@
 //! marker the rest of the compressed stream is read, so its checksum and truncation are checked.
 //!
 //! Speed: the calling thread decompresses and parses; one worker thread creates the files,
-//! fed through a bounded channel (32 operations, file data in pieces of at most 1 MiB), so memory
-//! stays under ~40 MiB whatever the archive size, plus the zstd window (7 MiB RSS measured on a
-//! 367 MB / 30k-file archive).
+//! fed through a bounded channel (128 operations, file data in pieces of at most 128 KiB, in
+//! buffers the writer hands back to be filled again), so memory stays under ~20 MiB whatever
+//! the archive size, plus the zstd window (25 MiB peak RSS measured for a whole restore of a
+//! 1.3 GB / 100k-file archive from the local store).
 //!
 //! Unix only (modes, symlinks, hard links and raw byte names use `std::os::unix`).
 
