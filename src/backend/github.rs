@@ -108,8 +108,10 @@ impl GithubBackend {
                         let start = index * block;
                         let result =
                             archive.wait_for(start + block).map_err(BackendError::from).and_then(|written| {
-                                if start >= written.bytes {
-                                    return Ok(false); // past the end of the complete archive
+                                // Past the end of the complete archive, or another block failed
+                                // while this one was being written.
+                                if start >= written.bytes || failed.load(Ordering::Relaxed) {
+                                    return Ok(false);
                                 }
                                 let len = block.min(written.bytes - start);
                                 let id = encode_component(&block_id(&prefix, index));
