@@ -39,6 +39,8 @@ pub struct TargetPlan {
     pub key: KeyParts,
     /// Fallback keys, in order.
     pub restore_keys: Vec<String>,
+    /// The interpreter the key was computed with, as it answered (`None` when it did not run).
+    pub interpreter: Option<Interpreter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +132,7 @@ fn plan(
         dir_source,
         key,
         restore_keys,
+        interpreter: interpreter.cloned(),
     })
 }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Invalid, cfg_python_version, cfg_value, env_names, normalize_lexically, parse_pyvenv_cfg};
 use super::{normalize_version, resolve_lenient};
+use crate::python::Interpreter;
 
 /// The marker's file name inside each env directory.
 pub const MARKER_FILE: &str = ".uv-nox-cache-env.json";
@@ -93,9 +94,18 @@ pub fn markers(envdir: &Path, os: &str, arch: &str) -> Vec<(PathBuf, Vec<u8>)> {
 /// env's marker is deleted, since it describes the saved archive, not the live env.
 ///
 /// Each distinct interpreter is run once (`-I -c`, with a timeout) to learn its version.
-pub fn validate_and_prune(envdir: &Path, final_envdir: &Path, os: &str, arch: &str) -> Vec<Invalid> {
+///
+/// `known` is an interpreter already asked in this step (the one the keys were computed with):
+/// an env whose interpreter is that one is not asked again.
+pub fn validate_and_prune(
+    envdir: &Path,
+    final_envdir: &Path,
+    os: &str,
+    arch: &str,
+    known: Option<&Interpreter>,
+) -> Vec<Invalid> {
     let final_envdir = resolve_lenient(final_envdir);
-    let mut versions = VersionProbe::default();
+    let mut versions = VersionProbe::knowing(known);
     let mut invalid = Vec::new();
     for name in env_names(envdir) {
         let stage_env = envdir.join(&name);
@@ -241,6 +251,11 @@ struct VersionProbe {
 }
 
 impl VersionProbe {
+    fn knowing(known: Option<&Interpreter>) -> Self {
+        let seen = known.map(|i| (PathBuf::from(&i.realpath), Ok(i.version.clone()))).into_iter().collect();
+        VersionProbe { seen }
+    }
+
     fn version(&mut self, python: &Path) -> Result<String, String> {
         self.seen.entry(python.to_path_buf()).or_insert_with(|| probe_version(python)).clone()
     }

@@ -179,7 +179,7 @@ fn validate_restored(plan: &TargetPlan, staging: &Path) -> Vec<String> {
     if plan.target != Target::Nox {
         return Vec::new();
     }
-    envs::validate_and_prune(staging, &plan.dir, &plan.key.os, &plan.key.arch)
+    envs::validate_and_prune(staging, &plan.dir, &plan.key.os, &plan.key.arch, plan.interpreter.as_ref())
         .into_iter()
         .map(|invalid| format!("env `{}` removed after restore: {}", invalid.env, invalid.reason))
         .collect()

@@ -11,6 +11,8 @@ use uv_nox_cache::envs::{
     uv_prune_ci, validate_and_prune,
 };
 
+use uv_nox_cache::python::Interpreter;
+
 use crate::support::tools;
 
 /// A workspace with a tiny hatchling project in `proj/` (package `demo_pkg` under `src/`, console
@@ -407,14 +409,36 @@ fn validation_keeps_an_unchanged_env_and_accepts_a_staged_restore() {
     let stage = w.root.join("stage/.nox");
     copy_tree(&envdir, &stage);
 
-    assert_eq!(validate_and_prune(&stage, &envdir, "Linux", "X64"), []);
+    assert_eq!(validate_and_prune(&stage, &envdir, "Linux", "X64", None), []);
     assert!(stage.join("tests/pyvenv.cfg").is_file());
-    assert_eq!(validate_and_prune(&envdir, &envdir, "Linux", "X64"), []);
+    assert_eq!(validate_and_prune(&envdir, &envdir, "Linux", "X64", None), []);
     assert!(env.join("pyvenv.cfg").is_file());
     assert!(!env.join(MARKER_FILE).exists(), "a validated env's marker is consumed");
     // Without a marker (saved by another tool) the structural checks alone pass it.
-    assert_eq!(validate_and_prune(&envdir, &envdir, "Linux", "X64"), []);
+    assert_eq!(validate_and_prune(&envdir, &envdir, "Linux", "X64", None), []);
     assert!(env.join("pyvenv.cfg").is_file());
+}
+
+/// The interpreter the keys were computed with is not asked again: its answer stands for an env
+/// built on it (here a made-up version, to show the answer was used), and an interpreter at
+/// another path changes nothing.
+#[test]
+fn validation_takes_the_keys_interpreter_at_its_word() {
+    let w = Workspace::new();
+    let (python, version) = base_python();
+    w.venv(&python, "tests");
+    let envdir = w.ws.join(".nox");
+    write_markers(&envdir, "Linux", "X64");
+
+    let elsewhere = Interpreter { realpath: "/nowhere/python3".into(), version: "2.7.18".into() };
+    assert_eq!(validate_and_prune(&envdir, &envdir, "Linux", "X64", Some(&elsewhere)), []);
+
+    write_markers(&envdir, "Linux", "X64");
+    let same = Interpreter { realpath: python.display().to_string(), version: "3.0.1".into() };
+    let invalid = validate_and_prune(&envdir, &envdir, "Linux", "X64", Some(&same));
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    let reason = &invalid[0].reason;
+    assert!(reason.contains("is Python 3.0.1") && reason.contains(&version), "{reason}");
 }
 
 #[test]
@@ -427,7 +451,7 @@ fn validation_deletes_an_env_restored_to_another_path() {
     let moved = w.root.join("elsewhere/.nox");
     copy_tree(&envdir, &moved);
 
-    let invalid = validate_and_prune(&moved, &moved, "Linux", "X64");
+    let invalid = validate_and_prune(&moved, &moved, "Linux", "X64", None);
 
     assert_eq!(invalid.len(), 1, "{invalid:?}");
     assert_eq!(invalid[0].env, "tests");
@@ -451,7 +475,7 @@ fn validation_deletes_an_env_from_another_os_or_arch() {
         String::from_utf8(markers[1].1.clone()).unwrap().replace("\"X64\"", "\"ARM64\"").into();
     fs::write(envdir.join(&markers[1].0), arm).unwrap();
 
-    let invalid = validate_and_prune(&envdir, &envdir, "macOS", "X64");
+    let invalid = validate_and_prune(&envdir, &envdir, "macOS", "X64", None);
 
     assert_eq!(invalid.len(), 2, "{invalid:?}");
     assert_eq!(invalid[0].env, "a");
@@ -460,7 +484,7 @@ fn validation_deletes_an_env_from_another_os_or_arch() {
     // On Linux, `b` fails on its arch.
     w.venv(&python, "b");
     write_markers(&envdir, "Linux", "ARM64");
-    let invalid = validate_and_prune(&envdir, &envdir, "Linux", "X64");
+    let invalid = validate_and_prune(&envdir, &envdir, "Linux", "X64", None);
     assert_eq!(invalid.len(), 1, "{invalid:?}");
     assert!(invalid[0].reason.contains("built on arch ARM64, this runner is X64"), "{}", invalid[0].reason);
 }
@@ -487,7 +511,7 @@ fn validation_deletes_an_env_whose_interpreter_is_gone() {
     assert_eq!(Path::new(&marker.interpreter), copy);
     fs::remove_dir_all(w.root.join("alt")).unwrap();
 
-    let invalid = validate_and_prune(&envdir, &envdir, "Linux", "X64");
+    let invalid = validate_and_prune(&envdir, &envdir, "Linux", "X64", None);
 
     assert_eq!(invalid.len(), 1, "{invalid:?}");
     assert_eq!(
@@ -506,7 +530,7 @@ fn validation_deletes_an_env_without_marker_whose_python_dangles() {
     let envdir = w.ws.join(".nox");
     fs::remove_dir_all(w.root.join("alt")).unwrap();
 
-    let invalid = validate_and_prune(&envdir, &envdir, "Linux", "X64");
+    let invalid = validate_and_prune(&envdir, &envdir, "Linux", "X64", None);
 
     assert_eq!(invalid.len(), 1, "{invalid:?}");
     assert_eq!(invalid[0].env, "dangling");
@@ -528,7 +552,7 @@ fn validation_deletes_an_env_whose_interpreter_changed_version() {
     marker.python_version = "3.0.1".into();
     fs::write(env.join(MARKER_FILE), serde_json::to_vec(&marker).unwrap()).unwrap();
 
-    let invalid = validate_and_prune(&envdir, &envdir, "Linux", "X64");
+    let invalid = validate_and_prune(&envdir, &envdir, "Linux", "X64", None);
 
     assert_eq!(invalid.len(), 1, "{invalid:?}");
     assert_eq!(
@@ -586,6 +610,6 @@ fn validation_accepts_a_staged_env_whose_interpreter_is_copied_into_it() {
     copy_tree(&envdir, &stage);
     fs::remove_dir_all(&envdir).unwrap();
 
-    assert_eq!(validate_and_prune(&stage, &envdir, "Linux", "X64"), []);
+    assert_eq!(validate_and_prune(&stage, &envdir, "Linux", "X64", None), []);
     assert!(stage.join("copies/bin/python").is_file());
 }
