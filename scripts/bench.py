@@ -490,6 +490,8 @@ def main():
     parser.add_argument("--sets", default="a,b")
     parser.add_argument("--who", default="ours,official,baseline", help="for trying things out")
     parser.add_argument("--backends", default="v2,v1,local", help="for trying things out")
+    parser.add_argument("--net-rate", metavar="RATE",
+                        help="shape loopback to RATE (tc tbf, e.g. 1gbit) to stand for a runner's network link")
     parser.add_argument("--no-fresh-fs", action="store_true",
                         help="restore onto the disk the data sets are on, not a new ext4 per restore")
     args = parser.parse_args()
@@ -505,10 +507,18 @@ def main():
     (b.bench / "home").mkdir(exist_ok=True)
     load_before = os.getloadavg()
     info = []
-    for ds in sets:
-        b.run_set(ds)
-        size, files = tree_stats(ds["dirs"])
-        info.append((ds["name"], size, files, b.our_archive_size, b.archive_size))
+    if args.net_rate:
+        # Every packet on lo leaves through this queue once, so both directions share the rate.
+        sh(["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", args.net_rate,
+            "burst", "1mb", "latency", "50ms"])
+    try:
+        for ds in sets:
+            b.run_set(ds)
+            size, files = tree_stats(ds["dirs"])
+            info.append((ds["name"], size, files, b.our_archive_size, b.archive_size))
+    finally:
+        if args.net_rate:
+            subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"])
     load_after = os.getloadavg()
 
     def fmt(x):
@@ -518,7 +528,8 @@ def main():
     print(f"`scripts/bench {' '.join(sys.argv[5:])}`: {args.runs} run(s), medians; wall s "
           f"(CPU s = user+sys of the command and its children). Load average before "
           f"{load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} CPUs. Restores onto "
-          + ("a new ext4 file system each (loop device)." if b.fresh_fs else "the data sets' own disk."))
+          + ("a new ext4 file system each (loop device)." if b.fresh_fs else "the data sets' own disk.")
+          + (f" Loopback shaped to {args.net_rate} (tc tbf)." if args.net_rate else ""))
     print()
     print("| data set | op | backend | ours wall | @actions/cache wall | ratio | ours CPU | official CPU |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
