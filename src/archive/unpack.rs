@@ -30,8 +30,8 @@ use super::{ArchiveError, UnpackLimits, UnpackStats};
 const CHUNK: u64 = 128 << 10;
 /// Operations in flight between reader and writer; with `CHUNK` this bounds the buffers to
 /// ~16 MiB. Depth matters more than piece size: on 100 000 small files 16 operations in flight
-/// made a restore ~40% slower than 32, and 128 of 128 KiB was ~10% faster than 32 of 1 MiB
-/// (docs/performance.md).
+/// made a restore ~40% slower than 32, 128 of 256 KiB was 5–10% faster than 32 of 1 MiB, and
+/// 128 of 128 KiB about as fast with less memory (docs/performance.md).
 const CHANNEL_DEPTH: usize = 128;
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
