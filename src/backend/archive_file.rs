@@ -34,13 +34,13 @@ pub struct ArchiveFile {
     changed: Condvar,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Progress {
     written: u64,
     end: End,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 enum End {
     Growing,
     Complete,
@@ -102,9 +102,11 @@ impl ArchiveFile {
         ArchiveWriter { archive: self }
     }
 
-    /// The packer is done: the archive is complete.
-    pub fn finish(&self) {
+    /// The packer is done: the archive is complete. Returns its size, or why it will never be
+    /// complete (it was abandoned first).
+    pub fn finish(&self) -> Result<u64, Unfinished> {
         self.end(End::Complete);
+        self.wait_until_complete()
     }
 
     /// The packer failed: the archive will never be complete.
@@ -198,7 +200,7 @@ mod tests {
             });
             archive.writer().write_all(b"abc").unwrap();
             archive.writer().write_all(b"defg").unwrap();
-            archive.finish();
+            assert_eq!(archive.finish().unwrap(), 7);
             assert_eq!(reader.join().unwrap(), 7);
         });
         assert_eq!(std::fs::read(archive.path()).unwrap(), b"abcdefg");
@@ -220,8 +222,7 @@ mod tests {
         abandoned.abandon();
         assert!(abandoned.writer().write_all(b"x").is_err(), "the packer stops at its next write");
         assert!(matches!(abandoned.wait_until_complete(), Err(Unfinished::Abandoned)));
-        abandoned.finish();
-        assert!(matches!(abandoned.wait_until_complete(), Err(Unfinished::Abandoned)), "the first end wins");
+        assert!(matches!(abandoned.finish(), Err(Unfinished::Abandoned)), "the first end wins");
 
         let path = dir.path().join("whole");
         std::fs::write(&path, b"12345").unwrap();

@@ -203,8 +203,7 @@ fn pack(cfg: &Config, plan: &TargetPlan, leave_out: &LeaveOut, archive: &Archive
         .and_then(|_| out.into_inner().map(|_| ()).map_err(|e| e.error().to_string()));
     match packed {
         Ok(()) => {
-            archive.finish();
-            let size = archive.wait_until_complete().map_err(|e| e.to_string())?;
+            let size = archive.finish().map_err(|e| e.to_string())?;
             tracing::debug!("packed {} in {}", human_size(size), seconds(started.elapsed()));
             Ok(size)
         }

@@ -263,7 +263,7 @@ impl CacheServer {
         state.next_id += 1;
         let created = state.tick();
         let key = state.norm(key);
-        let bytes = Arc::new(Stored::new(vec![Arc::new(bytes)]));
+        let bytes = Stored::whole(bytes);
         state.blobs.insert(id, Blob { blocks: HashMap::new(), data: Some(bytes.clone()) });
         state.entries.push(Entry {
             id,
@@ -340,6 +340,11 @@ impl Stored {
         Stored { pieces, len }
     }
 
+    /// Bytes that arrived in one piece.
+    fn whole(bytes: Vec<u8>) -> Arc<Stored> {
+        Arc::new(Stored::new(vec![Arc::new(bytes)]))
+    }
+
     /// The slices that make up `range`, in order.
     fn slices(&self, range: std::ops::Range<usize>) -> Vec<&[u8]> {
         let mut out = Vec::new();
@@ -406,7 +411,7 @@ struct Body {
 impl Body {
     fn owned(bytes: Vec<u8>) -> Body {
         let range = 0..bytes.len();
-        Body { bytes: Arc::new(Stored::new(vec![Arc::new(bytes)])), range }
+        Body { bytes: Stored::whole(bytes), range }
     }
 
     fn shared(bytes: &Arc<Stored>, range: std::ops::Range<usize>) -> Body {
@@ -1018,7 +1023,7 @@ impl State {
                 if request.header("content-length").is_none() {
                     return blob_error(411, "MissingContentLengthHeader");
                 }
-                blob.data = Some(Arc::new(Stored::new(vec![Arc::new(std::mem::take(&mut request.body))])));
+                blob.data = Some(Stored::whole(std::mem::take(&mut request.body)));
             }
             Some("block") => {
                 let id = request.param("blockid").unwrap_or_default();
@@ -1054,26 +1059,27 @@ impl State {
     /// Nothing is copied: the body shares the stored bytes (copying a 700 MB entry under the
     /// state lock before sending its first byte would be the server's delay, not the client's).
     fn serve_bytes(&self, request: &Request, data: &Arc<Stored>) -> Response {
+        let shared = |status, range| {
+            let mut response = Response::new(status, "application/octet-stream", Vec::new());
+            response.body = Body::shared(data, range);
+            response
+        };
         if self.config.ignore_range {
-            let mut response = Response::empty(200);
-            response.body = Body::shared(data, 0..data.len);
+            let mut response = shared(200, 0..data.len);
+            response.headers.clear();
             response.chunked = true;
             return response;
         }
         let total = data.len as u64;
         let Some((start, end)) = request.header("range").and_then(parse_range) else {
-            let mut response = Response::new(200, "application/octet-stream", Vec::new());
-            response.body = Body::shared(data, 0..data.len);
-            return response;
+            return shared(200, 0..data.len);
         };
         if start >= total {
             return Response::empty(416).with_header("Content-Range", format!("bytes */{total}"));
         }
         let end = end.unwrap_or(total - 1).min(total - 1);
-        let mut response = Response::new(206, "application/octet-stream", Vec::new())
-            .with_header("Content-Range", format!("bytes {start}-{end}/{total}"));
-        response.body = Body::shared(data, start as usize..end as usize + 1);
-        response
+        shared(206, start as usize..end as usize + 1)
+            .with_header("Content-Range", format!("bytes {start}-{end}/{total}"))
     }
 }
 

@@ -996,7 +996,7 @@ fn v2_uploads_blocks_while_the_archive_grows() {
         });
         assert!(routed(&server, Route::Commit).is_empty(), "nothing finalized before the archive ends");
         archive.writer().write_all(&bytes[3000..]).unwrap();
-        archive.finish();
+        assert_eq!(archive.finish().unwrap(), 5500);
         assert_eq!(upload.join().unwrap().expect("save"), Saved::Stored);
     });
     let blocks = routed(&server, Route::Upload).iter().filter(|r| r.query.contains("comp=block&")).count();
