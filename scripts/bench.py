@@ -401,7 +401,11 @@ class Bench:
                     f.truncate(self.bench.fresh_fs_bytes)
                 sh(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(self.image)])
                 sh(["mount", "-o", "loop", str(self.image), str(self.base)])
-                shutil.copytree(skeleton, self.base, symlinks=True, dirs_exist_ok=True)
+                try:
+                    shutil.copytree(skeleton, self.base, symlinks=True, dirs_exist_ok=True)
+                except BaseException:
+                    sh(["umount", str(self.base)])
+                    raise
             else:
                 for p in ds["dirs"]:
                     os.rename(p, str(p) + ".orig")
