@@ -13,6 +13,8 @@ mod metadata;
 mod protocols;
 mod real_tools;
 mod release;
+mod runners;
 mod safety;
 mod secrets;
+mod sh_entry;
 mod support;
