@@ -19,9 +19,12 @@ for loader in /lib/ld-musl-*; do
 done
 
 triple="$arch-unknown-linux-$libc"
-bin="$dist/$triple/uv-nox-cache"
+bin="${UV_NOX_CACHE_BINARY:-$dist/$triple/uv-nox-cache}" # the override is for tests only
 if [ "$(uname -s)" != Linux ] || [ -z "$arch" ] || [ ! -x "$bin" ]; then
   echo "::error::uv-nox-cache: no prebuilt binary for $(uname -s)/$(uname -m) ($libc): dist/$triple/uv-nox-cache is missing from this copy of the action. Fix: run the job on Linux x86_64 or aarch64 with a released tag (@v1), or use the node action OWNER/uv-nox-cache@v1 in an image with node (it can build from source when Rust is installed)."
   exit 1
 fi
-exec "$bin" "$@"
+# The runner's `sh -c` (this script's parent, kept alive by `|| exit $?` in action.yml) still
+# holds the inputs with a hyphen in their names that dash and busybox sh drop; the binary reads
+# them back from there (src/sh_entry.rs).
+UV_NOX_CACHE_SH_PARENT=$PPID exec "$bin" "$@"

@@ -24,6 +24,7 @@ pub mod place;
 pub mod progress;
 pub mod python;
 pub mod runner;
+pub mod sh_entry;
 pub mod steps;
 pub mod target;
 
@@ -39,7 +40,14 @@ pub const SOURCE_HASH: &str = env!("UV_NOX_CACHE_SOURCE_HASH");
 
 /// Runs the command named by `args[1]`.
 pub fn run(args: &[String]) -> ExitCode {
-    let lookup = |name: &str| std::env::var(name).ok();
+    let recovered = match sh_entry::recovered_inputs(&|name| std::env::var(name).ok()) {
+        Ok(recovered) => recovered,
+        Err(e) => {
+            println!("::error::uv-nox-cache: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let lookup = |name: &str| std::env::var(name).ok().or_else(|| recovered.get(name).cloned());
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     match args.get(1).map(String::as_str) {
         Some("restore") => steps::restore(&lookup, &cwd),

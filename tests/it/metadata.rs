@@ -170,8 +170,8 @@ fn runs_start_the_launcher_with_the_right_command() {
     let forgejo = yaml("forgejo/action.yml");
     let runs = section(&forgejo, "runs", "forgejo/action.yml");
     assert_eq!(str_at(runs, "using", "forgejo"), "sh");
-    assert_eq!(str_at(runs, "main", "forgejo"), "sh \"$GITHUB_ACTION_PATH/launch.sh\" restore");
-    assert_eq!(str_at(runs, "post", "forgejo"), "sh \"$GITHUB_ACTION_PATH/launch.sh\" save");
+    assert_eq!(str_at(runs, "main", "forgejo"), "sh \"$GITHUB_ACTION_PATH/launch.sh\" restore || exit $?");
+    assert_eq!(str_at(runs, "post", "forgejo"), "sh \"$GITHUB_ACTION_PATH/launch.sh\" save || exit $?");
     assert_eq!(str_at(runs, "post-if", "forgejo"), post_if);
     assert!(root().join("forgejo/launch.sh").is_file());
 }
