@@ -142,8 +142,7 @@ impl Config {
         let working_directory = runner
             .workspace
             .join(relative_path("working-directory", raw.working_directory.as_deref().unwrap_or("."))?);
-        let nox_envdir =
-            working_directory.join(relative_path("nox-envdir", raw.nox_envdir.as_deref().unwrap_or(".nox"))?);
+        let nox_envdir = working_directory.join(envdir_path(raw.nox_envdir.as_deref().unwrap_or(".nox"))?);
         let (backend, backend_reason) = select_backend(raw, lookup, &runner)?;
         Ok(Config {
             targets: parse_targets(raw.targets.as_deref().unwrap_or("uv nox"))?,
@@ -201,9 +200,10 @@ impl RunnerEnv {
             workspace: if workspace.is_absolute() { workspace } else { cwd.join(workspace) },
             temp: path(env::RUNNER_TEMP).unwrap_or_else(std::env::temp_dir),
             home: path(env::HOME),
-            os: get(env::RUNNER_OS).unwrap_or_else(|| machine_os().to_string()),
+            os: get(env::RUNNER_OS).map_or_else(|| machine_os().to_string(), |os| runner_os_name(&os)),
             os_release: get(env::IMAGE_OS).unwrap_or_else(os_release),
-            arch: get(env::RUNNER_ARCH).unwrap_or_else(|| machine_arch().to_string()),
+            arch: get(env::RUNNER_ARCH)
+                .map_or_else(|| machine_arch().to_string(), |arch| runner_arch_name(&arch)),
             event_name: get(env::GITHUB_EVENT_NAME).unwrap_or_default(),
             git_ref: get(env::GITHUB_REF).unwrap_or_default(),
             debug: get(env::RUNNER_DEBUG).as_deref() == Some("1"),
@@ -304,6 +304,16 @@ fn parse_timeout(value: Option<&str>) -> Result<Duration, ConfigError> {
             format!("`{value}` is not a number of seconds from 1 to {MAX_TIMEOUT_SECS}"),
         )),
     }
+}
+
+/// The nox envdir: relative to the working directory (without `..`), or absolute, for runners
+/// whose workspace moves from job to job while envs must stay at the path they were built at.
+fn envdir_path(value: &str) -> Result<PathBuf, ConfigError> {
+    let path = Path::new(value);
+    if path.is_absolute() && !path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Ok(path.to_path_buf());
+    }
+    relative_path("nox-envdir", value)
 }
 
 /// A path inside the workspace: relative, without `..`.
@@ -440,6 +450,28 @@ fn machine_arch() -> &'static str {
     }
 }
 
+/// `RUNNER_OS` in GitHub's spelling: Gitea's act sets Go's names (`linux`), which would give
+/// the same machine another key than act and the Forgejo runner give it.
+fn runner_os_name(os: &str) -> String {
+    match os {
+        "linux" => "Linux".into(),
+        "darwin" => "macOS".into(),
+        "windows" => "Windows".into(),
+        other => other.into(),
+    }
+}
+
+/// `RUNNER_ARCH` in GitHub's spelling: Gitea's act sets Go's names (`amd64`, `arm64`).
+fn runner_arch_name(arch: &str) -> String {
+    match arch {
+        "amd64" => "X64".into(),
+        "arm64" => "ARM64".into(),
+        "386" => "X86".into(),
+        "arm" => "ARM".into(),
+        other => other.into(),
+    }
+}
+
 /// `ID` + `VERSION_ID` from `/etc/os-release` (`debian12`, `ubuntu24.04`), or empty.
 fn os_release() -> String {
     let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
@@ -461,6 +493,21 @@ mod tests {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let lookup = |name: &str| map.get(name).cloned();
         Config::new(&RawInputs::read(&lookup), &lookup, Path::new("/ws"))
+    }
+
+    #[test]
+    fn an_absolute_nox_envdir_is_taken_as_it_is() {
+        let cfg =
+            config(&[("INPUT_WORKING-DIRECTORY", "sub"), ("INPUT_NOX-ENVDIR", "/var/envs/demo")]).unwrap();
+        assert_eq!(cfg.nox_envdir, PathBuf::from("/var/envs/demo"));
+    }
+
+    #[test]
+    fn runner_os_and_arch_in_gos_spelling_are_named_as_github_names_them() {
+        let cfg = config(&[("RUNNER_OS", "linux"), ("RUNNER_ARCH", "amd64")]).unwrap();
+        assert_eq!((cfg.runner.os.as_str(), cfg.runner.arch.as_str()), ("Linux", "X64"));
+        let cfg = config(&[("RUNNER_OS", "macOS"), ("RUNNER_ARCH", "ARM64")]).unwrap();
+        assert_eq!((cfg.runner.os.as_str(), cfg.runner.arch.as_str()), ("macOS", "ARM64"));
     }
 
     #[test]
@@ -493,7 +540,8 @@ mod tests {
             ("INPUT_TIMEOUT", "0"),
             ("INPUT_TIMEOUT", "ten"),
             ("INPUT_WORKING-DIRECTORY", "../elsewhere"),
-            ("INPUT_NOX-ENVDIR", "/abs/.nox"),
+            ("INPUT_NOX-ENVDIR", "/abs/../.nox"),
+            ("INPUT_NOX-ENVDIR", "../.nox"),
             ("INPUT_KEY-FILES", "uv.lock\n!"),
             ("INPUT_KEY-FILES", "../other/uv.lock"),
         ] {

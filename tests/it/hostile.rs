@@ -707,7 +707,7 @@ fn each_malformed_input_is_an_error_naming_it() {
         ("lookup-only", "yes"),
         ("fail-on-cache-miss", "maybe"),
         ("uv-prune", "all"),
-        ("nox-envdir", "/abs/.nox"),
+        ("nox-envdir", "/abs/../.nox"),
         ("nox-envdir", "../.nox"),
         ("evict-project", "1"),
         ("backend", "s3"),
