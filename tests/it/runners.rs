@@ -262,3 +262,183 @@ mod gitea_act {
         super::failing_job_saves_with_save_always("gitea-act");
     }
 }
+
+/// The runners' own cache servers on their own (`tests/runner-cache-server`), with this action's
+/// steps and the official `@actions/cache` as their clients: what a job on those runners sees,
+/// without the runner around it.
+mod servers {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+
+    use crate::contract::{assert_clean, checkout, fresh_checkout, populate};
+    use crate::support::action::{Job, Machine, snapshot};
+    use crate::support::official::Official;
+
+    /// A runner's cache server, killed on drop.
+    struct RealServer {
+        child: Child,
+        url: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl RealServer {
+        fn start(runner: &str) -> Self {
+            let bin = super::runner(&format!("{runner}-cache-server")).bin;
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = Command::new(&bin)
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+            // All three lines, before the pipe closes: a later write to a closed pipe kills it.
+            let lines: Vec<String> =
+                BufReader::new(child.stdout.take().unwrap()).lines().take(3).map(Result::unwrap).collect();
+            let first = lines.first().expect("the server printed nothing");
+            let url =
+                first.strip_prefix("ACTIONS_CACHE_URL=").unwrap_or_else(|| panic!("{lines:?}")).to_string();
+            assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+            RealServer { child, url, _dir: dir }
+        }
+
+        /// A job on `machine` pointed at this server as the runner points its jobs at it.
+        fn job(&self, machine: &Machine) -> Job {
+            let mut job = machine.job();
+            job.set_env("ACTIONS_CACHE_URL", &self.url)
+                .set_env("ACTIONS_RUNTIME_TOKEN", "job-token")
+                .set_env("GITHUB_SERVER_URL", "https://forgejo.example.org");
+            job
+        }
+
+        /// `@actions/cache` run as a step of a job on `machine`; returns its `RESULT …` line.
+        fn official(&self, machine: &Machine, args: &[&str]) -> String {
+            let official = Official::provision();
+            let temp = tempfile::tempdir().unwrap();
+            let out = Command::new("/usr/bin/node")
+                .arg(&official.driver)
+                .args(args)
+                .current_dir(&machine.workspace)
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("HOME", &machine.home)
+                .env("ACTIONS_CACHE_MODULE", &official.module)
+                .env("ACTIONS_CACHE_URL", &self.url)
+                .env("ACTIONS_RUNTIME_TOKEN", "job-token")
+                .env("GITHUB_SERVER_URL", "https://forgejo.example.org")
+                .env("GITHUB_WORKSPACE", &machine.workspace)
+                .env("GITHUB_REF", "refs/heads/main")
+                .env("RUNNER_TEMP", temp.path())
+                .stdin(Stdio::null())
+                .output()
+                .expect("run node");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+            stdout
+                .lines()
+                .rfind(|l| l.starts_with("RESULT "))
+                .unwrap_or_else(|| panic!("{stdout}"))
+                .to_string()
+        }
+    }
+
+    impl Drop for RealServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn dirs(machine: &Machine) -> (super::PathBuf, super::PathBuf) {
+        (machine.home.join(".cache/uv"), machine.workspace.join(".nox"))
+    }
+
+    /// The action saves and restores byte for byte; a changed lock file falls back to the
+    /// newest entry of the same prefix for uv (the server's prefix match) and misses for nox.
+    fn round_trip_and_fallback(runner: &str) {
+        let server = RealServer::start(runner);
+        let machine = Machine::new();
+        checkout(&machine);
+        let mut job = server.job(&machine);
+        assert_clean(&job.main());
+        populate(&machine, "first");
+        let (uv, nox) = dirs(&machine);
+        let before = (snapshot(&uv), snapshot(&nox));
+        let post = job.post();
+        assert_clean(&post);
+        assert!(post.stdout.contains("uv: saved") && post.stdout.contains("nox: saved"), "{}", post.log());
+
+        fresh_checkout(&machine);
+        let mut job = server.job(&machine);
+        let main = job.main();
+        assert_clean(&main);
+        main.assert_hits("true");
+        assert_eq!((snapshot(&uv), snapshot(&nox)), before);
+        assert!(job.post().stdout.contains("not saving"));
+
+        fresh_checkout(&machine);
+        std::fs::write(machine.workspace.join("uv.lock"), "version = 1\n# changed\n").unwrap();
+        let main = server.job(&machine).main();
+        assert_clean(&main);
+        assert_eq!(main.output("uv-cache-hit"), "false", "{}", main.log());
+        assert_eq!(main.output("uv-restored"), "true", "{}", main.log());
+        assert_eq!(main.output("nox-restored"), "false", "{}", main.log());
+        assert_eq!(snapshot(&uv), before.0);
+    }
+
+    /// Entries are interchangeable with `@actions/cache` both ways on the real server.
+    fn interchange_with_the_official_client(runner: &str) {
+        let server = RealServer::start(runner);
+        let machine = Machine::new();
+        checkout(&machine);
+        populate(&machine, "official");
+        let (uv, nox) = dirs(&machine);
+        let before = (snapshot(&uv), snapshot(&nox));
+        let keys = server.job(&machine).keys();
+        for (target, path) in [("uv", "~/.cache/uv"), ("nox", ".nox")] {
+            let result = server.official(&machine, &["save", path, &keys[target]]);
+            assert!(result.starts_with("RESULT saved "), "{target}: {result}");
+        }
+        fresh_checkout(&machine);
+        let main = server.job(&machine).main();
+        assert_clean(&main);
+        main.assert_hits("true");
+        assert_eq!((snapshot(&uv), snapshot(&nox)), before);
+
+        // And the other way: the action saves under new keys, the official client restores.
+        populate(&machine, "action");
+        let before = (snapshot(&uv), snapshot(&nox));
+        let mut job = server.job(&machine);
+        job.input("key-suffix", "other");
+        assert_clean(&job.main());
+        assert_clean(&job.post());
+        fresh_checkout(&machine);
+        let keys = job.keys();
+        for (target, path) in [("uv", "~/.cache/uv"), ("nox", ".nox")] {
+            let result = server.official(&machine, &["restore", path, &keys[target]]);
+            let matched =
+                result.strip_prefix("RESULT restored ").unwrap_or_else(|| panic!("{target}: {result}"));
+            assert!(matched.eq_ignore_ascii_case(&keys[target]), "{target}: {result}");
+        }
+        assert_eq!((snapshot(&uv), snapshot(&nox)), before);
+    }
+
+    #[test]
+    fn act_round_trip_and_fallback() {
+        round_trip_and_fallback("act");
+    }
+
+    #[test]
+    fn gitea_act_round_trip_and_fallback() {
+        round_trip_and_fallback("gitea-act");
+    }
+
+    #[test]
+    fn act_interchange_with_the_official_client() {
+        interchange_with_the_official_client("act");
+    }
+
+    #[test]
+    fn gitea_act_interchange_with_the_official_client() {
+        interchange_with_the_official_client("gitea-act");
+    }
+}
