@@ -154,12 +154,15 @@ def tree_stats(dirs) -> tuple:
 
 
 class Server:
-    def __init__(self, binary: Path):
+    """A cache server on 127.0.0.1 that prints ACTIONS_CACHE_URL, ACTIONS_RESULTS_URL and
+    ACTIONS_RUNTIME_TOKEN lines: the test server, or a runner's own (tests/runner-cache-server)."""
+
+    def __init__(self, binary: Path, *extra: str):
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        self.proc = subprocess.Popen([str(binary), "--port", str(port)], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([str(binary), "--port", str(port), *extra], stdout=subprocess.PIPE, text=True)
         self.env = {}
         for _ in range(3):
             k, v = self.proc.stdout.readline().strip().split("=", 1)
@@ -168,6 +171,16 @@ class Server:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+
+
+# The runners' own v1 cache servers (built by scripts/runners), by backend name.
+RUNNER_SERVERS = {"v1-act": "act", "v1-gitea": "gitea-act"}
+
+
+def runner_server_binaries(root: Path) -> dict:
+    out = subprocess.run([str(root / "scripts/runners")], check=True, capture_output=True, text=True).stdout
+    paths = {line.split()[0]: Path(line.split()[2]) for line in out.splitlines()}
+    return {backend: paths[f"{runner}-cache-server"] for backend, runner in RUNNER_SERVERS.items()}
 
 
 def timed(cmd, env, cwd, log: Path):
@@ -239,6 +252,8 @@ class Bench:
         self.runs = args.runs
         self.who = args.who.split(",")
         self.backends = args.backends.split(",")
+        if any(b in RUNNER_SERVERS for b in self.backends):
+            self.runner_servers = runner_server_binaries(self.root)
         self.npm = self.bench / "npm"
         # Per invocation, so that two benches never delete each other's steps.
         self.steps = self.bench / f"steps-{os.getpid()}"
@@ -464,6 +479,23 @@ class Bench:
                         self.record(name, "restore", f"{who}-{proto}", restore)
                 finally:
                     server.stop()
+            for proto in [p for p in RUNNER_SERVERS if p in self.backends]:
+                data = self.bench / f"runner-server-{os.getpid()}"
+                shutil.rmtree(data, ignore_errors=True)
+                server = Server(self.runner_servers[proto], "--dir", str(data))
+                try:
+                    env = {"ACTIONS_RUNTIME_TOKEN": server.env["ACTIONS_RUNTIME_TOKEN"],
+                           "ACTIONS_CACHE_URL": server.env["ACTIONS_CACHE_URL"]}
+                    order = [("official", self.official), ("ours", self.ours)]
+                    for who, fn in (order if flip else order[::-1]):
+                        if who not in self.who:
+                            continue
+                        save, restore = fn(ds, env, proto, i)
+                        self.record(name, "save", f"{who}-{proto}", save)
+                        self.record(name, "restore", f"{who}-{proto}", restore)
+                finally:
+                    server.stop()
+                    shutil.rmtree(data, ignore_errors=True)
             if "local" in self.backends and "ours" in self.who:
                 store = self.bench / "store"
                 shutil.rmtree(store, ignore_errors=True)
@@ -493,7 +525,8 @@ def main():
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--sets", default="a,b")
     parser.add_argument("--who", default="ours,official,baseline", help="for trying things out")
-    parser.add_argument("--backends", default="v2,v1,local", help="for trying things out")
+    parser.add_argument("--backends", default="v2,v1,v1-act,v1-gitea,local",
+                        help="v2 and v1: the test server; v1-act, v1-gitea: the runners' own servers")
     parser.add_argument("--net-rate", metavar="RATE",
                         help="shape loopback to RATE (tc tbf, e.g. 1gbit) to stand for a runner's network link")
     parser.add_argument("--no-fresh-fs", action="store_true",
@@ -540,7 +573,7 @@ def main():
     for ds in sets:
         n = ds["name"]
         for op in ("save", "restore"):
-            for proto in ("v2", "v1", "local"):
+            for proto in ("v2", "v1", *RUNNER_SERVERS, "local"):
                 ow, oc = b.med(n, op, f"ours-{proto}")
                 aw, ac = b.med(n, op, f"official-{proto}")
                 ratio = "–" if aw is None else f"**{ow / aw:.2f}**"
