@@ -11,9 +11,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::contract::{Rig, Service, Snapshot, fresh_checkout, populate, save_job};
 use crate::support::action::{Job, Step, snapshot};
 use crate::support::cache_server::{Fault, Route};
+use crate::support::rig::{Rig, Service, Snapshot, fresh_checkout, populate, save_job};
 
 /// The `timeout` input the faulty steps run with.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -72,7 +72,7 @@ fn assert_missed(step: &Step) {
 }
 
 fn assert_restored(name: &str, rig: &Rig, step: &Step, trees: &(Snapshot, Snapshot)) {
-    crate::contract::assert_clean(step);
+    crate::support::rig::assert_clean(step);
     timed(name, step);
     assert_eq!(step.output("cache-hit"), "true", "{}", step.log());
     assert_eq!(&(snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir())), trees);
@@ -289,7 +289,7 @@ fn v2_lookup_ok_false_is_a_plain_miss() {
     let body = r#"{"ok":false,"signed_download_url":"","matched_key":""}"#.to_string();
     rig.server().inject(Fault::Answer { route: Route::Lookup, status: 200, body, times: FOREVER });
     let main = faulty_job(&rig).main();
-    crate::contract::assert_clean(&main);
+    crate::support::rig::assert_clean(&main);
     assert_missed(&main);
 }
 
