@@ -26,6 +26,7 @@ pub mod python;
 pub mod runner;
 pub mod steps;
 pub mod target;
+pub mod test_tuning;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -683,10 +683,12 @@ fn open_builds_both_runner_backends() {
     let v1 = backend::open(
         &backend::BackendKind::ArtifactCache { url: server.base_url_v1(), token: token.clone() },
         deadline,
+        Tuning::default(),
     );
     let v2 = backend::open(
         &backend::BackendKind::Github { url: server.results_url(), token },
         deadline,
+        Tuning::default(),
     );
     assert_eq!(v1.name(), "artifactcache (v1)");
     assert_eq!(v2.name(), "github (v2)");
@@ -697,6 +699,7 @@ fn open_builds_both_runner_backends() {
             token: Secret(server.token().into()),
         },
         deadline,
+        Tuning::default(),
     );
     assert!(bare.lookup(&keys(&["k"]), VERSION).unwrap().is_none());
     assert!(v1.lookup(&keys(&["k"]), VERSION).unwrap().is_none());
