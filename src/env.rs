@@ -59,3 +59,6 @@ pub fn input_var(name: &str) -> String {
 pub fn state_var(name: &str) -> String {
     format!("STATE_{name}")
 }
+
+/// Test-only timing (retry delays, timeouts, grace period): see `test_tuning.rs`.
+pub const TEST_TUNING: &str = "UV_NOX_CACHE_TEST_TUNING";

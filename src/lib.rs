@@ -27,6 +27,7 @@ pub mod runner;
 pub mod sh_entry;
 pub mod steps;
 pub mod target;
+pub mod test_tuning;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -13,13 +13,16 @@ use tracing::{error, info, warn};
 use crate::config::{self, Config, Target};
 use crate::flow::{self, Restored, SaveReport};
 use crate::runner::{self, FileCommands, SummaryRow};
+use crate::test_tuning::{self, StepTuning};
 use crate::{VERSION, backend, env, inputs, notice, target};
 
-/// Extra time past `timeout` before an unfinished step is abandoned.
-const GRACE: Duration = Duration::from_secs(5);
-
-/// Reads and validates the inputs, logging the first line and masking the token.
-fn start(step: &str, lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<Config, ExitCode> {
+/// Reads and validates the inputs, logging the first line and masking the token; also reads
+/// the test-only timing (`test_tuning.rs`), whose trouble is a warning and the defaults.
+fn start(
+    step: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    cwd: &Path,
+) -> Result<(Config, StepTuning), ExitCode> {
     runner::init_logging(lookup(env::RUNNER_DEBUG).as_deref() == Some("1"));
     info!("uv-nox-cache {VERSION}: {step}");
     if let Some(token) = lookup(env::ACTIONS_RUNTIME_TOKEN) {
@@ -34,7 +37,11 @@ fn start(step: &str, lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Res
     } else {
         info!("cache backend: {} — {}", backend_label(&cfg), cfg.backend_reason);
     }
-    Ok(cfg)
+    let tuning = test_tuning::parse(lookup(env::TEST_TUNING).as_deref()).unwrap_or_else(|e| {
+        warn!("{e}; using the default timing");
+        StepTuning::default()
+    });
+    Ok((cfg, tuning))
 }
 
 fn backend_label(cfg: &Config) -> String {
@@ -45,31 +52,36 @@ fn backend_label(cfg: &Config) -> String {
     }
 }
 
-/// Runs `work` on its own thread and gives up on it after `timeout` plus a grace period: a
-/// hung transfer must not hang the job. `Err` says why there is no result: the deadline passed,
-/// or the work stopped on a panic (a bug, whose message is already on stderr).
+/// Why a step's work gave no result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unfinished {
+    #[error("did not finish within the `timeout` input ({} s)", timeout.as_secs())]
+    TimedOut { timeout: Duration },
+    #[error("stopped on an internal error (a bug in uv-nox-cache; its message is on stderr)")]
+    Crashed,
+}
+
+/// Runs `work` on its own thread and gives up on it after `timeout` plus `grace`: a hung
+/// transfer must not hang the job. The work is handed its deadline, `timeout` from now.
 fn with_deadline<T: Send + 'static>(
     timeout: Duration,
+    grace: Duration,
     work: impl FnOnce(Instant) -> T + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, Unfinished> {
     let deadline = Instant::now() + timeout;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(work(deadline));
     });
-    rx.recv_timeout(timeout + GRACE).map_err(|e| match e {
-        mpsc::RecvTimeoutError::Timeout => {
-            format!("did not finish within the `timeout` input ({} s)", timeout.as_secs())
-        }
-        mpsc::RecvTimeoutError::Disconnected => {
-            "stopped on an internal error (a bug in uv-nox-cache; its message is on stderr)".to_string()
-        }
+    rx.recv_timeout(timeout + grace).map_err(|e| match e {
+        mpsc::RecvTimeoutError::Timeout => Unfinished::TimedOut { timeout },
+        mpsc::RecvTimeoutError::Disconnected => Unfinished::Crashed,
     })
 }
 
 pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
-    let cfg = match start("restore", lookup, cwd) {
-        Ok(cfg) => cfg,
+    let (cfg, tuning) = match start("restore", lookup, cwd) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let mut outputs = FileCommands::default();
@@ -97,14 +109,17 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
     flow::restore::hint_reuse(&cfg);
     let outcomes = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
-        with_deadline(cfg.timeout, move |deadline| {
-            let backend = backend::open(&cfg.backend, deadline);
+        with_deadline(cfg.timeout, tuning.grace, move |deadline| {
+            let backend = backend::open(&cfg.backend, deadline, tuning.backend);
             flow::restore::restore(&cfg, &*backend, &plans)
         })
     }
     .unwrap_or_else(|why| {
         warn!("restore {why}; continuing without a cache");
-        let result = if why.contains("timeout") { "timed out" } else { "internal error" };
+        let result = match why {
+            Unfinished::TimedOut { .. } => "timed out",
+            Unfinished::Crashed => "internal error",
+        };
         plans.iter().map(|p| Restored::miss(p.target, &p.key.primary(), result)).collect()
     });
     report_restore(&cfg, &outcomes, &mut outputs, &mut state);
@@ -152,8 +167,8 @@ fn report_restore(cfg: &Config, outcomes: &[Restored], outputs: &mut FileCommand
 }
 
 pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
-    let cfg = match start("save", lookup, cwd) {
-        Ok(cfg) => cfg,
+    let (cfg, tuning) = match start("save", lookup, cwd) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     if let Some(reason) = flow::save::skip_reason(&cfg) {
@@ -174,8 +189,8 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
         .collect();
     let reports = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
-        with_deadline(cfg.timeout, move |deadline| {
-            let backend = backend::open(&cfg.backend, deadline);
+        with_deadline(cfg.timeout, tuning.grace, move |deadline| {
+            let backend = backend::open(&cfg.backend, deadline, tuning.backend);
             flow::save::save(&cfg, &*backend, &plans, &|name| state.get(name).cloned())
         })
     }
@@ -218,10 +233,17 @@ mod tests {
 
     #[test]
     fn with_deadline_tells_a_panic_from_a_timeout() {
-        assert_eq!(with_deadline(Duration::from_secs(5), |_| 7), Ok(7));
-        let crashed = with_deadline(Duration::from_secs(5), |_| -> u8 { panic!("boom") });
-        assert!(crashed.unwrap_err().contains("internal error"));
-        let slow = with_deadline(Duration::from_millis(1), |_| std::thread::sleep(GRACE * 2));
-        assert!(slow.unwrap_err().contains("did not finish"));
+        assert_eq!(with_deadline(Duration::from_secs(5), Duration::ZERO, |_| 7), Ok(7));
+        let crashed = with_deadline(Duration::from_secs(5), Duration::ZERO, |_| -> u8 { panic!("boom") });
+        assert_eq!(crashed, Err(Unfinished::Crashed));
+        // Work that only ends when the test says so: blocked on a channel nobody sends on
+        // until the deadline has been reported.
+        let (release, blocked) = mpsc::channel::<()>();
+        let slow = with_deadline(Duration::from_millis(1), Duration::ZERO, move |_| {
+            let _ = blocked.recv();
+        });
+        assert_eq!(slow, Err(Unfinished::TimedOut { timeout: Duration::from_millis(1) }));
+        assert!(slow.unwrap_err().to_string().contains("did not finish within the `timeout` input"));
+        drop(release);
     }
 }

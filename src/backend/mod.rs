@@ -132,18 +132,16 @@ pub enum BackendKind {
     Local { root: PathBuf },
 }
 
-/// Opens the backend; every request it makes gives up at `deadline`.
-pub fn open(kind: &BackendKind, deadline: Instant) -> Box<dyn Backend> {
+/// Opens the backend; every request it makes gives up at `deadline`. `tuning` is
+/// `Tuning::default()` except under the integration tests (`test_tuning.rs`).
+pub fn open(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
     match kind {
         BackendKind::Local { root } => Box::new(local::LocalBackend::new(root.clone())),
-        BackendKind::ArtifactCache { url, token } => Box::new(artifact_cache::ArtifactCacheBackend::new(
-            url,
-            token.clone(),
-            deadline,
-            Tuning::default(),
-        )),
+        BackendKind::ArtifactCache { url, token } => {
+            Box::new(artifact_cache::ArtifactCacheBackend::new(url, token.clone(), deadline, tuning))
+        }
         BackendKind::Github { url, token } => {
-            Box::new(github::GithubBackend::new(url, token.clone(), deadline, Tuning::default()))
+            Box::new(github::GithubBackend::new(url, token.clone(), deadline, tuning))
         }
     }
 }

@@ -2,6 +2,9 @@
 //! [--token T] [--ignore-range]`: the test cache server on its own, for poking at it with
 //! `curl` or pointing a local `@actions/cache` (or this action) at it by hand.
 
+// The example starts and serves; the test-facing half of the API (request log, faults,
+// planted entries) is used by the integration tests, which compile the same files.
+#[allow(dead_code)]
 #[path = "mod.rs"]
 mod cache_server;
 
@@ -31,7 +34,10 @@ fn main() {
     println!("ACTIONS_CACHE_URL={}", server.base_url_v1());
     println!("ACTIONS_RESULTS_URL={}", server.results_url());
     println!("ACTIONS_RUNTIME_TOKEN={}", server.token());
-    server.wait();
+    // Serve until the process is killed (`server` lives as long as this loop).
+    loop {
+        std::thread::park();
+    }
 }
 
 fn usage(problem: &str) -> ! {

@@ -11,18 +11,26 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::contract::{Rig, Service, Snapshot, fresh_checkout, populate, save_job};
 use crate::support::action::{Job, Step, snapshot};
 use crate::support::cache_server::{Fault, Route};
+use crate::support::rig::{Rig, Service, Snapshot, fresh_checkout, populate, save_job};
 
 /// The `timeout` input the faulty steps run with.
 const TIMEOUT: Duration = Duration::from_secs(20);
-/// What a step may take past `timeout`: the action's own grace period and process start-up.
+/// What a step may take past `timeout`: the action's own grace period (1 s, [`TUNING`]) and
+/// process start-up on a busy machine.
 const SLACK: Duration = Duration::from_secs(7);
+/// The toolkit's timing, shrunk (`UV_NOX_CACHE_TEST_TUNING`): the first retry after 100 ms
+/// instead of 3 s, three attempts, and a one-second grace past `timeout`. The idle timeout
+/// stays long enough for a loaded machine; [`stalls_mid_body`] shortens it.
+const TUNING: &str = "retry_delay=100ms,attempts=3,connect_timeout=5s,idle_timeout=10s,grace=1s";
+/// The first retry delay of [`TUNING`].
+const RETRY_DELAY: Duration = Duration::from_millis(100);
 
 fn faulty_job(rig: &Rig) -> Job {
     let mut job = rig.job();
     job.input("timeout", &TIMEOUT.as_secs().to_string());
+    job.set_env("UV_NOX_CACHE_TEST_TUNING", TUNING);
     job
 }
 
@@ -45,7 +53,15 @@ fn timed(name: &str, step: &Step) {
         step.elapsed.as_secs_f64(),
         TIMEOUT.as_secs()
     );
-    assert!(step.elapsed <= TIMEOUT + SLACK, "{name} took {:?}\n{}", step.elapsed, step.log());
+    assert!(
+        step.elapsed <= TIMEOUT + SLACK,
+        "{name} took {:.1} s, past its limit of {} s (the `timeout` input, {} s, plus {} s of slack)\n{}",
+        step.elapsed.as_secs_f64(),
+        (TIMEOUT + SLACK).as_secs(),
+        TIMEOUT.as_secs(),
+        SLACK.as_secs(),
+        step.log()
+    );
 }
 
 /// Exit 0, a warning, no error, in time.
@@ -72,7 +88,7 @@ fn assert_missed(step: &Step) {
 }
 
 fn assert_restored(name: &str, rig: &Rig, step: &Step, trees: &(Snapshot, Snapshot)) {
-    crate::contract::assert_clean(step);
+    crate::support::rig::assert_clean(step);
     timed(name, step);
     assert_eq!(step.output("cache-hit"), "true", "{}", step.log());
     assert_eq!(&(snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir())), trees);
@@ -104,7 +120,11 @@ fn server_errors_then_success(service: Service) {
     server.inject(Fault::Status { route: Route::Download, status: 503, times: 1 });
     let main = faulty_job(&rig).main();
     assert_restored("server_errors_then_success", &rig, &main, &trees);
-    assert!(main.elapsed >= Duration::from_secs(9), "three backoffs (3 s, ≥ 4.5 s, 3 s)");
+    let lookups = rig.routed(Route::Lookup).len();
+    assert!(lookups >= 3, "the two failed lookups were retried ({lookups} lookups)");
+    // Three backoffs: 1×, ≥ 1.5× and 1× the first retry delay.
+    let backoffs = RETRY_DELAY.mul_f64(3.5);
+    assert!(main.elapsed >= backoffs, "three backoffs take at least {backoffs:?}: {:?}", main.elapsed);
 }
 
 fn persistent_server_errors(service: Service) {
@@ -117,10 +137,10 @@ fn persistent_server_errors(service: Service) {
 
 fn rate_limit_within_the_timeout(service: Service) {
     let (rig, trees) = saved(service);
-    rig.server().inject(Fault::RateLimit { route: Route::Lookup, retry_after_secs: 2, times: 1 });
+    rig.server().inject(Fault::RateLimit { route: Route::Lookup, retry_after_secs: 1, times: 1 });
     let main = faulty_job(&rig).main();
     assert_restored("rate_limit_within_the_timeout", &rig, &main, &trees);
-    assert!(main.elapsed >= Duration::from_secs(2), "Retry-After was honoured");
+    assert!(main.elapsed >= Duration::from_secs(1), "Retry-After (1 s) was honoured: {:?}", main.elapsed);
 }
 
 fn rate_limit_beyond_the_timeout(service: Service) {
@@ -157,12 +177,17 @@ fn closes_mid_body(service: Service) {
     );
 }
 
+/// A body that stops arriving: each attempt gives up after the idle timeout (1 s here).
 fn stalls_mid_body(service: Service) {
-    let rig = restore_misses_under(
-        "stalls_mid_body",
-        service,
-        &[Fault::Stall { route: Route::Download, times: FOREVER }],
-    );
+    let (rig, _) = saved(service);
+    rig.server().inject(Fault::Stall { route: Route::Download, times: FOREVER });
+    let mut job = faulty_job(&rig);
+    job.set_env("UV_NOX_CACHE_TEST_TUNING", &format!("{TUNING},idle_timeout=1s"));
+    let main = job.main();
+    assert_degraded("stalls_mid_body", &main);
+    assert_missed(&main);
+    assert!(!rig.uv_dir().exists() && !rig.nox_dir().exists(), "half-restored\n{}", main.log());
+    assert_no_leftovers(&rig);
     rig.server().clear_faults();
 }
 
@@ -289,7 +314,7 @@ fn v2_lookup_ok_false_is_a_plain_miss() {
     let body = r#"{"ok":false,"signed_download_url":"","matched_key":""}"#.to_string();
     rig.server().inject(Fault::Answer { route: Route::Lookup, status: 200, body, times: FOREVER });
     let main = faulty_job(&rig).main();
-    crate::contract::assert_clean(&main);
+    crate::support::rig::assert_clean(&main);
     assert_missed(&main);
 }
 

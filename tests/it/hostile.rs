@@ -831,26 +831,21 @@ fn a_fifo_in_the_target_is_skipped_at_save() {
     assert!(fs::symlink_metadata(uv.join("fifo")).is_err());
 }
 
-/// A size-limited tmpfs, unmounted on drop; `None` when this machine does not allow mounting
-/// (outside CI only: under `CI` that fails the test).
+/// A size-limited tmpfs, unmounted on drop. A machine that does not allow mounting fails the
+/// test: the full-disk tests never pass without a full disk.
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
         fs::create_dir_all(dir).unwrap();
         let out = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
             .output()
-            .ok()?;
-        if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr);
-            // CI runs as root where tmpfs mounts work: there a missing mount is a failure, never a pass.
-            assert!(std::env::var_os("CI").is_none(), "cannot mount a tmpfs for the full-disk test: {why}");
-            eprintln!("SKIPPED (not CI): cannot mount a tmpfs here: {why}");
-            return None;
-        }
-        Some(Tmpfs(dir.to_path_buf()))
+            .unwrap_or_else(|e| panic!("cannot run `mount` for the full-disk test: {e}"));
+        let why = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "cannot mount a tmpfs for the full-disk test (needs root): {why}");
+        Tmpfs(dir.to_path_buf())
     }
 }
 
@@ -866,7 +861,7 @@ impl Drop for Tmpfs {
 fn a_full_disk_during_restore_is_a_warning_and_changes_nothing() {
     let rig = Rig::new(Store::Local);
     let store = rig.machine.store.display().to_string();
-    let Some(_disk) = Tmpfs::mount(&rig.machine.home.join(".cache"), "2m") else { return };
+    let _disk = Tmpfs::mount(&rig.machine.home.join(".cache"), "2m");
     let uv = uv_dir(&rig);
     fs::create_dir_all(uv.join("old")).unwrap();
     fs::write(uv.join("old/keep"), "old").unwrap();
@@ -904,7 +899,7 @@ fn a_full_runner_temp_during_save_is_a_warning() {
     let store = rig.machine.store.display().to_string();
     let mut job = uv_job(&rig, &store);
     let temp = job.dir.join("temp");
-    let Some(_disk) = Tmpfs::mount(&temp, "1m") else { return };
+    let _disk = Tmpfs::mount(&temp, "1m");
     fill(&uv_dir(&rig), 5, 4 << 20);
     let post = job.post();
     assert_eq!(post.code, 0, "{}", post.log());

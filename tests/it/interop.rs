@@ -4,49 +4,27 @@
 //! entry saved by one is restored byte for byte by the other, on v1 (as Forgejo serves it) and
 //! on v2 (as github.com serves it).
 
-use std::process::{Command, Stdio};
-
-use crate::contract::{Rig, Service, assert_clean, fresh_checkout, populate};
 use crate::support::action::{Protocol, snapshot};
-use crate::support::official::Official;
+use crate::support::official::{Official, Site};
+use crate::support::rig::{Rig, Service, assert_clean, fresh_checkout, populate};
 
 /// The targets and the path strings actions/cache would be given for them.
 const PATHS: [(&str, &str); 2] = [("uv", "~/.cache/uv"), ("nox", ".nox")];
 
-impl Official {
-    /// Runs the driver as a step of a job on the rig's machine; returns the `RESULT …` line.
-    fn run_in_job(&self, rig: &Rig, args: &[&str]) -> String {
-        let server = rig.server();
-        let temp = tempfile::tempdir().unwrap();
-        let machine = &rig.machine;
-        let mut command = Command::new("/usr/bin/node");
-        command
-            .arg(&self.driver)
-            .args(args)
-            .current_dir(&machine.workspace)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &machine.home)
-            .env("ACTIONS_CACHE_MODULE", &self.module)
-            .env("ACTIONS_CACHE_URL", server.base_url_v1())
-            .env("ACTIONS_RESULTS_URL", server.results_url())
-            .env("ACTIONS_RUNTIME_TOKEN", server.token())
-            .env("GITHUB_WORKSPACE", &machine.workspace)
-            .env("GITHUB_REF", "refs/heads/main")
-            .env("RUNNER_TEMP", temp.path());
-        match rig.service.protocol() {
-            Some(Protocol::V2) => {
-                command.env("GITHUB_SERVER_URL", "https://github.com").env("ACTIONS_CACHE_SERVICE_V2", "True")
-            }
-            _ => command.env("GITHUB_SERVER_URL", "https://forgejo.example.org"),
-        };
-        let output = command.stdin(Stdio::null()).output().expect("run node");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "driver {args:?} failed:\n{stdout}\n{stderr}");
-        let result = stdout.lines().rfind(|l| l.starts_with("RESULT "));
-        result.unwrap_or_else(|| panic!("no RESULT line:\n{stdout}\n{stderr}")).to_string()
-    }
+/// The official client run as a step of a job on the rig's machine; returns its `RESULT …` line.
+fn run_official(official: &Official, rig: &Rig, args: &[&str]) -> String {
+    let protocol = rig.service.protocol().expect("an HTTP service");
+    let server_url =
+        if protocol == Protocol::V2 { "https://github.com" } else { "https://forgejo.example.org" };
+    let machine = &rig.machine;
+    let site = Site {
+        server: rig.server(),
+        protocol,
+        server_url,
+        workspace: &machine.workspace,
+        home: &machine.home,
+    };
+    official.run(&site, args)
 }
 
 /// `@actions/cache` saves both targets under the action's keys; a fresh job's main step
@@ -58,7 +36,7 @@ fn official_saves_action_restores(service: Service) {
     let before = (snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir()));
     let keys = rig.job().keys();
     for (target, path) in PATHS {
-        let result = official.run_in_job(&rig, &["save", path, &keys[target]]);
+        let result = run_official(&official, &rig, &["save", path, &keys[target]]);
         assert!(result.starts_with("RESULT saved "), "{target}: {result}");
     }
     fresh_checkout(&rig.machine);
@@ -89,7 +67,7 @@ fn action_saves_official_restores(service: Service) {
     fresh_checkout(&rig.machine);
     let keys = rig.job().keys();
     for (target, path) in PATHS {
-        let result = official.run_in_job(&rig, &["restore", path, &keys[target]]);
+        let result = run_official(&official, &rig, &["restore", path, &keys[target]]);
         let matched = result.strip_prefix("RESULT restored ").unwrap_or_else(|| panic!("{target}: {result}"));
         assert!(matched.eq_ignore_ascii_case(&keys[target]), "{target}: {result}");
     }

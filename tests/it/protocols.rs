@@ -11,20 +11,15 @@ use uv_nox_cache::backend::artifact_cache::ArtifactCacheBackend;
 use uv_nox_cache::backend::github::GithubBackend;
 use uv_nox_cache::backend::{self, Backend, BackendError, Hit, Location, Saved, Secret, Tuning};
 
+use crate::support::action::Protocol;
 use crate::support::cache_server::{CacheServer, Fault, LoggedRequest, Personality, Route};
-use crate::support::official::Official;
+use crate::support::official::{Official, Site};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Proto {
-    V1,
-    V2,
-}
-
-const CELLS: [(Personality, Proto); 4] = [
-    (Personality::Github, Proto::V1),
-    (Personality::Github, Proto::V2),
-    (Personality::Forgejo, Proto::V1),
-    (Personality::Forgejo, Proto::V2),
+const CELLS: [(Personality, Protocol); 4] = [
+    (Personality::Github, Protocol::V1),
+    (Personality::Github, Protocol::V2),
+    (Personality::Forgejo, Protocol::V1),
+    (Personality::Forgejo, Protocol::V2),
 ];
 
 /// Small chunks and short delays, so multi-chunk paths and retries run in milliseconds.
@@ -42,16 +37,16 @@ fn fast() -> Tuning {
     }
 }
 
-fn client(server: &CacheServer, proto: Proto, deadline: Duration) -> Box<dyn Backend> {
+fn client(server: &CacheServer, proto: Protocol, deadline: Duration) -> Box<dyn Backend> {
     let token = Secret(server.token().to_string());
     let deadline = Instant::now() + deadline;
     match proto {
-        Proto::V1 => Box::new(ArtifactCacheBackend::new(&server.base_url_v1(), token, deadline, fast())),
-        Proto::V2 => Box::new(GithubBackend::new(&server.results_url(), token, deadline, fast())),
+        Protocol::V1 => Box::new(ArtifactCacheBackend::new(&server.base_url_v1(), token, deadline, fast())),
+        Protocol::V2 => Box::new(GithubBackend::new(&server.results_url(), token, deadline, fast())),
     }
 }
 
-fn backend_for(server: &CacheServer, proto: Proto) -> Box<dyn Backend> {
+fn backend_for(server: &CacheServer, proto: Protocol) -> Box<dyn Backend> {
     client(server, proto, Duration::from_secs(30))
 }
 
@@ -186,7 +181,7 @@ fn key_case_follows_the_personality() {
 #[test]
 fn v1_uploads_equal_chunks_with_the_required_headers() {
     let server = CacheServer::start(Personality::Forgejo);
-    let backend = backend_for(&server, Proto::V1);
+    let backend = backend_for(&server, Protocol::V1);
     let bytes = payload(3500, 7);
     assert_eq!(save(&*backend, "chunks", VERSION, &bytes), Saved::Stored);
     let hit = backend.lookup(&keys(&["chunks"]), VERSION).unwrap().unwrap();
@@ -223,7 +218,7 @@ fn v1_uploads_equal_chunks_with_the_required_headers() {
 #[test]
 fn v1_keys_are_comma_joined_and_encoded() {
     let server = CacheServer::start(Personality::Github);
-    let backend = backend_for(&server, Proto::V1);
+    let backend = backend_for(&server, Protocol::V1);
     backend.lookup(&keys(&["a b", "c/d"]), VERSION).unwrap();
     let lookup = &routed(&server, Route::Lookup)[0];
     assert!(lookup.query.starts_with("keys=a%20b%2Cc%2Fd&"), "{}", lookup.query);
@@ -232,7 +227,7 @@ fn v1_keys_are_comma_joined_and_encoded() {
 #[test]
 fn v2_uploads_blocks_and_a_block_list() {
     let server = CacheServer::start(Personality::Github);
-    let backend = backend_for(&server, Proto::V2);
+    let backend = backend_for(&server, Protocol::V2);
     let bytes = payload(3500, 9);
     assert_eq!(save(&*backend, "blocks", VERSION, &bytes), Saved::Stored);
     let hit = backend.lookup(&keys(&["blocks"]), VERSION).unwrap().unwrap();
@@ -261,7 +256,7 @@ fn v2_uploads_blocks_and_a_block_list() {
 #[test]
 fn v2_small_archives_go_in_one_put_blob() {
     let server = CacheServer::start(Personality::Github);
-    let backend = backend_for(&server, Proto::V2);
+    let backend = backend_for(&server, Protocol::V2);
     save(&*backend, "single", VERSION, &payload(2000, 1));
     let puts = routed(&server, Route::Upload);
     assert_eq!(puts.len(), 1);
@@ -279,7 +274,7 @@ fn v2_small_archives_go_in_one_put_blob() {
 #[test]
 fn v2_refuses_to_upload_an_empty_archive() {
     let server = CacheServer::start(Personality::Github);
-    let backend = backend_for(&server, Proto::V2);
+    let backend = backend_for(&server, Protocol::V2);
     let dir = tempfile::tempdir().unwrap();
     let error = backend.save_file("empty", VERSION, &archive_file(dir.path(), "e", b"")).unwrap_err();
     assert!(matches!(error, BackendError::Rejected { .. }), "{error:?}");
@@ -289,7 +284,7 @@ fn v2_refuses_to_upload_an_empty_archive() {
 #[test]
 fn ranged_parallel_download_and_range_ignoring_host() {
     let server = CacheServer::start(Personality::Github);
-    let backend = backend_for(&server, Proto::V2);
+    let backend = backend_for(&server, Protocol::V2);
     let bytes = payload(5000, 4);
     save(&*backend, "ranged", VERSION, &bytes);
     let hit = backend.lookup(&keys(&["ranged"]), VERSION).unwrap().unwrap();
@@ -310,7 +305,7 @@ fn ranged_parallel_download_and_range_ignoring_host() {
     assert_eq!(routed(&server, Route::Download).len(), 1, "one streaming GET");
 
     // The v1 archive host too.
-    let v1 = backend_for(&server, Proto::V1);
+    let v1 = backend_for(&server, Protocol::V1);
     save(&*v1, "ranged-v1", VERSION, &bytes);
     let hit = v1.lookup(&keys(&["ranged-v1"]), VERSION).unwrap().unwrap();
     assert_eq!(fetch(&*v1, &hit), bytes);
@@ -318,7 +313,7 @@ fn ranged_parallel_download_and_range_ignoring_host() {
 
 #[test]
 fn server_errors_are_retried() {
-    for proto in [Proto::V1, Proto::V2] {
+    for proto in [Protocol::V1, Protocol::V2] {
         let server = CacheServer::start(Personality::Github);
         let backend = backend_for(&server, proto);
         save(&*backend, "k", VERSION, &payload(1500, 1));
@@ -337,7 +332,7 @@ fn server_errors_are_retried() {
 
 #[test]
 fn persistent_server_errors_give_up_with_the_status() {
-    for proto in [Proto::V1, Proto::V2] {
+    for proto in [Protocol::V1, Protocol::V2] {
         let server = CacheServer::start(Personality::Github);
         let backend = client(&server, proto, Duration::from_secs(10));
         server.inject(Fault::persistent_server_error(Route::Any));
@@ -365,7 +360,7 @@ fn retries_stop_at_the_deadline() {
 
 #[test]
 fn rate_limits_honour_retry_after_within_the_deadline() {
-    for proto in [Proto::V1, Proto::V2] {
+    for proto in [Protocol::V1, Protocol::V2] {
         let server = CacheServer::start(Personality::Github);
         let backend = client(&server, proto, Duration::from_secs(10));
         server.inject(Fault::RateLimit { route: Route::Lookup, retry_after_secs: 1, times: 1 });
@@ -385,7 +380,7 @@ fn rate_limits_honour_retry_after_within_the_deadline() {
 
 #[test]
 fn a_stalled_download_ends_at_the_deadline() {
-    for proto in [Proto::V1, Proto::V2] {
+    for proto in [Protocol::V1, Protocol::V2] {
         let server = CacheServer::start(Personality::Forgejo);
         save(&*backend_for(&server, proto), "k", VERSION, &payload(3000, 1));
         let backend = client(&server, proto, Duration::from_secs(2));
@@ -403,7 +398,7 @@ fn a_stalled_download_ends_at_the_deadline() {
 
 #[test]
 fn a_truncated_download_is_an_error() {
-    for proto in [Proto::V1, Proto::V2] {
+    for proto in [Protocol::V1, Protocol::V2] {
         let server = CacheServer::start(Personality::Forgejo);
         let backend = backend_for(&server, proto);
         save(&*backend, "k", VERSION, &payload(3000, 1));
@@ -417,7 +412,7 @@ fn a_truncated_download_is_an_error() {
 #[test]
 fn ranged_downloads_retry_broken_ranges_and_report_refused_ones() {
     let server = CacheServer::start(Personality::Github);
-    let backend = backend_for(&server, Proto::V2);
+    let backend = backend_for(&server, Protocol::V2);
     let bytes = payload(5000, 6);
     save(&*backend, "k", VERSION, &bytes);
     let hit = backend.lookup(&keys(&["k"]), VERSION).unwrap().unwrap();
@@ -455,7 +450,7 @@ fn service_answers_map_to_outcomes() {
     let archive = archive_file(dir.path(), "a", &payload(100, 1));
 
     let server = CacheServer::start(Personality::Github);
-    let v1 = backend_for(&server, Proto::V1);
+    let v1 = backend_for(&server, Protocol::V1);
     server.inject(answer(Route::Lookup, 403, r#"{"message":"cache read denied: no read scope"}"#));
     let error = v1.lookup(&keys(&["k"]), VERSION).unwrap_err();
     assert!(matches!(error, BackendError::Denied { .. }), "{error:?}");
@@ -475,7 +470,7 @@ fn service_answers_map_to_outcomes() {
         "hit without archiveLocation"
     );
 
-    let v2 = backend_for(&server, Proto::V2);
+    let v2 = backend_for(&server, Protocol::V2);
     server.inject(answer(
         Route::Reserve,
         200,
@@ -574,7 +569,7 @@ fn the_server_reads_chunked_bodies_and_checks_sizes() {
     let answer = commit(wrong);
     assert!(answer.starts_with("HTTP/1.1 500") && answer.contains("broken file"), "{answer}");
 
-    let backend = backend_for(&server, Proto::V1);
+    let backend = backend_for(&server, Protocol::V1);
     let hit = backend.lookup(&keys(&["raw"]), VERSION).unwrap().expect("stored lower-cased");
     assert_eq!(fetch(&*backend, &hit), b"0123456789");
     assert_eq!(server.entries(), vec![("raw".to_string(), VERSION.to_string(), 10)]);
@@ -583,7 +578,7 @@ fn the_server_reads_chunked_bodies_and_checks_sizes() {
 #[test]
 fn garbage_json_is_retried_then_reported() {
     let server = CacheServer::start(Personality::Github);
-    let backend = backend_for(&server, Proto::V2);
+    let backend = backend_for(&server, Protocol::V2);
     server.inject(Fault::GarbageJson { route: Route::Lookup, times: 1 });
     assert!(backend.lookup(&keys(&["k"]), VERSION).unwrap().is_none());
     server.inject(Fault::GarbageJson { route: Route::Lookup, times: usize::MAX });
@@ -591,7 +586,7 @@ fn garbage_json_is_retried_then_reported() {
     assert!(matches!(error, BackendError::Decode { .. }), "{error:?}");
 
     let server = CacheServer::start(Personality::Github);
-    let backend = backend_for(&server, Proto::V1);
+    let backend = backend_for(&server, Protocol::V1);
     server.inject(Fault::GarbageJson { route: Route::Lookup, times: 1 });
     let error = backend.lookup(&keys(&["k"]), VERSION).unwrap_err();
     assert!(matches!(error, BackendError::Decode { .. }), "{error:?}");
@@ -611,7 +606,7 @@ fn forced_conflicts_are_already_exists() {
 
 #[test]
 fn an_expired_signed_url_is_expired_and_a_new_lookup_works() {
-    for proto in [Proto::V1, Proto::V2] {
+    for proto in [Protocol::V1, Protocol::V2] {
         let server = CacheServer::start(Personality::Github);
         let backend = backend_for(&server, proto);
         save(&*backend, "k", VERSION, &payload(2000, 1));
@@ -635,7 +630,7 @@ fn wrong_tokens_and_denials_are_reported() {
     assert!(!format!("{error} {error:?}").contains("wrong-token-123"));
 
     server.inject(Fault::Status { route: Route::Reserve, status: 403, times: 1 });
-    let backend = backend_for(&server, Proto::V1);
+    let backend = backend_for(&server, Protocol::V1);
     let error =
         backend.save_file("k", VERSION, &archive_file(tempfile::tempdir().unwrap().path(), "a", b"x"));
     assert!(error.is_ok(), "v1: any other reserve refusal is someone else's reservation");
@@ -646,7 +641,7 @@ fn no_token_or_signed_query_in_any_error() {
     let server = CacheServer::start(Personality::Github);
     let token = server.token().to_string();
     let mut errors: Vec<BackendError> = Vec::new();
-    for proto in [Proto::V1, Proto::V2] {
+    for proto in [Protocol::V1, Protocol::V2] {
         let backend = client(&server, proto, Duration::from_secs(10));
         save(&*backend, &format!("k-{proto:?}"), VERSION, &payload(1500, 1));
         let hit = backend.lookup(&keys(&[&format!("k-{proto:?}")]), VERSION).unwrap().unwrap();
@@ -688,8 +683,13 @@ fn open_builds_both_runner_backends() {
     let v1 = backend::open(
         &backend::BackendKind::ArtifactCache { url: server.base_url_v1(), token: token.clone() },
         deadline,
+        Tuning::default(),
     );
-    let v2 = backend::open(&backend::BackendKind::Github { url: server.results_url(), token }, deadline);
+    let v2 = backend::open(
+        &backend::BackendKind::Github { url: server.results_url(), token },
+        deadline,
+        Tuning::default(),
+    );
     assert_eq!(v1.name(), "artifactcache (v1)");
     assert_eq!(v2.name(), "github (v2)");
     // Without the trailing slash the base still gets exactly one.
@@ -699,6 +699,7 @@ fn open_builds_both_runner_backends() {
             token: Secret(server.token().into()),
         },
         deadline,
+        Tuning::default(),
     );
     assert!(bare.lookup(&keys(&["k"]), VERSION).unwrap().is_none());
     assert!(v1.lookup(&keys(&["k"]), VERSION).unwrap().is_none());
@@ -707,36 +708,17 @@ fn open_builds_both_runner_backends() {
 
 // ---- The official client -------------------------------------------------------------
 
-impl Official {
-    /// Runs the driver in `workspace`; returns the `RESULT …` line.
-    fn run_against(&self, server: &CacheServer, proto: Proto, workspace: &Path, args: &[&str]) -> String {
-        let temp = tempfile::tempdir().unwrap();
-        let mut command = Command::new("node");
-        command
-            .arg(&self.driver)
-            .args(args)
-            .current_dir(workspace)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
-            .env("ACTIONS_CACHE_MODULE", &self.module)
-            .env("ACTIONS_CACHE_URL", server.base_url_v1())
-            .env("ACTIONS_RESULTS_URL", server.results_url())
-            .env("ACTIONS_RUNTIME_TOKEN", server.token())
-            .env("GITHUB_SERVER_URL", "https://github.com")
-            .env("GITHUB_WORKSPACE", workspace)
-            .env("GITHUB_REF", "refs/heads/main")
-            .env("RUNNER_TEMP", temp.path());
-        if proto == Proto::V2 {
-            command.env("ACTIONS_CACHE_SERVICE_V2", "True");
-        }
-        let output = command.stdin(Stdio::null()).output().expect("run node");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "driver {args:?} failed:\n{stdout}\n{stderr}");
-        let result = stdout.lines().rfind(|l| l.starts_with("RESULT "));
-        result.unwrap_or_else(|| panic!("no RESULT line:\n{stdout}\n{stderr}")).to_string()
-    }
+/// The official client run in `workspace` against `server` as github.com's runner would point
+/// it (v1 without the v2 flag).
+fn run_official(
+    official: &Official,
+    server: &CacheServer,
+    proto: Protocol,
+    workspace: &Path,
+    args: &[&str],
+) -> String {
+    let site = Site { server, protocol: proto, server_url: "https://github.com", workspace, home: workspace };
+    official.run(&site, args)
 }
 
 /// A small `.nox`-like tree: nested dirs, an empty file, binary data, a symlink.
@@ -780,12 +762,13 @@ fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
     sha2::Sha256::digest(bytes).to_vec()
 }
 
-fn official_saves_we_restore(personality: Personality, proto: Proto) {
+fn official_saves_we_restore(personality: Personality, proto: Protocol) {
     let official = Official::provision();
     let server = CacheServer::start(personality);
     let workspace = tempfile::tempdir().unwrap();
     make_tree(workspace.path());
-    let result = official.run_against(&server, proto, workspace.path(), &["save", ".nox", "nox-Linux-abc"]);
+    let result =
+        run_official(&official, &server, proto, workspace.path(), &["save", ".nox", "nox-Linux-abc"]);
     assert!(result.starts_with("RESULT saved"), "{result}");
 
     let backend = backend_for(&server, proto);
@@ -810,7 +793,7 @@ fn official_saves_we_restore(personality: Personality, proto: Proto) {
     assert_eq!(listing(&target.path().join(".nox")), listing(&workspace.path().join(".nox")));
 }
 
-fn we_save_official_restores(personality: Personality, proto: Proto) {
+fn we_save_official_restores(personality: Personality, proto: Protocol) {
     let official = Official::provision();
     let server = CacheServer::start(personality);
     let source = tempfile::tempdir().unwrap();
@@ -832,7 +815,8 @@ fn we_save_official_restores(personality: Personality, proto: Proto) {
     assert_eq!(backend.save_file("nox-Linux-abc", &version, &archive).unwrap(), Saved::Stored);
 
     let workspace = tempfile::tempdir().unwrap();
-    let result = official.run_against(
+    let result = run_official(
+        &official,
         &server,
         proto,
         workspace.path(),
@@ -844,22 +828,22 @@ fn we_save_official_restores(personality: Personality, proto: Proto) {
 
 #[test]
 fn official_client_v1_saves_and_we_restore() {
-    official_saves_we_restore(Personality::Forgejo, Proto::V1);
+    official_saves_we_restore(Personality::Forgejo, Protocol::V1);
 }
 
 #[test]
 fn official_client_v2_saves_and_we_restore() {
-    official_saves_we_restore(Personality::Github, Proto::V2);
+    official_saves_we_restore(Personality::Github, Protocol::V2);
 }
 
 #[test]
 fn we_save_and_official_client_v1_restores() {
-    we_save_official_restores(Personality::Github, Proto::V1);
+    we_save_official_restores(Personality::Github, Protocol::V1);
 }
 
 #[test]
 fn we_save_and_official_client_v2_restores() {
-    we_save_official_restores(Personality::Github, Proto::V2);
+    we_save_official_restores(Personality::Github, Protocol::V2);
 }
 
 /// Field name → JSON type of a request body, so bodies with different sizes compare.
@@ -892,14 +876,20 @@ fn by_route(log: &[LoggedRequest], route: Route) -> Vec<&LoggedRequest> {
 /// The official client and ours send the same requests: same routes, same lookup query (v1)
 /// or body (v2), same JSON field names and types, the same credentials headers, and neither
 /// sends the token to the archive / blob host.
-fn requests_match_the_toolkit(personality: Personality, proto: Proto) {
+fn requests_match_the_toolkit(personality: Personality, proto: Protocol) {
     let official = Official::provision();
     let server = CacheServer::start(personality);
     let workspace = tempfile::tempdir().unwrap();
     make_tree(workspace.path());
-    official.run_against(&server, proto, workspace.path(), &["save", ".nox", "nox-Linux-1"]);
+    run_official(&official, &server, proto, workspace.path(), &["save", ".nox", "nox-Linux-1"]);
     let scratch = tempfile::tempdir().unwrap();
-    official.run_against(&server, proto, scratch.path(), &["restore", ".nox", "nox-Linux-2", "nox-Linux-"]);
+    run_official(
+        &official,
+        &server,
+        proto,
+        scratch.path(),
+        &["restore", ".nox", "nox-Linux-2", "nox-Linux-"],
+    );
     let theirs = server.requests();
     server.clear_requests();
 
@@ -925,7 +915,7 @@ fn requests_match_the_toolkit(personality: Personality, proto: Proto) {
             "{cell} {route:?}"
         );
         assert_eq!(t.header("authorization"), o.header("authorization"), "{cell} {route:?}");
-        if proto == Proto::V1 {
+        if proto == Protocol::V1 {
             assert_eq!(t.header("accept"), o.header("accept"), "{cell} {route:?}");
         }
         match (&t.json, &o.json) {
@@ -938,7 +928,7 @@ fn requests_match_the_toolkit(personality: Personality, proto: Proto) {
     let (t, o) = (by_route(&theirs, Route::Lookup)[0], by_route(&ours, Route::Lookup)[0]);
     assert_eq!(t.query, o.query, "{cell}");
     assert_eq!(t.json, o.json, "{cell}");
-    if proto == Proto::V1 {
+    if proto == Protocol::V1 {
         assert!(t.query.contains(&format!("version={version}")), "{cell}: the toolkit used our version hash");
         let patches = |log: &[LoggedRequest]| {
             by_route(log, Route::Upload).iter().all(|r| r.header("content-range").is_some())
@@ -961,12 +951,12 @@ fn requests_match_the_toolkit(personality: Personality, proto: Proto) {
 
 #[test]
 fn v1_requests_match_the_toolkit() {
-    requests_match_the_toolkit(Personality::Github, Proto::V1);
+    requests_match_the_toolkit(Personality::Github, Protocol::V1);
 }
 
 #[test]
 fn v2_requests_match_the_toolkit() {
-    requests_match_the_toolkit(Personality::Github, Proto::V2);
+    requests_match_the_toolkit(Personality::Github, Protocol::V2);
 }
 
 /// Polls `ready` for up to 10 s.
@@ -983,7 +973,7 @@ fn eventually(what: &str, ready: impl Fn() -> bool) {
 #[test]
 fn v2_uploads_blocks_while_the_archive_grows() {
     let server = CacheServer::start(Personality::Github);
-    let backend = backend_for(&server, Proto::V2);
+    let backend = backend_for(&server, Protocol::V2);
     let dir = tempfile::tempdir().unwrap();
     let archive = backend::ArchiveFile::create_in(dir.path()).unwrap();
     let bytes = payload(5500, 9);
@@ -1013,7 +1003,7 @@ fn v2_uploads_blocks_while_the_archive_grows() {
 #[test]
 fn v2_stops_the_packer_when_the_key_is_taken_and_reserves_nothing_for_a_failed_pack() {
     let server = CacheServer::start(Personality::Github);
-    let backend = backend_for(&server, Proto::V2);
+    let backend = backend_for(&server, Protocol::V2);
     assert_eq!(save(&*backend, "taken", VERSION, &payload(100, 1)), Saved::Stored);
     let dir = tempfile::tempdir().unwrap();
     let archive = backend::ArchiveFile::create_in(dir.path()).unwrap();

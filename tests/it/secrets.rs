@@ -3,9 +3,9 @@
 //! signature (`sig=…`) appears in stdout, stderr, the job summary, the outputs, the state or
 //! the job environment — except in the `::add-mask::` line that masks the token.
 
-use crate::contract::{Rig, Service, fresh_checkout, populate};
 use crate::support::action::{Job, Step};
 use crate::support::cache_server::{Fault, Route};
+use crate::support::rig::{Rig, Service, fresh_checkout, populate};
 
 /// A made-up signature that a misbehaving server echoes back in its error bodies.
 const ECHOED_SIG: &str = "EchoedSignature0123456789";

@@ -1,9 +1,10 @@
-//! Shared test support.
-
-#![allow(dead_code)]
+//! Shared test support: running the action's steps on a runner machine ([`action`]), the rig
+//! of machine plus cache service the step-level suites share ([`rig`]), the test cache server
+//! ([`cache_server`]), the official client ([`official`]) and real tools ([`tools`]).
 
 pub mod action;
 pub mod official;
+pub mod rig;
 pub mod tools;
 
 #[path = "../../cache_server/mod.rs"]

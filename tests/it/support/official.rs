@@ -2,7 +2,10 @@
 //! `tests/interop/actions-cache.js`; the protocol and interop tests run it as a runner would.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
+use super::action::Protocol;
+use super::cache_server::CacheServer;
 use super::tools;
 
 /// Where the official client and its driver script are.
@@ -13,6 +16,16 @@ pub struct Official {
     pub driver: PathBuf,
 }
 
+/// Where one run of the driver happens, as the runner would set it up for a node action.
+pub struct Site<'a> {
+    pub server: &'a CacheServer,
+    pub protocol: Protocol,
+    /// `GITHUB_SERVER_URL`: github.com, or a GHES-style host.
+    pub server_url: &'a str,
+    pub workspace: &'a Path,
+    pub home: &'a Path,
+}
+
 impl Official {
     pub fn provision() -> Official {
         let project = tools::npm_project("actions-cache", &["@actions/cache@6.3.0"]);
@@ -20,5 +33,36 @@ impl Official {
         assert!(module.exists(), "{} is missing", module.display());
         let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/actions-cache.js");
         Official { module, driver }
+    }
+
+    /// Runs the driver with `args` at `site` in a cleared environment; returns its `RESULT …`
+    /// line, and panics with its output when it fails or prints none.
+    pub fn run(&self, site: &Site, args: &[&str]) -> String {
+        let temp = tempfile::tempdir().unwrap();
+        let mut command = Command::new("/usr/bin/node");
+        command
+            .arg(&self.driver)
+            .args(args)
+            .current_dir(site.workspace)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", site.home)
+            .env("ACTIONS_CACHE_MODULE", &self.module)
+            .env("ACTIONS_CACHE_URL", site.server.base_url_v1())
+            .env("ACTIONS_RESULTS_URL", site.server.results_url())
+            .env("ACTIONS_RUNTIME_TOKEN", site.server.token())
+            .env("GITHUB_SERVER_URL", site.server_url)
+            .env("GITHUB_WORKSPACE", site.workspace)
+            .env("GITHUB_REF", "refs/heads/main")
+            .env("RUNNER_TEMP", temp.path());
+        if site.protocol == Protocol::V2 {
+            command.env("ACTIONS_CACHE_SERVICE_V2", "True");
+        }
+        let output = command.stdin(Stdio::null()).output().expect("run node");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "driver {args:?} failed:\n{stdout}\n{stderr}");
+        let result = stdout.lines().rfind(|l| l.starts_with("RESULT "));
+        result.unwrap_or_else(|| panic!("no RESULT line:\n{stdout}\n{stderr}")).to_string()
     }
 }
