@@ -1,4 +1,4 @@
-//! `cargo run --example cache-server -- --port N [--personality github|forgejo]
+//! `cargo run --example cache-server -- --port N [--personality github|forgejo|gitea]
 //! [--token T] [--ignore-range]`: the test cache server on its own, for poking at it with
 //! `curl` or pointing a local `@actions/cache` (or this action) at it by hand.
 
@@ -21,6 +21,7 @@ fn main() {
                 config.personality = match value().as_str() {
                     "github" => Personality::Github,
                     "forgejo" => Personality::Forgejo,
+                    "gitea" => Personality::Gitea,
                     other => usage(&format!("unknown personality {other}")),
                 }
             }
@@ -44,6 +45,6 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("cache-server: {problem}");
     }
-    eprintln!("usage: cache-server --port N [--personality github|forgejo] [--token T] [--ignore-range]");
+    eprintln!("usage: cache-server --port N [--personality github|forgejo|gitea] [--token T] [--ignore-range]");
     std::process::exit(2)
 }

@@ -6,8 +6,10 @@
 //! `CacheService` at the origin, and an Azure-like blob host (Put Blob, Put Block, Put Block
 //! List; `GET` honouring `Range`), with the matching rules of spec §6.1. Two personalities:
 //! [`Personality::Github`] keeps key case and refuses a second save of a key + version (409 /
-//! `already_exists`); [`Personality::Forgejo`] (act / Forgejo / Gitea) lower-cases keys,
-//! allows duplicates (newest wins) and checks the committed size against `cacheSize`.
+//! `already_exists`); [`Personality::Forgejo`] (act / Forgejo) lower-cases keys, allows
+//! duplicates (newest wins) and checks the committed size against `cacheSize`;
+//! [`Personality::Gitea`] (Gitea's act_runner) does the same at the root path and hands out
+//! archive URLs signed with an expiry, fetched without the token.
 //!
 //! Tests read the [`CacheServer::requests`] log and switch [`Fault`]s on at run time.
 //!
@@ -39,8 +41,12 @@ use store::{Blob, Entry, State, Stored};
 pub enum Personality {
     /// github.com (v2) and GHES (v1): keys keep their case, a key + version is written once.
     Github,
-    /// act / Forgejo / Gitea: keys lower-cased, duplicates allowed, newest wins.
+    /// act / Forgejo: keys lower-cased, duplicates allowed, newest wins.
     Forgejo,
+    /// Gitea's act_runner: as Forgejo, at the root path, the Bearer token required on every
+    /// cache call, and `archiveLocation` signed (`exp`, `sig`) and expiring after
+    /// [`ServerConfig::url_ttl`].
+    Gitea,
 }
 
 /// What kind of request a fault applies to (v1 and v2 alike).
@@ -70,11 +76,19 @@ pub struct ServerConfig {
     pub token: String,
     /// The blob host ignores `Range` and answers `200` chunked with no `Content-Length`.
     pub ignore_range: bool,
+    /// How long a signed v1 archive URL of [`Personality::Gitea`] stays valid (Gitea: 10 min).
+    pub url_ttl: std::time::Duration,
 }
 
 impl ServerConfig {
     pub fn new(personality: Personality) -> ServerConfig {
-        ServerConfig { personality, port: 0, token: "test-runtime-token".into(), ignore_range: false }
+        ServerConfig {
+            personality,
+            port: 0,
+            token: "test-runtime-token".into(),
+            ignore_range: false,
+            url_ttl: std::time::Duration::from_secs(600),
+        }
     }
 }
 
@@ -183,6 +197,11 @@ impl CacheServer {
         self.lock().faults.clear();
     }
 
+    /// Sets how long signed v1 archive URLs stay valid from now on ([`Personality::Gitea`]).
+    pub fn set_url_ttl(&self, ttl: std::time::Duration) {
+        self.lock().config.url_ttl = ttl;
+    }
+
     /// Switches the blob host between honouring `Range` and ignoring it (chunked `200`).
     pub fn set_ignore_range(&self, ignore: bool) {
         self.lock().config.ignore_range = ignore;
@@ -237,6 +256,7 @@ fn base_path(personality: Personality) -> &'static str {
     match personality {
         Personality::Github => "/_services/artifactcache/0aefa3e1/",
         Personality::Forgejo => "/7f3e2a91/",
+        Personality::Gitea => "/",
     }
 }
 

@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
-use super::base_path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use super::{Personality, base_path};
 use super::http::{Request, Response, parse_content_range};
 use super::store::{State, Stored};
 
@@ -12,6 +16,9 @@ impl State {
     pub(super) fn v1(&mut self, request: &mut Request, resource: &str) -> Response {
         if let Some(id) = resource.strip_prefix("artifacts/") {
             let id: Option<u64> = id.parse().ok();
+            if self.config.personality == Personality::Gitea && !id.is_some_and(|id| self.signed(request, id)) {
+                return Response::json(401, serde_json::json!({"error": "the signature is invalid or expired"}));
+            }
             let data =
                 id.and_then(|id| self.entries.iter().find(|e| e.id == id)).and_then(|e| e.data.clone());
             return match data {
@@ -33,12 +40,15 @@ impl State {
                     request.param("keys").unwrap_or_default().split(',').map(str::to_string).collect();
                 let version = request.param("version").unwrap_or_default();
                 let Some(entry) = self.find(&keys, &version) else { return Response::empty(204) };
-                let location = format!(
+                let mut location = format!(
                     "{}{}_apis/artifactcache/artifacts/{}",
                     self.origin,
                     base_path(self.config.personality),
                     entry.id
                 );
+                if self.config.personality == Personality::Gitea {
+                    location += &self.signature_query(entry.id);
+                }
                 let answer = if self.github() {
                     serde_json::json!({
                         "cacheKey": entry.key, "scope": "refs/heads/main", "cacheVersion": entry.version,
@@ -127,4 +137,27 @@ impl State {
             _ => Response::json(404, serde_json::json!({"error": "no such resource"})),
         }
     }
+}
+
+impl State {
+    /// `?exp=<unix seconds>&sig=<hex>` for entry `id`, valid for the configured TTL.
+    fn signature_query(&self, id: u64) -> String {
+        let exp = now() + self.config.url_ttl.as_secs();
+        format!("?exp={exp}&sig={}", self.sign(id, exp))
+    }
+
+    /// The request carries an unexpired signature for entry `id`.
+    fn signed(&self, request: &Request, id: u64) -> bool {
+        let exp = request.param("exp").and_then(|e| e.parse::<u64>().ok());
+        let sig = request.param("sig");
+        matches!((exp, sig), (Some(exp), Some(sig)) if exp > now() && sig == self.sign(id, exp))
+    }
+
+    fn sign(&self, id: u64, exp: u64) -> String {
+        hex::encode(Sha256::digest(format!("{}|{id}|{exp}", self.signature)))
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

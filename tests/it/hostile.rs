@@ -577,7 +577,7 @@ fn two_saves_of_one_key_at_once() {
                 assert_eq!((saved, lost), (1, 1), "{context}");
                 assert_eq!(rig.server.as_ref().unwrap().entries().len(), 1);
             }
-            Store::V1(Personality::Forgejo) => {
+            Store::V1(Personality::Forgejo | Personality::Gitea) => {
                 assert_eq!((saved, lost), (2, 0), "{context}");
                 assert_eq!(rig.server.as_ref().unwrap().entries().len(), 2);
             }

@@ -15,11 +15,12 @@ use crate::support::action::Protocol;
 use crate::support::cache_server::{CacheServer, Fault, LoggedRequest, Personality, Route};
 use crate::support::official::{Official, Site};
 
-const CELLS: [(Personality, Protocol); 4] = [
+const CELLS: [(Personality, Protocol); 5] = [
     (Personality::Github, Protocol::V1),
     (Personality::Github, Protocol::V2),
     (Personality::Forgejo, Protocol::V1),
     (Personality::Forgejo, Protocol::V2),
+    (Personality::Gitea, Protocol::V1),
 ];
 
 /// Small chunks and short delays, so multi-chunk paths and retries run in milliseconds.
@@ -146,7 +147,7 @@ fn duplicate_saves_follow_the_personality() {
                 assert!(message.to_lowercase().contains("already exists"), "{cell}: {message}");
                 assert_eq!(fetch(&*backend, &hit), payload(300, 1), "{cell}: the first save stays");
             }
-            Personality::Forgejo => {
+            Personality::Forgejo | Personality::Gitea => {
                 assert_eq!(second, Saved::Stored, "{cell}");
                 assert_eq!(fetch(&*backend, &hit), payload(300, 2), "{cell}: newest wins");
             }
@@ -170,7 +171,7 @@ fn key_case_follows_the_personality() {
                 assert!(lower.is_none(), "{cell}: GitHub keeps case");
                 assert_eq!(exact.key, "UV-Linux-Key");
             }
-            Personality::Forgejo => {
+            Personality::Forgejo | Personality::Gitea => {
                 assert_eq!(lower.expect("case-insensitive hit").key, "uv-linux-key", "{cell}");
                 assert_eq!(exact.key, "uv-linux-key", "{cell}: stored lower-cased");
             }
@@ -1024,4 +1025,37 @@ fn v2_stops_the_packer_when_the_key_is_taken_and_reserves_nothing_for_a_failed_p
     let error = backend.save("never", VERSION, &failed).unwrap_err();
     assert!(error.to_string().contains("could not read .nox"), "{error}");
     assert!(server.requests().is_empty(), "no reservation for an archive that never began");
+}
+
+/// Gitea's act_runner: every cache call carries the Bearer token; the archive URL is signed
+/// with an expiry and fetched without it; a URL that expired between lookup and download is
+/// looked up again.
+#[test]
+fn gitea_signed_archive_urls_go_without_the_token_and_are_renewed_when_expired() {
+    let server = CacheServer::start(Personality::Gitea);
+    let backend = backend_for(&server, Protocol::V1);
+    let bytes = payload(3000, 7);
+    assert_eq!(save(&*backend, "uv-gitea", VERSION, &bytes), Saved::Stored);
+    server.clear_requests();
+    let hit = backend.lookup(&keys(&["uv-gitea"]), VERSION).unwrap().expect("hit");
+    assert_eq!(fetch(&*backend, &hit), bytes);
+    let requests = server.requests();
+    let downloads: Vec<&LoggedRequest> = requests.iter().filter(|r| r.route == Some(Route::Download)).collect();
+    assert!(!downloads.is_empty(), "{requests:?}");
+    for r in &downloads {
+        assert_eq!(r.header("authorization"), None, "the token went to the archive URL: {r:?}");
+        assert!(r.query.contains("sig=") && r.query.contains("exp="), "unsigned: {r:?}");
+    }
+    for r in requests.iter().filter(|r| r.route != Some(Route::Download)) {
+        assert_eq!(r.header("authorization"), Some(&*format!("Bearer {}", server.token())), "{r:?}");
+    }
+
+    // Handed out already expired: the download is refused, the entry is looked up again, and
+    // the new URL (valid again) serves it.
+    server.set_url_ttl(Duration::ZERO);
+    let stale = backend.lookup(&keys(&["uv-gitea"]), VERSION).unwrap().expect("hit");
+    server.set_url_ttl(Duration::from_secs(600));
+    server.clear_requests();
+    assert_eq!(fetch(&*backend, &stale), bytes);
+    assert_eq!(routed(&server, Route::Lookup).len(), 1, "{:?}", server.requests());
 }
