@@ -270,7 +270,7 @@ mod servers {
     use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
 
-    use crate::contract::{assert_clean, checkout, fresh_checkout, populate};
+    use crate::support::rig::{assert_clean, checkout, fresh_checkout, populate};
     use crate::support::action::{Job, Machine, snapshot};
     use crate::support::official::Official;
 
