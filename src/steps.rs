@@ -98,7 +98,7 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
     let outcomes = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, move |deadline| {
-            let backend = backend::open(&cfg.backend, deadline);
+            let backend = backend::open(&cfg.backend, cfg.cache_mode, deadline);
             flow::restore::restore(&cfg, &*backend, &plans)
         })
     }
@@ -175,7 +175,7 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
     let reports = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, move |deadline| {
-            let backend = backend::open(&cfg.backend, deadline);
+            let backend = backend::open(&cfg.backend, cfg.cache_mode, deadline);
             flow::save::save(&cfg, &*backend, &plans, &|name| state.get(name).cloned())
         })
     }
