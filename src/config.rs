@@ -53,12 +53,7 @@ pub enum UvPrune {
     Ci,
 }
 
-/// What the runner's `ACTIONS_CACHE_MODE` allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheMode {
-    pub read: bool,
-    pub write: bool,
-}
+pub use crate::backend::CacheMode;
 
 /// Facts about the runner and the job, read from the environment once.
 #[derive(Debug, Clone)]

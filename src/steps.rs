@@ -110,7 +110,7 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
     let outcomes = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, tuning.grace, move |deadline| {
-            let backend = backend::open(&cfg.backend, deadline, tuning.backend);
+            let backend = backend::open(&cfg.backend, cfg.cache_mode, deadline, tuning.backend);
             flow::restore::restore(&cfg, &*backend, &plans)
         })
     }
@@ -190,7 +190,7 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
     let reports = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, tuning.grace, move |deadline| {
-            let backend = backend::open(&cfg.backend, deadline, tuning.backend);
+            let backend = backend::open(&cfg.backend, cfg.cache_mode, deadline, tuning.backend);
             flow::save::save(&cfg, &*backend, &plans, &|name| state.get(name).cloned())
         })
     }

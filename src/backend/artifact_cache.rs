@@ -7,19 +7,16 @@
 //! `cacheSize` (409 or any other refusal = someone else holds the key, 400 = too big), equal
 //! `PATCH` chunks with `Content-Range: bytes a-b/*` from a few threads, then `POST caches/{id}`.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread;
 use std::time::Instant;
 
-use serde_json::{Value, json};
-use ureq::SendBody;
+use serde::Deserialize;
+use serde_json::json;
 
-use super::http::{Fail, Http, Tuning, encode_component, status_error};
-use super::{ArchiveFile, Backend, BackendError, Hit, Location, Saved, Secret};
+use super::http::{Fail, Http, Int, Tuning, encode_component, lenient, status_error};
+use super::transfer::{self, SignedUrl};
+use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved, Secret};
 
 const ACCEPT: &str = "application/json;api-version=6.0-preview.1";
 
@@ -48,7 +45,7 @@ impl ArtifactCacheBackend {
         op: &'static str,
         method: &str,
         url: &str,
-        body: Option<&Value>,
+        body: Option<&serde_json::Value>,
     ) -> Result<(u16, Vec<u8>), BackendError> {
         let auth = format!("Bearer {}", self.token.expose());
         self.http.retry(op, || {
@@ -73,14 +70,11 @@ impl ArtifactCacheBackend {
 
     /// The service's own words from an error body: `message` (GitHub), `error` (act), or text.
     pub(crate) fn message(&self, body: &[u8]) -> String {
-        if let Ok(value) = serde_json::from_slice::<Value>(body) {
-            for field in ["message", "error", "msg"] {
-                if let Some(text) = value.get(field).and_then(Value::as_str) {
-                    return self.http.clip(text.as_bytes());
-                }
-            }
+        let answer = serde_json::from_slice::<ErrorAnswer>(body).ok();
+        match answer.and_then(|a| a.message.or(a.error).or(a.msg)) {
+            Some(text) => self.http.clip(text.as_bytes()),
+            None => self.http.clip(body),
         }
-        self.http.clip(body)
     }
 
     fn reserve(&self, key: &str, version: &str, size: u64) -> Result<Result<u64, Saved>, BackendError> {
@@ -88,15 +82,11 @@ impl ArtifactCacheBackend {
         let body = json!({ "key": key, "version": version, "cacheSize": size });
         let (status, bytes) = self.call(op, "POST", &self.api_url("caches"), Some(&body))?;
         let message = self.message(&bytes);
-        if message.to_ascii_lowercase().contains("cache write denied:") {
-            return Err(BackendError::Denied { op, message });
-        }
+        transfer::check_denied(op, &message)?;
         match status {
             200..=299 => {
-                let id = serde_json::from_slice::<Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v.get("cacheId").and_then(as_u64));
-                Ok(id.ok_or_else(|| {
+                let id = serde_json::from_slice::<ReserveAnswer>(&bytes).ok().and_then(|a| a.cache_id);
+                Ok(id.map(|id| id.0).ok_or_else(|| {
                     Saved::AlreadyExists(format!("no cache id in the answer to reserving {key}: {message}"))
                 }))
             }
@@ -111,57 +101,42 @@ impl ArtifactCacheBackend {
         let op = "upload";
         let chunk = self.http.tuning.upload_chunk.max(1);
         let url = self.api_url(&format!("caches/{id}"));
-        let next = AtomicU64::new(0);
-        let failed = AtomicBool::new(false);
-        let first_error: Mutex<Option<BackendError>> = Mutex::new(None);
-        let workers = self.http.tuning.parallelism.max(1).min(size.div_ceil(chunk) as usize).max(1);
-        thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
-                    while !failed.load(Ordering::Relaxed) {
-                        let start = next.fetch_add(chunk, Ordering::Relaxed);
-                        if start >= size {
-                            break;
-                        }
-                        let end = (start + chunk).min(size) - 1;
-                        if let Err(e) = self.upload_chunk(&url, archive, start, end) {
-                            failed.store(true, Ordering::Relaxed);
-                            first_error.lock().unwrap().get_or_insert(e);
-                        }
-                    }
-                });
+        let auth = format!("Bearer {}", self.token.expose());
+        let workers = self.http.tuning.parallelism.min(size.div_ceil(chunk) as usize);
+        transfer::in_parallel(workers, |index, _| {
+            let start = index * chunk;
+            if start >= size {
+                return Ok(false);
             }
-        });
-        match first_error.into_inner().unwrap() {
-            Some(e) => Err(e),
-            None if failed.load(Ordering::Relaxed) => Err(BackendError::TimedOut { op }),
-            None => Ok(()),
-        }
+            let end = (start + chunk).min(size) - 1;
+            let request = || {
+                self.http
+                    .request("PATCH", &url)
+                    .header("Authorization", &auth)
+                    .header("Accept", ACCEPT)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Range", format!("bytes {start}-{end}/*"))
+            };
+            transfer::send_range(
+                &self.http,
+                op,
+                &url,
+                archive,
+                (start, end - start + 1),
+                request,
+                |response| match response.status().as_u16() {
+                    200..=299 => Ok(()),
+                    status => Err(Fail::Final(status_error(op, status, self.http.body_text(response)))),
+                },
+            )?;
+            Ok(true)
+        })
     }
 
-    fn upload_chunk(&self, url: &str, archive: &Path, start: u64, end: u64) -> Result<(), BackendError> {
-        let op = "upload";
-        let auth = format!("Bearer {}", self.token.expose());
-        let len = end - start + 1;
-        self.http.retry(op, || {
-            let mut file =
-                File::open(archive).map_err(|source| Fail::Final(io_error(op, archive, source)))?;
-            file.seek(SeekFrom::Start(start)).map_err(|source| Fail::Final(io_error(op, archive, source)))?;
-            let result = self
-                .http
-                .request("PATCH", url)
-                .header("Authorization", &auth)
-                .header("Accept", ACCEPT)
-                .header("Content-Type", "application/octet-stream")
-                .header("Content-Range", format!("bytes {start}-{end}/*"))
-                .header("Content-Length", len.to_string())
-                .send(SendBody::from_owned_reader(file.take(len)));
-            let response = self.http.check(op, url, result)?;
-            match response.status().as_u16() {
-                200..=299 => Ok(()),
-                status => Err(Fail::Final(status_error(op, status, self.http.body_text(response)))),
-            }
-        })
+    /// One streaming `GET` of the entry's `archiveLocation`, without credentials.
+    fn fetch(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError> {
+        let location = hit.locator::<SignedUrl>(&self.name())?;
+        Ok(Box::new(self.http.stream_get("download", location.url.expose())?))
     }
 }
 
@@ -180,16 +155,16 @@ impl Backend for ArtifactCacheBackend {
         let (status, bytes) = self.call(op, "GET", &self.api_url(&query), None)?;
         match status {
             204 => Ok(None),
-            200..=299 => lookup_answer(&self.http, keys, &bytes).map(Some),
+            200..=299 => lookup_answer(&self.http, keys, version, &bytes).map(Some),
             _ => Err(status_error(op, status, self.message(&bytes))),
         }
     }
 
+    /// A `GET` of the `archiveLocation`; when its signature has expired (GHES hands out
+    /// storage URLs signed for a limited time), the entry is looked up again first.
     fn download(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError> {
-        let Location::Url(url) = &hit.location else {
-            unreachable!("artifactcache hits always carry a URL");
-        };
-        Ok(Box::new(self.http.stream_get("download", url.expose())?))
+        let version = &hit.locator::<SignedUrl>(&self.name())?.version;
+        transfer::download_again_if_expired(self, hit, version, self.fetch(hit), |again| self.fetch(again))
     }
 
     fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError> {
@@ -211,32 +186,53 @@ impl Backend for ArtifactCacheBackend {
     }
 }
 
+/// A `200` answer to `GET cache`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LookupAnswer {
+    #[serde(default, deserialize_with = "lenient")]
+    cache_key: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    cache_size: Option<Int>,
+    #[serde(default, deserialize_with = "lenient")]
+    archive_location: Option<String>,
+}
+
+/// A `2xx` answer to `POST caches`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReserveAnswer {
+    #[serde(default, deserialize_with = "lenient")]
+    cache_id: Option<Int>,
+}
+
+/// An error body: GitHub says `message`, act `error`, some proxies `msg`.
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    #[serde(default, deserialize_with = "lenient")]
+    message: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    error: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    msg: Option<String>,
+}
+
 /// The hit described by a `200` answer to `GET cache` (`keys` is not empty).
-pub(crate) fn lookup_answer(http: &Http, keys: &[String], bytes: &[u8]) -> Result<Hit, BackendError> {
+pub(crate) fn lookup_answer(
+    http: &Http,
+    keys: &[String],
+    version: &str,
+    bytes: &[u8],
+) -> Result<Hit, BackendError> {
     let op = "lookup";
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| BackendError::Decode {
-        op,
-        body: http.clip(bytes),
-        message: e.to_string(),
-    })?;
-    let location = value.get("archiveLocation").and_then(Value::as_str).filter(|s| !s.is_empty());
-    let Some(location) = location else {
-        return Err(BackendError::Decode {
-            op,
-            body: http.clip(bytes),
-            message: "no archiveLocation in a hit".to_string(),
-        });
+    let decode = |message: String| BackendError::Decode { op, body: http.clip(bytes), message };
+    let answer: LookupAnswer = serde_json::from_slice(bytes).map_err(|e| decode(e.to_string()))?;
+    let Some(location) = answer.archive_location.filter(|s| !s.is_empty()) else {
+        return Err(decode("no archiveLocation in a hit".to_string()));
     };
-    let key = value.get("cacheKey").and_then(Value::as_str).unwrap_or(&keys[0]).to_string();
-    let size = value.get("cacheSize").and_then(as_u64);
-    Ok(Hit { key, size, location: Location::Url(Secret(location.to_string())) })
-}
-
-/// An integer that a service may send as a number or a string.
-pub(crate) fn as_u64(value: &Value) -> Option<u64> {
-    value.as_u64().or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-}
-
-fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> BackendError {
-    BackendError::Io { op, path: path.to_path_buf(), source }
+    Ok(Hit {
+        key: answer.cache_key.unwrap_or_else(|| keys[0].clone()),
+        size: answer.cache_size.map(|size| size.0),
+        locator: Locator::new(SignedUrl { url: Secret(location), version: version.to_string() }),
+    })
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::artifact_cache::{self, ArtifactCacheBackend};
 use super::github;
 use super::http::{Http, Tuning};
+use super::transfer;
 use super::{Hit, Secret};
 
 const TOKEN: &str = "fuzz-token-0123456789";
@@ -17,11 +18,11 @@ pub fn service_answers(body: &[u8]) -> Vec<Hit> {
     let http = Http::new(Instant::now() + Duration::from_secs(60), Tuning::default(), &token);
     let keys = vec!["uv-nox-cache-1-nox-Linux-X64-key".to_string(), "uv-nox-cache-1-nox-".to_string()];
     let mut hits = Vec::new();
-    if let Ok(hit) = artifact_cache::lookup_answer(&http, &keys, body) {
+    if let Ok(hit) = artifact_cache::lookup_answer(&http, &keys, "version", body) {
         hits.push(hit);
     }
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
-        && let Ok(Some(hit)) = github::lookup_answer(&value, &keys)
+    if let Ok(answer) = github::decode_answer(body)
+        && let Ok(Some(hit)) = github::lookup_answer(answer, &keys, "version")
     {
         hits.push(hit);
     }
@@ -31,7 +32,7 @@ pub fn service_answers(body: &[u8]) -> Vec<Hit> {
     let message = v1.message(body);
     assert!(!message.contains(TOKEN), "the token leaked into a message");
     if let Ok(text) = std::str::from_utf8(body) {
-        let _ = github::range_total(text);
+        let _ = transfer::range_total(text);
     }
     hits
 }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use ureq::http::Response;
 use ureq::{Agent, Body, RequestBuilder};
 
@@ -92,12 +93,17 @@ pub(crate) struct Http {
 
 impl Http {
     pub(crate) fn new(deadline: Instant, tuning: Tuning, token: &Secret) -> Http {
+        Http::scrubbing(deadline, tuning, &[token])
+    }
+
+    /// An agent whose messages never carry any of `secrets` (a token, an S3 secret key).
+    pub(crate) fn scrubbing(deadline: Instant, tuning: Tuning, secrets: &[&Secret]) -> Http {
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .user_agent(concat!("uv-nox-cache/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        let secrets = if token.expose().is_empty() { vec![] } else { vec![token.expose().to_string()] };
+        let secrets = secrets.iter().map(|s| s.expose().to_string()).filter(|s| !s.is_empty()).collect();
         Http { agent, deadline, tuning, secrets }
     }
 
@@ -331,9 +337,8 @@ impl Http {
 
 /// The status → error table for answers the protocol code did not expect.
 pub(crate) fn status_error(op: &'static str, status: u16, body: String) -> BackendError {
-    let lower = body.to_ascii_lowercase();
-    if lower.contains("cache read denied:") || lower.contains("cache write denied:") {
-        return BackendError::Denied { op, message: body };
+    if let Err(denied) = super::transfer::check_denied(op, &body) {
+        return denied;
     }
     match status {
         429 => BackendError::RateLimited { op, retry_after: None },
@@ -478,6 +483,36 @@ pub(crate) fn uuid_v4() -> String {
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// An integer that a service may send as a number or as a string (JSON's int64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Int(pub u64);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Int, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(u64),
+            Text(String),
+        }
+        match Either::deserialize(deserializer)? {
+            Either::Number(n) => Ok(Int(n)),
+            Either::Text(text) => text.trim().parse().map(Int).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// For `#[serde(default, deserialize_with = "lenient")]`: a field of an unexpected type reads
+/// as absent, the way the toolkit's JavaScript ignores it, instead of failing the whole answer.
+pub(crate) fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 #[cfg(test)]

@@ -14,10 +14,18 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::{ArchiveFile, Backend, BackendError, Hit, Location, Saved};
+use super::transfer::io_error;
+use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved};
 
 const HEADER_PREFIX: &str = "uv-nox-cache-entry ";
 const LAYOUT: &str = "v1";
+
+/// A found entry: its file and where the archive starts in it.
+#[derive(Debug, Clone)]
+struct Entry {
+    path: PathBuf,
+    header_len: u64,
+}
 
 pub struct LocalBackend {
     root: PathBuf,
@@ -52,7 +60,8 @@ impl LocalBackend {
 
     fn hit(path: PathBuf, key: String, header_len: u64) -> Result<Hit, BackendError> {
         let len = fs::metadata(&path).map_err(|source| io_error("lookup", &path, source))?.len();
-        Ok(Hit { key, size: Some(len.saturating_sub(header_len)), location: Location::File(path) })
+        let size = Some(len.saturating_sub(header_len));
+        Ok(Hit { key, size, locator: Locator::new(Entry { path, header_len }) })
     }
 
     /// The newest entry whose key starts with `prefix` (case-insensitively).
@@ -100,17 +109,9 @@ impl Backend for LocalBackend {
     }
 
     fn download(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError> {
-        let Location::File(path) = &hit.location else {
-            return Err(BackendError::Decode {
-                op: "download",
-                body: String::new(),
-                message: "not a local entry".into(),
-            });
-        };
-        let (_, header_len, _) =
-            Self::read_entry(path).map_err(|source| io_error("download", path, source))?;
+        let Entry { path, header_len } = hit.locator::<Entry>(&self.name())?;
         let mut file = File::open(path).map_err(|source| io_error("download", path, source))?;
-        file.seek(SeekFrom::Start(header_len)).map_err(|source| io_error("download", path, source))?;
+        file.seek(SeekFrom::Start(*header_len)).map_err(|source| io_error("download", path, source))?;
         Ok(Box::new(file))
     }
 
@@ -134,8 +135,4 @@ impl Backend for LocalBackend {
         tmp.persist(&dest).map_err(|e| io_error("save", &dest, e.error))?;
         Ok(Saved::Stored)
     }
-}
-
-fn io_error(op: &'static str, path: &Path, source: io::Error) -> BackendError {
-    BackendError::Io { op, path: path.to_path_buf(), source }
 }

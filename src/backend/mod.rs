@@ -12,13 +12,18 @@ pub mod fuzzing;
 pub mod github;
 pub mod http;
 pub mod local;
+pub mod mode;
+pub mod transfer;
 
 pub use archive_file::ArchiveFile;
 pub use http::Tuning;
+pub use mode::CacheMode;
 
+use std::any::Any;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A value that must never reach a log: the runtime token or a signed URL.
@@ -37,13 +42,27 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Where the bytes of a found entry can be read from.
-#[derive(Debug, Clone)]
-pub enum Location {
-    /// A download URL; it may carry a signature in its query string.
-    Url(Secret),
-    /// A file of the local backend.
-    File(PathBuf),
+/// Where the bytes of a found entry can be read from, in the terms of the backend that found
+/// it (a signed URL, a file, an object key): only that backend reads it, so the flows carry it
+/// from `lookup` to `download` without knowing what is inside.
+#[derive(Clone)]
+pub struct Locator(Arc<dyn Any + Send + Sync>);
+
+impl Locator {
+    pub fn new<T: Any + Send + Sync>(value: T) -> Locator {
+        Locator(Arc::new(value))
+    }
+
+    /// The value, if it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for Locator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Locator(..)")
+    }
 }
 
 /// An entry found by [`Backend::lookup`].
@@ -53,7 +72,14 @@ pub struct Hit {
     pub key: String,
     /// The archive's size in bytes, when the service tells it.
     pub size: Option<u64>,
-    pub location: Location,
+    pub locator: Locator,
+}
+
+impl Hit {
+    /// The locator as the backend `backend` made it; a hit of another backend is an error.
+    pub(crate) fn locator<T: Any>(&self, backend: &str) -> Result<&T, BackendError> {
+        self.locator.get().ok_or_else(|| BackendError::ForeignHit { backend: backend.to_string() })
+    }
 }
 
 /// The outcome of a save that did not fail.
@@ -91,6 +117,9 @@ pub enum BackendError {
     TimedOut { op: &'static str },
     #[error("{op}: {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    /// A hit handed to another backend than the one that found it (a bug in the caller).
+    #[error("download: the entry was not found by the {backend} backend")]
+    ForeignHit { backend: String },
     /// The archive being uploaded was never completed (packing failed or was stopped).
     #[error("save: {0}")]
     Unfinished(#[from] archive_file::Unfinished),
@@ -132,9 +161,14 @@ pub enum BackendKind {
     Local { root: PathBuf },
 }
 
-/// Opens the backend; every request it makes gives up at `deadline`. `tuning` is
-/// `Tuning::default()` except under the integration tests (`test_tuning.rs`).
-pub fn open(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
+/// Opens the backend, limited to what `mode` (`ACTIONS_CACHE_MODE`) allows; every request it
+/// makes gives up at `deadline`. `tuning` is `Tuning::default()` except under the integration
+/// tests (`test_tuning.rs`).
+pub fn open(kind: &BackendKind, mode: CacheMode, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
+    mode::limit(open_unlimited(kind, deadline, tuning), mode)
+}
+
+fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
     match kind {
         BackendKind::Local { root } => Box::new(local::LocalBackend::new(root.clone())),
         BackendKind::ArtifactCache { url, token } => {

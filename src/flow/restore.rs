@@ -31,7 +31,7 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
         crate::notice!("{name}: ACTIONS_CACHE_MODE does not allow reading the cache; not restoring");
         return Restored::miss(plan.target, &primary, "not read (cache mode)");
     }
-    let (hit, compression) = match find(cfg, backend, plan) {
+    let (hit, _compression) = match find(cfg, backend, plan) {
         Ok(Some(found)) => found,
         Ok(None) => {
             info!("{name}: miss — nothing stored under {primary}");
@@ -55,7 +55,7 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
         outcome.result = format!("found ({}), lookup only", if exact { "exact" } else { "fallback" });
         return outcome;
     }
-    match download_into_place(backend, plan, &hit, compression) {
+    match download_into_place(backend, plan, &hit) {
         Ok(invalidated) => {
             outcome.restored = true;
             outcome.invalidated = invalidated;
@@ -98,26 +98,11 @@ fn find(
 
 /// Downloads and extracts into a staging directory, validates, and moves it into place.
 /// Returns the environments that failed validation (already deleted).
-fn download_into_place(
-    backend: &dyn Backend,
-    plan: &TargetPlan,
-    hit: &Hit,
-    compression: Compression,
-) -> Result<Vec<String>, String> {
+fn download_into_place(backend: &dyn Backend, plan: &TargetPlan, hit: &Hit) -> Result<Vec<String>, String> {
     let staging =
         place::staging_dir(&plan.dir).map_err(|e| format!("preparing {}: {e}", plan.dir.display()))?;
     let result = (|| {
-        let reader = match backend.download(hit) {
-            Err(BackendError::Expired { .. }) => {
-                info!("the download URL expired; looking the entry up again");
-                let version = backend::version(&plan.version_path, compression.label());
-                let again =
-                    backend.lookup(std::slice::from_ref(&hit.key), &version).map_err(|e| e.to_string())?;
-                let again = again.ok_or("the entry disappeared between lookup and download")?;
-                backend.download(&again).map_err(|e| e.to_string())?
-            }
-            other => other.map_err(|e| e.to_string())?,
-        };
+        let reader = backend.download(hit).map_err(|e| e.to_string())?;
         let mut reader = Progress::new(reader, format!("{}: downloaded", plan.target.name()), hit.size);
         archive::unpack(&mut reader, &staging, &unpack_limits(hit.size)).map_err(|e| e.to_string())?;
         let invalidated = validate_restored(plan, &staging);

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use uv_nox_cache::backend::artifact_cache::ArtifactCacheBackend;
 use uv_nox_cache::backend::github::GithubBackend;
-use uv_nox_cache::backend::{self, Backend, BackendError, Hit, Location, Saved, Secret, Tuning};
+use uv_nox_cache::backend::transfer::SignedUrl;
+use uv_nox_cache::backend::{self, Backend, BackendError, CacheMode, Hit, Locator, Saved, Secret, Tuning};
 
 use crate::support::action::Protocol;
 use crate::support::cache_server::{CacheServer, Fault, LoggedRequest, Personality, Route};
@@ -509,7 +510,7 @@ fn service_answers_map_to_outcomes() {
     // Lenient v2 parsing: camelCase names; a finalize answer with a numeric entry id.
     save(&*v2, "real", VERSION, &payload(100, 2));
     let url = v2.lookup(&keys(&["real"]), VERSION).unwrap().unwrap();
-    let Location::Url(url) = url.location else { unreachable!() };
+    let url = url.locator.get::<SignedUrl>().expect("a v2 hit carries a signed URL").url.clone();
     let camel =
         serde_json::json!({"ok": true, "signedDownloadUrl": url.expose(), "matchedKey": "Real"}).to_string();
     server.inject(answer(Route::Lookup, 200, &camel));
@@ -605,18 +606,22 @@ fn forced_conflicts_are_already_exists() {
     }
 }
 
+/// A signed URL refused once (expired) is looked up again inside the backend, and the
+/// download goes on from the new URL; one refused for good ends as `Expired`.
 #[test]
-fn an_expired_signed_url_is_expired_and_a_new_lookup_works() {
+fn an_expired_signed_url_is_looked_up_again_by_the_backend() {
     for proto in [Protocol::V1, Protocol::V2] {
         let server = CacheServer::start(Personality::Github);
         let backend = backend_for(&server, proto);
         save(&*backend, "k", VERSION, &payload(2000, 1));
         let hit = backend.lookup(&keys(&["k"]), VERSION).unwrap().unwrap();
+        server.clear_requests();
         server.inject(Fault::expired_url());
+        assert_eq!(fetch(&*backend, &hit), payload(2000, 1), "{proto:?}");
+        assert_eq!(routed(&server, Route::Lookup).len(), 1, "{proto:?}: one more lookup");
+        server.inject(Fault::Status { route: Route::Download, status: 403, times: usize::MAX });
         let error = backend.download(&hit).err().expect("refused");
         assert!(matches!(error, BackendError::Expired { .. }), "{proto:?}: {error:?}");
-        let hit = backend.lookup(&keys(&["k"]), VERSION).unwrap().unwrap();
-        assert_eq!(fetch(&*backend, &hit), payload(2000, 1));
     }
 }
 
@@ -646,8 +651,9 @@ fn no_token_or_signed_query_in_any_error() {
         let backend = client(&server, proto, Duration::from_secs(10));
         save(&*backend, &format!("k-{proto:?}"), VERSION, &payload(1500, 1));
         let hit = backend.lookup(&keys(&[&format!("k-{proto:?}")]), VERSION).unwrap().unwrap();
-        server.inject(Fault::expired_url());
+        server.inject(Fault::Status { route: Route::Download, status: 403, times: usize::MAX });
         errors.push(backend.download(&hit).err().unwrap());
+        server.clear_faults();
         server.inject(Fault::persistent_server_error(Route::Any));
         errors.push(backend.lookup(&keys(&["k"]), VERSION).unwrap_err());
         errors.push(backend.download(&hit).err().unwrap());
@@ -656,7 +662,10 @@ fn no_token_or_signed_query_in_any_error() {
         let dead = Hit {
             key: "k".into(),
             size: None,
-            location: Location::Url(Secret("http://127.0.0.1:9/blobstore/cache/1?sig=TOPSECRETSIG".into())),
+            locator: Locator::new(SignedUrl {
+                url: Secret("http://127.0.0.1:9/blobstore/cache/1?sig=TOPSECRETSIG".into()),
+                version: VERSION.into(),
+            }),
         };
         errors.push(backend.download(&dead).err().unwrap());
         assert!(!format!("{dead:?}").contains("TOPSECRETSIG"));
@@ -683,11 +692,13 @@ fn open_builds_both_runner_backends() {
     let token = Secret(server.token().into());
     let v1 = backend::open(
         &backend::BackendKind::ArtifactCache { url: server.base_url_v1(), token: token.clone() },
+        CacheMode::READ_WRITE,
         deadline,
         Tuning::default(),
     );
     let v2 = backend::open(
         &backend::BackendKind::Github { url: server.results_url(), token },
+        CacheMode::READ_WRITE,
         deadline,
         Tuning::default(),
     );
@@ -699,6 +710,7 @@ fn open_builds_both_runner_backends() {
             url: server.base_url_v1().trim_end_matches('/').into(),
             token: Secret(server.token().into()),
         },
+        CacheMode::READ_WRITE,
         deadline,
         Tuning::default(),
     );
