@@ -23,6 +23,11 @@ impl<R: Read> Progress<R> {
         let now = Instant::now();
         Progress { inner, label: label.into(), total, done: 0, started: now, last: now }
     }
+
+    /// The bytes read so far.
+    pub fn done(&self) -> u64 {
+        self.done
+    }
 }
 
 impl<R: Read> Read for Progress<R> {

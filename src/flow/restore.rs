@@ -56,9 +56,10 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
         return outcome;
     }
     match download_into_place(backend, plan, &hit) {
-        Ok(invalidated) => {
+        Ok((invalidated, downloaded)) => {
             outcome.restored = true;
             outcome.invalidated = invalidated;
+            outcome.size = outcome.size.or(Some(downloaded)); // v1 servers rarely say the size
         }
         Err(e) => {
             warn!("{name}: restoring {} failed, continuing without a cache: {e}", hit.key);
@@ -67,7 +68,7 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
     }
     outcome.elapsed = started.elapsed();
     let kind = if exact { "exact hit" } else { "fallback hit" };
-    let size = hit.size.map(human_size).unwrap_or_else(|| "? B".into());
+    let size = outcome.size.map(human_size).unwrap_or_default();
     info!("{name}: {kind}, {size} in {}", seconds(outcome.elapsed));
     outcome.result = kind.to_string();
     outcome
@@ -97,8 +98,12 @@ fn find(
 }
 
 /// Downloads and extracts into a staging directory, validates, and moves it into place.
-/// Returns the environments that failed validation (already deleted).
-fn download_into_place(backend: &dyn Backend, plan: &TargetPlan, hit: &Hit) -> Result<Vec<String>, String> {
+/// Returns the environments that failed validation (already deleted) and the bytes downloaded.
+fn download_into_place(
+    backend: &dyn Backend,
+    plan: &TargetPlan,
+    hit: &Hit,
+) -> Result<(Vec<String>, u64), String> {
     let staging =
         place::staging_dir(&plan.dir).map_err(|e| format!("preparing {}: {e}", plan.dir.display()))?;
     let result = (|| {
@@ -108,7 +113,7 @@ fn download_into_place(backend: &dyn Backend, plan: &TargetPlan, hit: &Hit) -> R
         let invalidated = validate_restored(plan, &staging);
         place::swap_into_place(&staging, &plan.dir)
             .map_err(|e| format!("moving into {}: {e}", plan.dir.display()))?;
-        Ok(invalidated)
+        Ok((invalidated, reader.done()))
     })();
     if result.is_err() {
         place::discard(&staging);

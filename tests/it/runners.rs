@@ -210,6 +210,12 @@ fn miss_then_exact_hit(runner: &str, workflow: &str) {
     assert!(warm.success, "{}", warm.log);
     assert!(warm.outputs().starts_with("cache-hit=true uv=true nox=true"), "{}", warm.log);
     assert!(warm.ran_gated_step(), "{}", warm.log);
+    // These servers report no size; the log gives what was downloaded.
+    for target in ["uv", "nox"] {
+        let line = warm.log.lines().find(|l| l.contains(&format!("{target}: exact hit, "))).unwrap_or("");
+        let size = line.split("exact hit, ").nth(1).unwrap_or("");
+        assert!(size.starts_with(|c: char| c.is_ascii_digit()), "{target}: no size in `{line}`\n{}", warm.log);
+    }
     assert!(!warm.log.contains(": saved"), "{}", warm.log);
     assert_eq!(host.stored_archives(), 2, "the warm job stored something:\n{}", warm.log);
     // The keys the runner's server handed back are the primary keys, lower-cased or not.
@@ -270,9 +276,9 @@ mod servers {
     use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
 
-    use crate::support::rig::{assert_clean, checkout, fresh_checkout, populate};
     use crate::support::action::{Job, Machine, snapshot};
     use crate::support::official::Official;
+    use crate::support::rig::{assert_clean, checkout, fresh_checkout, populate};
 
     /// A runner's cache server, killed on drop.
     struct RealServer {
