@@ -28,6 +28,7 @@ pub mod sh_entry;
 pub mod steps;
 pub mod target;
 pub mod test_tuning;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

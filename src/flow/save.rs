@@ -9,12 +9,13 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::archive::{self, PackSpec};
-use crate::backend::{self, ArchiveFile, Backend, BackendError, Saved};
+use crate::backend::{self, ArchiveFile, Backend, BackendError, BackendKind, Saved};
 use crate::config::{Config, SavePolicy, Target, UvPrune};
 use crate::envs;
 use crate::flow::{SaveReport, seconds, state_hit, state_key};
 use crate::runner::{self, human_size};
 use crate::target::{self, TargetPlan};
+use crate::token::{self, CacheAccess};
 
 /// Why the whole save is skipped, if it is.
 pub fn skip_reason(cfg: &Config) -> Option<String> {
@@ -23,6 +24,17 @@ pub fn skip_reason(cfg: &Config) -> Option<String> {
     }
     if !cfg.cache_mode.write {
         return Some("ACTIONS_CACHE_MODE does not allow writing the cache".into());
+    }
+    let runner_service =
+        matches!(cfg.backend, BackendKind::Github { .. } | BackendKind::ArtifactCache { .. });
+    if runner_service
+        && cfg.runner.token.as_ref().is_some_and(|t| token::cache_access(t.expose()) == CacheAccess::ReadOnly)
+    {
+        return Some(
+            "the runner's cache token is read-only (GitHub gives such tokens to untrusted triggers like \
+             `pull_request_target`); entries restore, but cannot be written"
+                .into(),
+        );
     }
     if cfg.save == SavePolicy::Auto {
         let event = cfg.runner.event_name.as_str();
@@ -109,6 +121,11 @@ fn save_target(
         (Err(BackendError::Unfinished(_)), Err(e)) | (Ok(Saved::Stored), Err(e)) => {
             warn!("{name}: packing {} failed; not saving: {e}", plan.dir.display());
             "pack failed".into()
+        }
+        // A read-only token or a cache policy: the service's decision, not trouble.
+        (Err(e @ BackendError::Denied { .. }), _) => {
+            crate::notice!("{name}: not saved, the cache service refused the write: {e}");
+            "write denied".into()
         }
         (Err(e), _) => {
             warn!("{name}: saving {key} failed: {e}");

@@ -17,4 +17,5 @@ mod runners;
 mod safety;
 mod secrets;
 mod sh_entry;
+mod tokens;
 mod support;
