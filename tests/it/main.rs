@@ -7,6 +7,7 @@ mod envs;
 mod faults;
 mod hash_files;
 mod hostile;
+mod inputs;
 mod interop;
 mod keys;
 mod metadata;
