@@ -4,7 +4,7 @@
 //!
 //! It speaks the v1 `_apis/artifactcache` REST API under a base path, the v2 Twirp
 //! `CacheService` at the origin, and an Azure-like blob host (Put Blob, Put Block, Put Block
-//! List; `GET` honouring `Range`), with the matching rules of spec §6.1. Two personalities:
+//! List; `GET` honouring `Range`), with the matching rules of docs/protocol.md §6.1. Two personalities:
 //! [`Personality::Github`] keeps key case and refuses a second save of a key + version (409 /
 //! `already_exists`); [`Personality::Forgejo`] (act / Forgejo / Gitea) lower-cases keys,
 //! allows duplicates (newest wins) and checks the committed size against `cacheSize`.
@@ -738,7 +738,7 @@ impl State {
         self.clock
     }
 
-    /// Spec §6.1: per key in order, the newest exact match, else the newest prefix match;
+    /// docs/protocol.md §6.1: per key in order, the newest exact match, else the newest prefix match;
     /// only complete entries with the identical version.
     fn find(&self, keys: &[String], version: &str) -> Option<&Entry> {
         let complete = || self.entries.iter().filter(|e| e.data.is_some() && e.version == version);
@@ -1108,7 +1108,7 @@ fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
     Some((a, b))
 }
 
-/// Spec §11: base64 of exactly 48 bytes — a 36-character UUID and a 12-digit index.
+/// docs/protocol.md §11: base64 of exactly 48 bytes — a 36-character UUID and a 12-digit index.
 fn valid_block_id(id: &str) -> bool {
     let Some(raw) = base64_decode(id) else { return false };
     if raw.len() != 48 {
