@@ -21,7 +21,7 @@ done
 triple="$arch-unknown-linux-$libc"
 bin="${UV_NOX_CACHE_BINARY:-$dist/$triple/uv-nox-cache}" # the override is for tests only
 if [ "$(uname -s)" != Linux ] || [ -z "$arch" ] || [ ! -x "$bin" ]; then
-  echo "::error::uv-nox-cache: no prebuilt binary for $(uname -s)/$(uname -m) ($libc): dist/$triple/uv-nox-cache is missing from this copy of the action. Fix: run the job on Linux x86_64 or aarch64 with a released tag (@v1), or use the node action OWNER/uv-nox-cache@v1 in an image with node (it can build from source when Rust is installed)."
+  echo "::error::uv-nox-cache: no prebuilt binary for $(uname -s)/$(uname -m) ($libc): dist/$triple/uv-nox-cache is missing from this copy of the action. Fix: run the job on Linux x86_64 or aarch64 with a released tag (@vX.Y.Z), or use the node action (OWNER/uv-nox-cache) in an image with node (it can build from source when Rust is installed)."
   exit 1
 fi
 # The runner's `sh -c` (this script's parent, kept alive by `|| exit $?` in action.yml) still

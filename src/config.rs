@@ -89,7 +89,8 @@ pub struct Config {
     pub working_directory: PathBuf,
     pub key_files: Vec<String>,
     pub key_suffix: Option<String>,
-    pub python: String,
+    /// The `python` input; `None` means `python3` on PATH.
+    pub python: Option<String>,
     pub restore_keys: RestoreKeys,
     pub save: SavePolicy,
     pub lookup_only: bool,
@@ -134,16 +135,14 @@ impl Config {
         cwd: &Path,
     ) -> Result<Self, ConfigError> {
         let runner = RunnerEnv::read(lookup, cwd);
-        let working_directory = runner
-            .workspace
-            .join(relative_path("working-directory", raw.working_directory.as_deref().unwrap_or("."))?);
+        let working_directory = parse_working_directory(raw.working_directory.as_deref(), &runner.workspace)?;
         let nox_envdir = working_directory.join(envdir_path(raw.nox_envdir.as_deref().unwrap_or(".nox"))?);
         let (backend, backend_reason) = select_backend(raw, lookup, &runner)?;
         Ok(Config {
             targets: parse_targets(raw.targets.as_deref().unwrap_or("uv nox"))?,
             key_files: parse_key_files(raw.key_files.as_deref(), runner.home.as_deref())?,
             key_suffix: parse_key_suffix(raw.key_suffix.as_deref())?,
-            python: raw.python.clone().unwrap_or_else(|| "python3".to_string()),
+            python: raw.python.clone(),
             restore_keys: choice(
                 "restore-keys",
                 raw.restore_keys.as_deref(),
@@ -158,10 +157,7 @@ impl Config {
             )?,
             lookup_only: boolean("lookup-only", raw.lookup_only.as_deref(), false)?,
             fail_on_cache_miss: boolean("fail-on-cache-miss", raw.fail_on_cache_miss.as_deref(), false)?,
-            uv_cache_dir: raw
-                .uv_cache_dir
-                .as_deref()
-                .map(|dir| expand_home(dir, &runner, &working_directory)),
+            uv_cache_dir: parse_uv_cache_dir(raw.uv_cache_dir.as_deref(), &runner, &working_directory)?,
             uv_prune: choice(
                 "uv-prune",
                 raw.uv_prune.as_deref(),
@@ -220,16 +216,88 @@ fn parse_targets(value: &str) -> Result<Vec<Target>, ConfigError> {
         let target = match word {
             "uv" => Target::Uv,
             "nox" => Target::Nox,
-            other => return Err(invalid("targets", format!("`{other}` is not a target; allowed: uv, nox"))),
+            other if other.contains(',') => {
+                return Err(invalid(
+                    "targets",
+                    format!(
+                        "`{value}` separates targets with commas; separate them with spaces \
+                         (`targets: uv nox`); the targets are `uv` and `nox`"
+                    ),
+                ));
+            }
+            other => {
+                return Err(invalid(
+                    "targets",
+                    format!(
+                        "`{other}` is not a target; the targets are `uv` and `nox`, \
+                         separated by spaces (`targets: uv nox`)"
+                    ),
+                ));
+            }
         };
         if !targets.contains(&target) {
             targets.push(target);
         }
     }
     if targets.is_empty() {
-        return Err(invalid("targets", "no target given; allowed: uv, nox (space-separated)"));
+        return Err(invalid(
+            "targets",
+            "no target given; the targets are `uv` and `nox`, separated by spaces (`targets: uv nox`)",
+        ));
     }
     Ok(targets)
+}
+
+/// The project root: a directory inside the workspace that exists. A misspelt or not yet
+/// checked-out directory would otherwise give keys of no files and cache nothing useful.
+fn parse_working_directory(value: Option<&str>, workspace: &Path) -> Result<PathBuf, ConfigError> {
+    let value = value.unwrap_or(".");
+    let dir = workspace.join(relative_path("working-directory", value)?);
+    // The workspace itself is the runner's to provide; only a directory below it is checked.
+    if dir != workspace && !dir.is_dir() {
+        let what = if dir.exists() { "is not a directory" } else { "does not exist" };
+        return Err(invalid(
+            "working-directory",
+            format!(
+                "`{value}` {what} (looked at {}); give the project's directory relative to the \
+                 workspace, and check it out before this step (the `path:` of actions/checkout)",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+/// The `uv-cache-dir` input, resolved. uv itself follows `UV_CACHE_DIR`, so an input naming
+/// another directory would cache a directory uv never writes: both set and different is an
+/// error rather than one silently winning (docs/decisions.md).
+fn parse_uv_cache_dir(
+    value: Option<&str>,
+    runner: &RunnerEnv,
+    working_directory: &Path,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(value) = value else { return Ok(None) };
+    let dir = expand_home(value, runner, working_directory);
+    if let Some(env_dir) = &runner.uv_cache_dir_env {
+        let env_dir = working_directory.join(env_dir);
+        if normalize(&env_dir) != normalize(&dir) {
+            return Err(invalid(
+                "uv-cache-dir",
+                format!(
+                    "`{value}` ({}) is not the directory `UV_CACHE_DIR` names ({}), which uv writes \
+                     to; remove the input or the variable, or set both to the same directory",
+                    dir.display(),
+                    env_dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(Some(dir))
+}
+
+/// `path` without `.` components or a trailing slash (no file system access).
+fn normalize(path: &Path) -> PathBuf {
+    path.components().filter(|c| !matches!(c, Component::CurDir)).collect()
 }
 
 /// The `key-files` lines, each checked as hashFiles would parse it: a pattern the runner refuses
@@ -355,7 +423,8 @@ pub fn is_ghes(server_url: Option<&str>) -> bool {
     !(host == "GITHUB.COM" || host.ends_with(".GHE.COM") || host.ends_with(".LOCALHOST"))
 }
 
-/// Chooses the cache service as `@actions/cache` does (spec §1.2), or as the `backend` input forces.
+/// Chooses the cache service as `@actions/cache` does (docs/protocol.md §1.2), or as the `backend`
+/// input forces.
 fn select_backend(
     raw: &RawInputs,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -549,9 +618,68 @@ mod tests {
 
     #[test]
     fn working_directory_moves_the_envdir() {
-        let cfg = config(&[("INPUT_WORKING-DIRECTORY", "./sub/proj"), ("INPUT_NOX-ENVDIR", "envs")]).unwrap();
-        assert_eq!(cfg.working_directory, PathBuf::from("/ws/sub/proj"));
-        assert_eq!(cfg.nox_envdir, PathBuf::from("/ws/sub/proj/envs"));
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(ws.path().join("sub/proj")).unwrap();
+        let ws_var = ws.path().to_str().unwrap();
+        let cfg = config(&[
+            ("GITHUB_WORKSPACE", ws_var),
+            ("INPUT_WORKING-DIRECTORY", "./sub/proj"),
+            ("INPUT_NOX-ENVDIR", "envs"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.working_directory, ws.path().join("sub/proj"));
+        assert_eq!(cfg.nox_envdir, ws.path().join("sub/proj/envs"));
+    }
+
+    #[test]
+    fn a_working_directory_that_is_not_there_is_an_error() {
+        let ws = tempfile::tempdir().unwrap();
+        std::fs::write(ws.path().join("file"), "x").unwrap();
+        let ws_var = ws.path().to_str().unwrap();
+        for (value, says) in [("does-not-exist", "does not exist"), ("file", "is not a directory")] {
+            let err =
+                config(&[("GITHUB_WORKSPACE", ws_var), ("INPUT_WORKING-DIRECTORY", value)]).unwrap_err();
+            assert_eq!(err.input, "working-directory");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("`{value}` {says}")) && text.contains("actions/checkout"),
+                "{text}"
+            );
+        }
+        // The workspace itself is not checked: the runner provides it.
+        assert!(config(&[("INPUT_WORKING-DIRECTORY", ".")]).is_ok());
+    }
+
+    #[test]
+    fn targets_errors_say_how_targets_are_separated() {
+        let err = config(&[("INPUT_TARGETS", "uv,nox")]).unwrap_err().to_string();
+        assert!(
+            err.contains("`uv,nox` separates targets with commas") && err.contains("`targets: uv nox`"),
+            "{err}"
+        );
+        let err = config(&[("INPUT_TARGETS", "uv pip")]).unwrap_err().to_string();
+        assert!(err.contains("`pip` is not a target") && err.contains("separated by spaces"), "{err}");
+    }
+
+    #[test]
+    fn uv_cache_dir_must_agree_with_uv_cache_dir_env() {
+        let home = [("HOME", "/home/u")];
+        let err = config(&[home[0], ("UV_CACHE_DIR", "/tmp/uv"), ("INPUT_UV-CACHE-DIR", "~/.cache/uv")])
+            .unwrap_err();
+        assert_eq!(err.input, "uv-cache-dir");
+        let text = err.to_string();
+        assert!(
+            text.contains("/home/u/.cache/uv") && text.contains("/tmp/uv") && text.contains("UV_CACHE_DIR"),
+            "{text}"
+        );
+        // The same directory written two ways is no conflict (the post step sees the
+        // UV_CACHE_DIR the main step exported).
+        let cfg =
+            config(&[home[0], ("UV_CACHE_DIR", "/home/u/.cache/uv/"), ("INPUT_UV-CACHE-DIR", "~/.cache/uv")])
+                .unwrap();
+        assert_eq!(cfg.uv_cache_dir, Some(PathBuf::from("/home/u/.cache/uv")));
+        assert!(config(&[home[0], ("UV_CACHE_DIR", "/tmp/uv")]).is_ok());
+        assert!(config(&[home[0], ("INPUT_UV-CACHE-DIR", "/tmp/uv")]).is_ok());
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! hashFiles(): the runner's algorithm, byte for byte, so that our cache keys equal the keys a
-//! workflow computes with `hashFiles(...)` (DESIGN.md §2 and §4).
+//! workflow computes with `hashFiles(...)` (docs/design.md §2 and §4).
 //!
 //! The runner hands the patterns to a bundled node script built on `@actions/glob` 0.4.0 and
 //! minimatch 3.1.2; this module reproduces that script on Unix. `pattern` builds and matches one
 //! pattern, `walk` finds the files in the runner's order, and this file hashes them:
 //! `sha256(sha256(file1) || sha256(file2) || ...)` in hex, or "" when no file matched.
-//! The full algorithm, with its quirks, is in `/work/shared/spec/hashfiles.md`.
+//! The full algorithm, with its quirks, is in `docs/hashfiles.md`.
 
 mod pattern;
 mod walk;

@@ -3,7 +3,7 @@
 
 use crate::env;
 
-/// Every input the action accepts, as declared in action.yml (DESIGN §3).
+/// Every input the action accepts, as declared in action.yml (docs/design.md §3).
 pub const INPUT_NAMES: &[&str] = &[
     "targets",
     "working-directory",

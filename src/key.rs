@@ -1,7 +1,7 @@
 //! Cache keys and versions.
 //!
 //! A key reads `uv-nox-cache-<schema>-<target>-<os>-<arch>-<fingerprint>[-<suffix>]-<hash>`
-//! (DESIGN §4). The restore prefix is the key without its hash. The service-side `version` is
+//! (docs/design.md §4). The restore prefix is the key without its hash. The service-side `version` is
 //! (`backend::version`) is computed as `@actions/cache` computes it, from the path string a
 //! user would give it.
 

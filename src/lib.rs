@@ -64,14 +64,42 @@ pub fn run(args: &[String]) -> ExitCode {
             println!("uv-nox-cache {VERSION} (source {SOURCE_HASH})");
             ExitCode::SUCCESS
         }
-        _ => {
-            eprintln!(
-                "usage: uv-nox-cache <restore|save|key|hash-files [--follow-symbolic-links] PATTERN...|inputs|--version>"
-            );
+        Some("--help" | "-h" | "help") => {
+            print!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprint!("uv-nox-cache: unknown command `{other}`\n\n{HELP}");
+            ExitCode::from(2)
+        }
+        None => {
+            eprint!("uv-nox-cache: no command given\n\n{HELP}");
             ExitCode::from(2)
         }
     }
 }
+
+/// What `--help` prints: every command, and how inputs are passed.
+const HELP: &str = "\
+usage: uv-nox-cache <command>
+
+Restores and saves uv caches and nox environments through the CI runner's cache service.
+Inputs are read from INPUT_<NAME> variables as the runner passes them: the input's name in
+upper case with its hyphens kept, e.g.
+    env 'INPUT_WORKING-DIRECTORY=sub' 'INPUT_TARGETS=uv nox' uv-nox-cache key
+
+commands:
+  restore        the action's main step: restore each target, write outputs and state
+  save           the action's post step: save each target that was not an exact hit
+  key            print `<target> <primary key>` for each target; contacts no service
+  hash-files [--follow-symbolic-links] PATTERN...
+                 print what the runner's hashFiles('PATTERN', ...) gives for
+                 GITHUB_WORKSPACE (or the current directory); an empty line when nothing
+                 matches; exit 1 where hashFiles() would fail the step
+  inputs         print the name of every input the action reads, one a line
+  --version      print the release and the hash of the sources this binary was built from
+  --help         print this help
+";
 
 /// `uv-nox-cache key`: one line per target, contacting no service.
 fn key_command(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {

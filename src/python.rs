@@ -20,6 +20,9 @@ impl Interpreter {
     }
 }
 
+/// The interpreter asked when the `python` input is not given, and always for the uv key.
+pub const DEFAULT: &str = "python3";
+
 const PROBE: &str =
     "import os, platform, sys; print(os.path.realpath(sys.executable)); print(platform.python_version())";
 

@@ -53,15 +53,9 @@ pub enum PlanError {
     KeyTooLong { target: &'static str, len: usize, max: usize },
 }
 
-/// Builds the plans for every configured target, asking the interpreter once.
+/// Builds the plans for every configured target, asking each interpreter once.
 pub fn plans(cfg: &Config) -> Result<Vec<TargetPlan>, PlanError> {
-    let interpreter = python::probe(&cfg.python, &cfg.working_directory);
-    if interpreter.is_none() {
-        crate::notice!(
-            "`{}` did not run; the keys carry `unknown` for the interpreter (set the `python` input)",
-            cfg.python
-        );
-    }
+    let (uv_python, nox_python) = interpreters(cfg);
     let dirs: Vec<(Target, PathBuf, &'static str)> = cfg
         .targets
         .iter()
@@ -75,8 +69,46 @@ pub fn plans(cfg: &Config) -> Result<Vec<TargetPlan>, PlanError> {
         .collect();
     let cached: Vec<&Path> = dirs.iter().map(|(_, dir, _)| dir.as_path()).collect();
     dirs.iter()
-        .map(|(target, dir, source)| plan(cfg, *target, interpreter.as_ref(), dir, source, &cached))
+        .map(|(target, dir, source)| {
+            let interpreter = if *target == Target::Uv { &uv_python } else { &nox_python };
+            plan(cfg, *target, interpreter.as_ref(), dir, source, &cached)
+        })
         .collect()
+}
+
+/// The interpreters the keys are computed with: `python3` on PATH for uv (its key carries the
+/// Python minor version and does not follow the `python` input), the `python` input (else
+/// `python3`) for nox. One that does not run is keyed as `unknown` and reported: a warning naming
+/// the path when the `python` input names it, a notice when `python3` is simply not on PATH.
+fn interpreters(cfg: &Config) -> (Option<Interpreter>, Option<Interpreter>) {
+    let wants = |t: Target| cfg.targets.contains(&t);
+    let given = cfg.python.as_deref().filter(|p| *p != python::DEFAULT);
+    let default = (wants(Target::Uv) || (wants(Target::Nox) && given.is_none()))
+        .then(|| python::probe(python::DEFAULT, &cfg.working_directory))
+        .flatten();
+    let nox = match given {
+        Some(path) if wants(Target::Nox) => {
+            let found = python::probe(path, &cfg.working_directory);
+            if found.is_none() {
+                tracing::warn!(
+                    "the `python` input `{path}` did not run (from {}); the nox key carries `unknown` \
+                     for the interpreter. Point `python` at an interpreter that exists (e.g. the \
+                     `python-path` output of actions/setup-python), or leave it unset for `python3` on PATH",
+                    cfg.working_directory.display()
+                );
+            }
+            found
+        }
+        Some(_) => None,
+        None => default.clone(),
+    };
+    if default.is_none() && (wants(Target::Uv) || given.is_none()) {
+        crate::notice!(
+            "`python3` is not on PATH, so the keys computed with it carry `unknown` for the \
+             interpreter; set up Python before this step (actions/setup-python)"
+        );
+    }
+    (default, nox)
 }
 
 fn plan(

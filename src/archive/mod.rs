@@ -1,7 +1,7 @@
 //! Archives in actions/cache's format: PAX tar, zstd or gzip, names relative to the workspace.
 //!
 //! Why this exists: an entry saved by `actions/cache` must restore here and one saved here must
-//! restore with `actions/cache` (spec §5), yet the `tar` crate's own extraction is unfit for it
+//! restore with `actions/cache` (docs/protocol.md §5), yet the `tar` crate's own extraction is unfit for it
 //! (`unpack_in` silently drops every `..` entry, hard links resolve against the process cwd) and
 //! a cache archive is untrusted input. So this module writes the tar stream itself and computes
 //! every destination itself.
@@ -73,7 +73,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// The compression method string of `@actions/cache` (spec §2.2).
+    /// The compression method string of `@actions/cache` (docs/protocol.md §2.2).
     pub fn label(self) -> &'static str {
         match self {
             Compression::Zstd => "zstd-without-long",

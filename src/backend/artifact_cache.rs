@@ -1,4 +1,4 @@
-//! The v1 `_apis/artifactcache` REST protocol (spec §3): GHES, nektos/act, Forgejo and Gitea
+//! The v1 `_apis/artifactcache` REST protocol (docs/protocol.md §3): GHES, nektos/act, Forgejo and Gitea
 //! runners. It exists as its own file because its save path (reserve → chunked `PATCH` →
 //! commit) and its error shapes share nothing with the v2 Twirp protocol but the HTTP helpers.
 //!

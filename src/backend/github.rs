@@ -1,4 +1,4 @@
-//! The v2 cache service of github.com (spec §4): Twirp JSON calls for lookup and reservation,
+//! The v2 cache service of github.com (docs/protocol.md §4): Twirp JSON calls for lookup and reservation,
 //! and the bytes themselves on Azure-style blob storage behind signed URLs. It is its own file
 //! because the blob side (Put Blob / Put Block / Put Block List, ranged parallel downloads)
 //! is most of the work and has nothing in common with v1's chunked `PATCH`.
@@ -25,7 +25,7 @@ use super::transfer::{self, SignedUrl};
 use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved, Secret};
 
 const SERVICE: &str = "twirp/github.actions.results.api.v1.CacheService";
-/// The blob REST version sent with uploads (any version ≥ 2019-12-12 works, spec §4.5).
+/// The blob REST version sent with uploads (any version ≥ 2019-12-12 works, docs/protocol.md §4.5).
 const BLOB_API_VERSION: &str = "2020-04-08";
 
 /// A client of github.com's cache service.
@@ -171,7 +171,7 @@ impl Backend for GithubBackend {
     }
 
     /// Ranged GETs of the signed URL; when the signature has expired (the URLs are signed for
-    /// a limited time, spec §4.4), the entry is looked up again first.
+    /// a limited time, docs/protocol.md §4.4), the entry is looked up again first.
     fn download(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError> {
         let version = &hit.locator::<SignedUrl>(&self.name())?.version;
         transfer::download_again_if_expired(self, hit, version, self.fetch(hit), |again| self.fetch(again))
@@ -182,7 +182,7 @@ impl Backend for GithubBackend {
     fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError> {
         let first = archive.wait_for(1)?;
         if first.complete && first.bytes == 0 {
-            // Finalizing an empty upload is answered 500 by some servers (spec §11).
+            // Finalizing an empty upload is answered 500 by some servers (docs/protocol.md §11).
             let message = format!("{} is empty", archive.path().display());
             return Err(BackendError::Rejected { op: "save", message });
         }
@@ -323,7 +323,7 @@ fn blob_answer(
     }
 }
 
-/// The block id of spec §11: base64 of a 36-character UUID and the 12-digit block index.
+/// The block id of docs/protocol.md §11: base64 of a 36-character UUID and the 12-digit block index.
 pub(crate) fn block_id(uuid: &str, index: u64) -> String {
     let raw = format!("{uuid}{index:012}");
     debug_assert_eq!(raw.len(), 48);

@@ -5,7 +5,7 @@
 //!   [`status_error`], and error bodies are kept (BOM stripped, truncated) because they are the
 //!   best diagnostics the services give.
 //! - [`Http::retry`] retries 5xx and network errors with the toolkit's backoff (3 s × 1.5ⁿ,
-//!   spec §4.1) and honours `429 Retry-After`, but never sleeps past the overall deadline
+//!   docs/protocol.md §4.1) and honours `429 Retry-After`, but never sleeps past the overall deadline
 //!   given to `backend::open`; a request cut short by that deadline is
 //!   [`BackendError::TimedOut`].
 //! - Nothing that leaves this module names a token or a signed URL's query string: URLs are

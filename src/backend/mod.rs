@@ -180,7 +180,7 @@ fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<
     }
 }
 
-/// The cache "version" of the toolkit's `getCacheVersion` (spec §2.2): SHA-256 hex of the
+/// The cache "version" of the toolkit's `getCacheVersion` (docs/protocol.md §2.2): SHA-256 hex of the
 /// `path` input lines exactly as typed, the compression label (`zstd-without-long`, `gzip`,
 /// legacy `zstd`), `windows-only` when computed on Windows, and the salt `1.0`, joined by `|`.
 ///
@@ -203,7 +203,7 @@ pub fn version(path: &str, compression_label: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The worked examples of spec §2.2, computed by the 6.3.0 toolkit.
+    /// The worked examples of docs/protocol.md §2.2, computed by the 6.3.0 toolkit.
     #[test]
     #[cfg(not(windows))]
     fn version_matches_the_toolkit() {

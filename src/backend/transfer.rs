@@ -125,7 +125,7 @@ pub(crate) fn download_again_if_expired(
 }
 
 /// Downloads `url` with ranged parallel GETs when the host supports them (`206` with a total
-/// in `Content-Range`), else streams the one answer it gave (spec §11). A refused URL
+/// in `Content-Range`), else streams the one answer it gave (docs/protocol.md §11). A refused URL
 /// (401/403) is [`BackendError::Expired`].
 pub(crate) fn ranged_download(http: &Http, url: &Secret) -> Result<Box<dyn Read + Send>, BackendError> {
     let op = "download";

@@ -2,7 +2,7 @@
 //!
 //! An env restored with a copy of the project in `site-packages` runs that old copy whenever the
 //! install step is skipped (`nox -R`, `if: cache-hit != 'true'`) or pip keeps a same-version
-//! wheel (spec/domain.md §4). Leaving the project out of the archive makes it simply absent after
+//! wheel (docs/domain.md §4). Leaving the project out of the archive makes it simply absent after
 //! restore: installs rebuild it, and a skipped install fails loudly with an ImportError.
 
 use std::collections::HashSet;

@@ -2,7 +2,7 @@
 //!
 //! A venv is not relocatable: `bin/python` links to an absolute base interpreter, `pyvenv.cfg`
 //! names its directory, and console-script shebangs embed the env's own absolute path
-//! (spec/domain.md §2, §3). nox checks none of that beyond a dangling `bin/python`, and cannot
+//! (docs/domain.md §2, §3). nox checks none of that beyond a dangling `bin/python`, and cannot
 //! tell whether the interpreter behind a still-valid link is the one the env was built with. So
 //! each saved env carries a marker of what it was built against, and after restore every env is
 //! checked against this machine; one that does not fit is deleted (nox recreates it) rather than

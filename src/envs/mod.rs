@@ -1,7 +1,7 @@
-//! What makes a cached environment safe (DESIGN §5): leaving the workspace's own code out of saved
+//! What makes a cached environment safe (docs/design.md §5): leaving the workspace's own code out of saved
 //! envs and out of the uv cache, a marker per env, and validation after restore.
 //!
-//! A restored env must never run a stale copy of the project (spec/domain.md §4). So before
+//! A restored env must never run a stale copy of the project (docs/domain.md §4). So before
 //! saving, the workspace's own distributions are left out of every env ([`nox_project_eviction`])
 //! and uv's builds of local paths are left out of the uv cache ([`uv_local_builds`]); each env
 //! gets a marker recording what it was built against ([`markers`]); after restore each env is

@@ -1,5 +1,5 @@
 //! Does a noxfile turn env reuse on? A cached `.nox` only helps when it does: nox's default
-//! (`--reuse-venv=no`) deletes and recreates every env (spec/domain.md §3), which is the
+//! (`--reuse-venv=no`) deletes and recreates every env (docs/domain.md §3), which is the
 //! lsst-sqre/run-nox trap. The answer only decides whether to print a notice, so a plain text
 //! scan is enough; it does not run or parse Python.
 

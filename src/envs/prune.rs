@@ -1,5 +1,5 @@
 //! `uv cache prune --ci` before saving: keeps the wheels uv built from source (expensive) and
-//! drops what can be downloaded again (spec/domain.md §2).
+//! drops what can be downloaded again (docs/domain.md §2).
 //!
 //! Never with `UV_LINK_MODE=symlink`: envs then link straight into the cache, and pruning it
 //! breaks them (uv#12003, uv#13270).

@@ -6,7 +6,7 @@
 //! runner's matching has many quirks that a general glob crate does not share: `[!]` matches any
 //! character, `[[:digit:]]` is a one-character set followed by `]`, `{a,b}` is literal, `\` escapes,
 //! `?` matches one UTF-16 code unit, and a segment with a wildcard never matches an empty name.
-//! Reference: `/work/shared/spec/hashfiles.md` §2.3 and §2.4.
+//! Reference: `docs/hashfiles.md` §2.3 and §2.4.
 
 use std::fmt;
 

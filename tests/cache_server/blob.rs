@@ -1,5 +1,5 @@
 //! The Azure-like blob host behind v2's signed URLs: Put Blob, Put Block and Put Block List
-//! (with the toolkit's block-id format, spec §11), and `GET` honouring `Range` — or, when the
+//! (with the toolkit's block-id format, docs/protocol.md §11), and `GET` honouring `Range` — or, when the
 //! server is set so, ignoring it and answering `200` chunked.
 
 use std::sync::Arc;
@@ -112,7 +112,7 @@ pub(super) fn blob_error(status: u16, code: &str) -> Response {
     .with_header("x-ms-error-code", code)
 }
 
-/// Spec §11: base64 of exactly 48 bytes — a 36-character UUID and a 12-digit index.
+/// docs/protocol.md §11: base64 of exactly 48 bytes — a 36-character UUID and a 12-digit index.
 pub(super) fn valid_block_id(id: &str) -> bool {
     let Some(raw) = base64_decode(id) else { return false };
     if raw.len() != 48 {

@@ -45,6 +45,8 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("cache-server: {problem}");
     }
-    eprintln!("usage: cache-server --port N [--personality github|forgejo|gitea] [--token T] [--ignore-range]");
+    eprintln!(
+        "usage: cache-server --port N [--personality github|forgejo|gitea] [--token T] [--ignore-range]"
+    );
     std::process::exit(2)
 }

@@ -4,7 +4,7 @@
 //!
 //! It speaks the v1 `_apis/artifactcache` REST API under a base path, the v2 Twirp
 //! `CacheService` at the origin, and an Azure-like blob host (Put Blob, Put Block, Put Block
-//! List; `GET` honouring `Range`), with the matching rules of spec §6.1. Two personalities:
+//! List; `GET` honouring `Range`), with the matching rules of docs/protocol.md §6.1. Two personalities:
 //! [`Personality::Github`] keeps key case and refuses a second save of a key + version (409 /
 //! `already_exists`); [`Personality::Forgejo`] (act / Forgejo) lower-cases keys, allows
 //! duplicates (newest wins) and checks the committed size against `cacheSize`;

@@ -1,7 +1,7 @@
 //! What the server holds: entries (reserved, then complete), the blobs behind v2's signed
 //! URLs, the fault list and the request log, all behind one lock; and the rules both
-//! protocols share: key normalisation per personality, the token check, and matching (spec
-//! §6.1).
+//! protocols share: key normalisation per personality, the token check, and matching
+//! (docs/protocol.md §6.1).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -97,7 +97,7 @@ impl State {
         self.clock
     }
 
-    /// Spec §6.1: per key in order, the newest exact match, else the newest prefix match;
+    /// docs/protocol.md §6.1: per key in order, the newest exact match, else the newest prefix match;
     /// only complete entries with the identical version.
     pub(super) fn find(&self, keys: &[String], version: &str) -> Option<&Entry> {
         let complete = || self.entries.iter().filter(|e| e.data.is_some() && e.version == version);

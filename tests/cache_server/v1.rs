@@ -8,16 +8,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use super::{Personality, base_path};
 use super::http::{Request, Response, parse_content_range};
 use super::store::{State, Stored};
+use super::{Personality, base_path};
 
 impl State {
     pub(super) fn v1(&mut self, request: &mut Request, resource: &str) -> Response {
         if let Some(id) = resource.strip_prefix("artifacts/") {
             let id: Option<u64> = id.parse().ok();
-            if self.config.personality == Personality::Gitea && !id.is_some_and(|id| self.signed(request, id)) {
-                return Response::json(401, serde_json::json!({"error": "the signature is invalid or expired"}));
+            if self.config.personality == Personality::Gitea && !id.is_some_and(|id| self.signed(request, id))
+            {
+                return Response::json(
+                    401,
+                    serde_json::json!({"error": "the signature is invalid or expired"}),
+                );
             }
             let data =
                 id.and_then(|id| self.entries.iter().find(|e| e.id == id)).and_then(|e| e.data.clone());

@@ -1,6 +1,6 @@
 // Reference hashFiles for the conformance tests (tests/it/hash_files.rs): does what the
 // runner's bundled hashFiles script does, on top of the runner's @actions/glob 0.4.0.
-// See /work/shared/spec/hashfiles.md §2.2.
+// See docs/hashfiles.md §2.2.
 //
 // Like the runner:
 //   cwd = the workspace; env `patterns` = the pattern arguments joined with "\n";

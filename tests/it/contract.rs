@@ -50,7 +50,8 @@ fn exact_hit_after_save(service: Service) {
     assert_clean(&post);
     assert!(post.stdout.contains("not saving"), "{}", post.log());
     if rig.server.is_some() {
-        // The versions actions/cache computes for `path: ~/.cache/uv` and `path: .nox` (spec §2.2).
+        // The versions actions/cache computes for `path: ~/.cache/uv` and `path: .nox`
+        // (docs/protocol.md §2.2).
         let uv_version = "5ba428ba583e06456281373eb4d3b9dcfffa872e0ab7793092420651d9c0bf1c";
         let saved: Vec<String> = vec![uv_version.into(), version(".nox", "zstd-without-long")];
         assert_eq!(rig.versions(Route::Reserve), saved.into_iter().collect());

@@ -1,4 +1,4 @@
-//! The action's packaging: the action.yml files declare DESIGN.md §3, the node launcher's
+//! The action's packaging: the action.yml files declare docs/design.md §3, the node launcher's
 //! platform table matches the release matrix, and the launcher fails or falls back as documented.
 
 use std::collections::BTreeSet;
@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_yaml_ng::{Mapping, Value};
 
-/// The inputs of DESIGN.md §3, in its order, with the `default:` each action.yml declares
+/// The inputs of docs/design.md §3, in its order, with the `default:` each action.yml declares
 /// (`None`: computed at run time, so not declared).
 // The binary's own list (`uv-nox-cache inputs`) is compared with it below.
 const DESIGN_INPUTS: &[(&str, Option<&str>)] = &[
@@ -92,7 +92,7 @@ fn described_names(action: &Mapping, key: &str, rel: &str) -> Vec<String> {
         .collect()
 }
 
-/// The three node actions and the Forgejo sh action all take the inputs of DESIGN.md §3.
+/// The three node actions and the Forgejo sh action all take the inputs of docs/design.md §3.
 const ACTIONS: &[&str] = &["action.yml", "restore/action.yml", "save/action.yml", "forgejo/action.yml"];
 
 #[test]
@@ -100,7 +100,11 @@ fn every_action_declares_the_design_inputs_with_descriptions() {
     let want: Vec<String> = DESIGN_INPUTS.iter().map(|(name, _)| name.to_string()).collect();
     for rel in ACTIONS {
         let action = yaml(rel);
-        assert_eq!(described_names(&action, "inputs", rel), want, "{rel}: inputs differ from DESIGN.md §3");
+        assert_eq!(
+            described_names(&action, "inputs", rel),
+            want,
+            "{rel}: inputs differ from docs/design.md §3"
+        );
     }
 }
 

@@ -1052,7 +1052,8 @@ fn gitea_signed_archive_urls_go_without_the_token_and_are_renewed_when_expired()
     let hit = backend.lookup(&keys(&["uv-gitea"]), VERSION).unwrap().expect("hit");
     assert_eq!(fetch(&*backend, &hit), bytes);
     let requests = server.requests();
-    let downloads: Vec<&LoggedRequest> = requests.iter().filter(|r| r.route == Some(Route::Download)).collect();
+    let downloads: Vec<&LoggedRequest> =
+        requests.iter().filter(|r| r.route == Some(Route::Download)).collect();
     assert!(!downloads.is_empty(), "{requests:?}");
     for r in &downloads {
         assert_eq!(r.header("authorization"), None, "the token went to the archive URL: {r:?}");

@@ -214,7 +214,11 @@ fn miss_then_exact_hit(runner: &str, workflow: &str) {
     for target in ["uv", "nox"] {
         let line = warm.log.lines().find(|l| l.contains(&format!("{target}: exact hit, "))).unwrap_or("");
         let size = line.split("exact hit, ").nth(1).unwrap_or("");
-        assert!(size.starts_with(|c: char| c.is_ascii_digit()), "{target}: no size in `{line}`\n{}", warm.log);
+        assert!(
+            size.starts_with(|c: char| c.is_ascii_digit()),
+            "{target}: no size in `{line}`\n{}",
+            warm.log
+        );
     }
     assert!(!warm.log.contains(": saved"), "{}", warm.log);
     assert_eq!(host.stored_archives(), 2, "the warm job stored something:\n{}", warm.log);

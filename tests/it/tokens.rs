@@ -61,10 +61,17 @@ fn a_service_that_denies_the_write_is_a_notice() {
     for protocol in [Protocol::V2, Protocol::V1] {
         let server = CacheServer::start(Personality::Github);
         let denied = match protocol {
-            Protocol::V2 => r#"{"code":"permission_denied","msg":"cache write denied: token has no writable scopes"}"#,
+            Protocol::V2 => {
+                r#"{"code":"permission_denied","msg":"cache write denied: token has no writable scopes"}"#
+            }
             Protocol::V1 => r#"{"message":"cache write denied: token has no writable scopes"}"#,
         };
-        server.inject(Fault::Answer { route: Route::Reserve, status: 403, body: denied.into(), times: usize::MAX });
+        server.inject(Fault::Answer {
+            route: Route::Reserve,
+            status: 403,
+            body: denied.into(),
+            times: usize::MAX,
+        });
         let machine = Machine::new();
         checkout(&machine);
         let mut job = machine.job();
@@ -74,7 +81,8 @@ fn a_service_that_denies_the_write_is_a_notice() {
         let post = job.post();
         assert_eq!(post.code, 0, "{}", post.log());
         assert!(!post.stdout.contains("::warning::"), "{protocol:?}: {}", post.log());
-        let denials = post.stdout.lines().filter(|l| l.starts_with("::notice::") && l.contains("write denied")).count();
+        let denials =
+            post.stdout.lines().filter(|l| l.starts_with("::notice::") && l.contains("write denied")).count();
         assert!(denials >= 1, "{protocol:?}: {}", post.log());
     }
 }
