@@ -561,8 +561,7 @@ mod tests {
 
     #[test]
     fn an_absolute_nox_envdir_is_taken_as_it_is() {
-        let cfg =
-            config(&[("INPUT_WORKING-DIRECTORY", "sub"), ("INPUT_NOX-ENVDIR", "/var/envs/demo")]).unwrap();
+        let cfg = config(&[("INPUT_NOX-ENVDIR", "/var/envs/demo")]).unwrap();
         assert_eq!(cfg.nox_envdir, PathBuf::from("/var/envs/demo"));
     }
 
