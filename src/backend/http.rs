@@ -208,8 +208,14 @@ impl Http {
             return Err(Fail::RetryAfter(BackendError::RateLimited { op, retry_after: after }, after));
         }
         if matches!(status, 500 | 502 | 503 | 504) {
+            // A 503 that says when to come back is waited out like a 429.
+            let after = if status == 503 { retry_after(&response) } else { None };
             let body = self.body_text(response);
-            return Err(Fail::Retry(BackendError::Status { op, status, body }));
+            let error = BackendError::Status { op, status, body };
+            return Err(match after {
+                Some(after) => Fail::RetryAfter(error, Some(after)),
+                None => Fail::Retry(error),
+            });
         }
         Ok(response)
     }
@@ -346,10 +352,16 @@ pub(crate) fn status_error(op: &'static str, status: u16, body: String) -> Backe
     }
 }
 
-/// `Retry-After` in seconds (HTTP dates are not worth parsing here).
+/// How long the server asks to wait: `Retry-After` in seconds (HTTP dates are not worth
+/// parsing here), else the rate-limit reset time (`x-ratelimit-reset`, Unix seconds).
 fn retry_after(response: &Response<Body>) -> Option<Duration> {
-    let value = response.headers().get("retry-after")?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let header = |name: &str| response.headers().get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    if let Some(secs) = header("retry-after") {
+        return Some(Duration::from_secs(secs));
+    }
+    let reset = header("x-ratelimit-reset")?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(reset.saturating_sub(now)))
 }
 
 pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {

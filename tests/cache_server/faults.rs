@@ -11,6 +11,11 @@ pub enum Fault {
     Status { route: Route, status: u16, times: usize },
     /// Answer `429` with `Retry-After: <secs>`.
     RateLimit { route: Route, retry_after_secs: u64, times: usize },
+    /// Answer `503` with `Retry-After: <secs>` (a service under maintenance or overloaded).
+    Unavailable { route: Route, retry_after_secs: u64, times: usize },
+    /// Answer `429` with no `Retry-After`, only `x-ratelimit-reset` (Unix seconds) that many
+    /// seconds from now, as GitHub's REST APIs do.
+    RateLimitReset { route: Route, reset_in_secs: u64, times: usize },
     /// Handle the request, send the headers and half the body, then go silent.
     Stall { route: Route, times: usize },
     /// Handle the request, send the headers and half the body, then close the connection.
@@ -47,6 +52,8 @@ impl Fault {
         match self {
             Fault::Status { route, .. }
             | Fault::RateLimit { route, .. }
+            | Fault::Unavailable { route, .. }
+            | Fault::RateLimitReset { route, .. }
             | Fault::Stall { route, .. }
             | Fault::Truncate { route, .. }
             | Fault::GarbageJson { route, .. }
@@ -64,6 +71,8 @@ impl Fault {
         match self {
             Fault::Status { times, .. }
             | Fault::RateLimit { times, .. }
+            | Fault::Unavailable { times, .. }
+            | Fault::RateLimitReset { times, .. }
             | Fault::Stall { times, .. }
             | Fault::Truncate { times, .. }
             | Fault::GarbageJson { times, .. }
@@ -115,6 +124,17 @@ impl Fault {
                 Response::json(429, serde_json::json!({"code": "resource_exhausted", "msg": "rate limited"}))
                     .with_header("Retry-After", retry_after_secs.to_string()),
             ),
+            Fault::Unavailable { retry_after_secs, .. } => Effect::Answer(
+                Response::json(503, serde_json::json!({"code": "unavailable", "msg": "try again later"}))
+                    .with_header("Retry-After", retry_after_secs.to_string()),
+            ),
+            Fault::RateLimitReset { reset_in_secs, .. } => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                Effect::Answer(
+                    Response::json(429, serde_json::json!({"message": "API rate limit exceeded"}))
+                        .with_header("x-ratelimit-reset", (now + reset_in_secs).to_string()),
+                )
+            }
             Fault::GarbageJson { .. } => {
                 Effect::Answer(Response::new(200, "application/json", "{\"ok\":tru<html>"))
             }

@@ -380,6 +380,34 @@ fn rate_limits_honour_retry_after_within_the_deadline() {
     }
 }
 
+/// A `503` with `Retry-After`, and a `429` that only gives `x-ratelimit-reset`, are waited out
+/// as long as the deadline allows; past it the backend gives up at once with the service's word.
+#[test]
+fn unavailable_and_reset_headers_are_waited_out_within_the_deadline() {
+    for proto in [Protocol::V1, Protocol::V2] {
+        for fault in [
+            Fault::Unavailable { route: Route::Lookup, retry_after_secs: 1, times: 1 },
+            Fault::RateLimitReset { route: Route::Lookup, reset_in_secs: 2, times: 1 },
+        ] {
+            let server = CacheServer::start(Personality::Github);
+            let backend = client(&server, proto, Duration::from_secs(30));
+            server.inject(fault.clone());
+            let started = Instant::now();
+            assert!(backend.lookup(&keys(&["k"]), VERSION).unwrap().is_none(), "{proto:?} {fault:?}");
+            // The reset time is whole seconds from now, so at least one of them passes.
+            assert!(started.elapsed() >= Duration::from_millis(900), "{proto:?} {fault:?}: did not wait");
+            assert_eq!(routed(&server, Route::Lookup).len(), 2, "{proto:?} {fault:?}");
+        }
+        let server = CacheServer::start(Personality::Github);
+        let backend = client(&server, proto, Duration::from_secs(3));
+        server.inject(Fault::Unavailable { route: Route::Any, retry_after_secs: 120, times: usize::MAX });
+        let started = Instant::now();
+        let error = backend.lookup(&keys(&["k"]), VERSION).unwrap_err();
+        assert!(error.to_string().contains("503"), "{proto:?}: {error}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{proto:?}: no 120 s wait with 3 s left");
+    }
+}
+
 #[test]
 fn a_stalled_download_ends_at_the_deadline() {
     for proto in [Protocol::V1, Protocol::V2] {
