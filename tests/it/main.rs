@@ -20,3 +20,4 @@ mod secrets;
 mod sh_entry;
 mod support;
 mod tokens;
+mod uv_cache;
