@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod backend;
+pub mod cancel;
 pub mod config;
 pub mod env;
 pub mod envs;

@@ -14,7 +14,7 @@ use crate::config::{self, Config, Target};
 use crate::flow::{self, Restored, SaveReport};
 use crate::runner::{self, FileCommands, SummaryRow};
 use crate::test_tuning::{self, StepTuning};
-use crate::{VERSION, backend, env, inputs, notice, target};
+use crate::{VERSION, backend, cancel, env, inputs, notice, target};
 
 /// Reads and validates the inputs, logging the first line and masking the token; also reads
 /// the test-only timing (`test_tuning.rs`), whose trouble is a warning and the defaults.
@@ -23,6 +23,8 @@ fn start(
     lookup: &dyn Fn(&str) -> Option<String>,
     cwd: &Path,
 ) -> Result<(Config, StepTuning), ExitCode> {
+    // First, before any thread starts: they inherit the blocked signals.
+    cancel::watch();
     runner::init_logging(lookup(env::RUNNER_DEBUG).as_deref() == Some("1"));
     info!("uv-nox-cache {VERSION}: {step}");
     if let Some(token) = lookup(env::ACTIONS_RUNTIME_TOKEN) {
@@ -59,10 +61,24 @@ pub enum Unfinished {
     TimedOut { timeout: Duration },
     #[error("stopped on an internal error (a bug in uv-nox-cache; its message is on stderr)")]
     Crashed,
+    #[error("was {0}")]
+    Cancelled(cancel::Cancelled),
 }
 
-/// Runs `work` on its own thread and gives up on it after `timeout` plus `grace`: a hung
-/// transfer must not hang the job. The work is handed its deadline, `timeout` from now.
+/// How long cancelled work gets to stop on its own (at its next read or write) and remove
+/// what it had half-made, before the step removes the rest itself and exits.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// What the work's thread tells the step.
+enum Message<T> {
+    Done(T),
+    Crashed,
+    Signal,
+}
+
+/// Runs `work` on its own thread and gives up on it after `timeout` plus `grace` (a hung
+/// transfer must not hang the job), or when SIGINT or SIGTERM arrives (see `cancel.rs`). The
+/// work is handed its deadline, `timeout` from now.
 fn with_deadline<T: Send + 'static>(
     timeout: Duration,
     grace: Duration,
@@ -70,13 +86,32 @@ fn with_deadline<T: Send + 'static>(
 ) -> Result<T, Unfinished> {
     let deadline = Instant::now() + timeout;
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work(deadline));
+    let waker = tx.clone();
+    cancel::on_signal(move || {
+        let _ = waker.send(Message::Signal);
     });
-    rx.recv_timeout(timeout + grace).map_err(|e| match e {
-        mpsc::RecvTimeoutError::Timeout => Unfinished::TimedOut { timeout },
-        mpsc::RecvTimeoutError::Disconnected => Unfinished::Crashed,
-    })
+    std::thread::spawn(move || {
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(deadline)));
+        let _ = tx.send(done.map_or(Message::Crashed, Message::Done));
+    });
+    match rx.recv_timeout(timeout + grace) {
+        Ok(Message::Done(done)) => Ok(done),
+        Ok(Message::Crashed) => Err(Unfinished::Crashed),
+        Ok(Message::Signal) => {
+            let _ = rx.recv_timeout(STOP_WAIT);
+            Err(Unfinished::Cancelled(cancel::check().expect_err("a signal arrived")))
+        }
+        Err(_) => Err(Unfinished::TimedOut { timeout }),
+    }
+}
+
+/// Ends the step by the signal that cancelled it, if one did: what the work left half-made
+/// is removed, and the process dies of that signal (`cancel::exit`).
+fn exit_if_cancelled(step: &str) {
+    if let Some(signal) = cancel::requested() {
+        warn!("{step} cancelled by {signal}; its staging directories and temporary archives are removed");
+        cancel::exit(signal);
+    }
 }
 
 pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
@@ -115,13 +150,15 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
         })
     }
     .unwrap_or_else(|why| {
+        exit_if_cancelled("restore");
         warn!("restore {why}; continuing without a cache");
         let result = match why {
             Unfinished::TimedOut { .. } => "timed out",
-            Unfinished::Crashed => "internal error",
+            Unfinished::Crashed | Unfinished::Cancelled(_) => "internal error",
         };
         plans.iter().map(|p| Restored::miss(p.target, &p.key.primary(), result)).collect()
     });
+    exit_if_cancelled("restore");
     report_restore(&cfg, &outcomes, &mut outputs, &mut state);
     commit(&cfg, &outputs, &state, &job_env);
     let missed: Vec<&str> =
@@ -195,9 +232,11 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
         })
     }
     .unwrap_or_else(|why| {
+        exit_if_cancelled("save");
         warn!("save {why}; nothing saved");
         Vec::new()
     });
+    exit_if_cancelled("save");
     let rows: Vec<SummaryRow> = reports
         .iter()
         .map(|r: &SaveReport| SummaryRow {

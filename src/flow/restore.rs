@@ -9,12 +9,12 @@ use tracing::{info, warn};
 use crate::archive::{self, Compression, UnpackLimits};
 use crate::backend::{self, Backend, BackendError, Hit};
 use crate::config::{Config, Target};
-use crate::envs;
 use crate::flow::{Restored, seconds};
 use crate::place;
 use crate::progress::Progress;
 use crate::runner::{self, human_size};
 use crate::target::TargetPlan;
+use crate::{cancel, envs};
 
 /// Restores every planned target; never fails: trouble is a warning and a miss.
 pub fn restore(cfg: &Config, backend: &dyn Backend, plans: &[TargetPlan]) -> Vec<Restored> {
@@ -27,6 +27,9 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
     let started = Instant::now();
     let primary = plan.key.primary();
     log_key(plan);
+    if let Err(cancelled) = cancel::check() {
+        return Restored::miss(plan.target, &primary, cancelled.to_string());
+    }
     if !cfg.cache_mode.read {
         crate::notice!("{name}: ACTIONS_CACHE_MODE does not allow reading the cache; not restoring");
         return Restored::miss(plan.target, &primary, "not read (cache mode)");
@@ -104,8 +107,12 @@ fn download_into_place(
     hit: &Hit,
     compression: Compression,
 ) -> Result<Vec<String>, String> {
+    for stale in place::remove_stale(&plan.dir) {
+        info!("{}: removed {}, left by a run that was killed", plan.target.name(), stale.display());
+    }
     let staging =
         place::staging_dir(&plan.dir).map_err(|e| format!("preparing {}: {e}", plan.dir.display()))?;
+    let _removal = cancel::Removal::register(&staging);
     let result = (|| {
         let reader = match backend.download(hit) {
             Err(BackendError::Expired { .. }) => {
@@ -118,9 +125,11 @@ fn download_into_place(
             }
             other => other.map_err(|e| e.to_string())?,
         };
+        let reader = cancel::Watched(reader);
         let mut reader = Progress::new(reader, format!("{}: downloaded", plan.target.name()), hit.size);
         archive::unpack(&mut reader, &staging, &unpack_limits(hit.size)).map_err(|e| e.to_string())?;
         let invalidated = validate_restored(plan, &staging);
+        cancel::check().map_err(|e| e.to_string())?;
         place::swap_into_place(&staging, &plan.dir)
             .map_err(|e| format!("moving into {}: {e}", plan.dir.display()))?;
         Ok(invalidated)

@@ -11,10 +11,10 @@ use tracing::{info, warn};
 use crate::archive::{self, PackSpec};
 use crate::backend::{self, ArchiveFile, Backend, BackendError, Saved};
 use crate::config::{Config, SavePolicy, Target, UvPrune};
-use crate::envs;
 use crate::flow::{SaveReport, seconds, state_hit, state_key};
 use crate::runner::{self, human_size};
 use crate::target::{self, TargetPlan};
+use crate::{cancel, envs};
 
 /// Why the whole save is skipped, if it is.
 pub fn skip_reason(cfg: &Config) -> Option<String> {
@@ -64,6 +64,10 @@ fn save_target(
         elapsed: Default::default(),
         notes: String::new(),
     };
+    if let Err(cancelled) = cancel::check() {
+        report.result = cancelled.to_string();
+        return report;
+    }
     if state(&state_hit(plan.target)).as_deref() == Some("true") {
         info!("{name}: the restore found {key} exactly; not saving");
         report.result = "exact hit, not saved".into();
@@ -83,6 +87,7 @@ fn save_target(
             return report;
         }
     };
+    let _removal = cancel::Removal::register(archive.path());
     let version = backend::version(&plan.version_path, cfg.compression.label());
     // The backend starts while the archive is packed (archive_file.rs); when it stops early
     // (another job has the key, the upload failed) it abandons the archive and packing stops.
@@ -194,7 +199,7 @@ fn pack(cfg: &Config, plan: &TargetPlan, leave_out: &LeaveOut, archive: &Archive
         extra: &leave_out.extra,
     };
     let started = Instant::now();
-    let mut out = BufWriter::with_capacity(1 << 20, archive.writer());
+    let mut out = BufWriter::with_capacity(1 << 20, cancel::Watched(archive.writer()));
     // No fsync: the file is read back at once (from the page cache) and deleted after the
     // upload; a crash loses the save either way. Syncing cost more than the packing on a
     // 700 MB archive (docs/performance.md).
