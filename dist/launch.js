@@ -149,18 +149,23 @@ function resolveBinary(env = process.env) {
 }
 
 /**
- * Runs `uv-nox-cache <command>` and exits with its status. A runner cancels a step by sending
- * SIGINT, then SIGTERM, to this process only: both are passed on to the binary, which cleans up
- * and dies of the signal, and then this process dies of the same signal.
+ * Runs `uv-nox-cache <command>` and exits with its status (killed by a signal → 1). A runner
+ * cancels a step by sending SIGINT, then SIGTERM, to this process only: both are passed on to
+ * the binary, which cleans up and dies of the signal, and then this process dies of it too.
  */
 function run(command) {
   const bin = resolveBinary();
   const child = spawn(bin, [command], { stdio: 'inherit' });
-  const forward = (signal) => child.kill(signal);
-  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, forward);
+  const forwarded = new Set();
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.on(signal, () => {
+      forwarded.add(signal);
+      child.kill(signal);
+    });
+  }
   child.on('error', (e) => fail(`${NAME}: cannot start ${bin}: ${e.message}`));
   child.on('exit', (code, signal) => {
-    if (signal) {
+    if (signal && forwarded.has(signal)) {
       process.removeAllListeners(signal);
       process.kill(process.pid, signal);
       return;
