@@ -24,6 +24,7 @@ pub mod key;
 pub mod place;
 pub mod progress;
 pub mod python;
+pub mod report;
 pub mod runner;
 pub mod steps;
 pub mod target;
