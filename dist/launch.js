@@ -10,7 +10,7 @@
 // - UV_NOX_CACHE_PLATFORM=<platform>-<arch>[-<libc>] (e.g. `sunos-x64`, `linux-arm64-musl`)
 //   pretends to be another machine.
 
-const { spawnSync } = require('child_process');
+const { spawn, spawnSync } = require('child_process');
 const crypto = require('crypto');
 const fs = require('fs');
 const os = require('os');
@@ -148,12 +148,30 @@ function resolveBinary(env = process.env) {
   );
 }
 
-/** Runs `uv-nox-cache <command>` and exits with its status (killed by a signal → 1). */
+/**
+ * Runs `uv-nox-cache <command>` and exits with its status (killed by a signal → 1). A runner
+ * cancels a step by sending SIGINT, then SIGTERM, to this process only: both are passed on to
+ * the binary, which cleans up and dies of the signal, and then this process dies of it too.
+ */
 function run(command) {
   const bin = resolveBinary();
-  const result = spawnSync(bin, [command], { stdio: 'inherit' });
-  if (result.error) fail(`${NAME}: cannot start ${bin}: ${result.error.message}`);
-  process.exit(result.status === null ? 1 : result.status);
+  const child = spawn(bin, [command], { stdio: 'inherit' });
+  const forwarded = new Set();
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.on(signal, () => {
+      forwarded.add(signal);
+      child.kill(signal);
+    });
+  }
+  child.on('error', (e) => fail(`${NAME}: cannot start ${bin}: ${e.message}`));
+  child.on('exit', (code, signal) => {
+    if (signal && forwarded.has(signal)) {
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+      return;
+    }
+    process.exit(code === null ? 1 : code);
+  });
 }
 
 module.exports = { PLATFORMS, host, triple, resolveBinary, run };

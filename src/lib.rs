@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod backend;
+pub mod cancel;
 pub mod config;
 pub mod env;
 pub mod envs;
@@ -23,6 +24,7 @@ pub mod key;
 pub mod place;
 pub mod progress;
 pub mod python;
+pub mod report;
 pub mod runner;
 pub mod sh_entry;
 pub mod steps;

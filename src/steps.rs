@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, Target};
-use crate::flow::{self, Restored, SaveReport};
-use crate::runner::{self, FileCommands, SummaryRow};
+use crate::flow;
+use crate::report::{self, Outcome, RunnerFiles};
+use crate::runner;
 use crate::test_tuning::{self, StepTuning};
-use crate::{VERSION, backend, env, inputs, notice, target};
+use crate::{VERSION, backend, cancel, env, inputs, notice, target};
 
 /// Reads and validates the inputs, logging the first line and masking the token; also reads
 /// the test-only timing (`test_tuning.rs`), whose trouble is a warning and the defaults.
@@ -23,6 +24,8 @@ fn start(
     lookup: &dyn Fn(&str) -> Option<String>,
     cwd: &Path,
 ) -> Result<(Config, StepTuning), ExitCode> {
+    // First, before any thread starts: they inherit the blocked signals.
+    cancel::watch();
     runner::init_logging(lookup(env::RUNNER_DEBUG).as_deref() == Some("1"));
     info!("uv-nox-cache {VERSION}: {step}");
     if let Some(token) = lookup(env::ACTIONS_RUNTIME_TOKEN) {
@@ -59,10 +62,24 @@ pub enum Unfinished {
     TimedOut { timeout: Duration },
     #[error("stopped on an internal error (a bug in uv-nox-cache; its message is on stderr)")]
     Crashed,
+    #[error("was {0}")]
+    Cancelled(cancel::Cancelled),
 }
 
-/// Runs `work` on its own thread and gives up on it after `timeout` plus `grace`: a hung
-/// transfer must not hang the job. The work is handed its deadline, `timeout` from now.
+/// How long cancelled work gets to stop on its own (at its next read or write) and remove
+/// what it had half-made, before the step removes the rest itself and exits.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// What the work's thread tells the step.
+enum Message<T> {
+    Done(T),
+    Crashed,
+    Signal,
+}
+
+/// Runs `work` on its own thread and gives up on it after `timeout` plus `grace` (a hung
+/// transfer must not hang the job), or when SIGINT or SIGTERM arrives (see `cancel.rs`). The
+/// work is handed its deadline, `timeout` from now.
 fn with_deadline<T: Send + 'static>(
     timeout: Duration,
     grace: Duration,
@@ -70,13 +87,32 @@ fn with_deadline<T: Send + 'static>(
 ) -> Result<T, Unfinished> {
     let deadline = Instant::now() + timeout;
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(work(deadline));
+    let waker = tx.clone();
+    cancel::on_signal(move || {
+        let _ = waker.send(Message::Signal);
     });
-    rx.recv_timeout(timeout + grace).map_err(|e| match e {
-        mpsc::RecvTimeoutError::Timeout => Unfinished::TimedOut { timeout },
-        mpsc::RecvTimeoutError::Disconnected => Unfinished::Crashed,
-    })
+    std::thread::spawn(move || {
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(deadline)));
+        let _ = tx.send(done.map_or(Message::Crashed, Message::Done));
+    });
+    match rx.recv_timeout(timeout + grace) {
+        Ok(Message::Done(done)) => Ok(done),
+        Ok(Message::Crashed) => Err(Unfinished::Crashed),
+        Ok(Message::Signal) => {
+            let _ = rx.recv_timeout(STOP_WAIT);
+            Err(Unfinished::Cancelled(cancel::check().expect_err("a signal arrived")))
+        }
+        Err(_) => Err(Unfinished::TimedOut { timeout }),
+    }
+}
+
+/// Ends the step by the signal that cancelled it, if one did: what the work left half-made
+/// is removed, and the process dies of that signal (`cancel::exit`).
+fn exit_if_cancelled(step: &str) {
+    if let Some(signal) = cancel::requested() {
+        warn!("{step} cancelled by {signal}; its staging directories and temporary archives are removed");
+        cancel::exit(signal);
+    }
 }
 
 pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
@@ -84,26 +120,19 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
         Ok(started) => started,
         Err(code) => return code,
     };
-    let mut outputs = FileCommands::default();
-    let mut state = FileCommands::default();
-    let mut job_env = FileCommands::default();
+    let mut files = RunnerFiles::default();
     if cfg.save == config::SavePolicy::Always {
-        job_env.set(env::SAVE_ON_FAILURE, "true");
+        files.job_env.set(env::SAVE_ON_FAILURE, "true");
     }
     let plans = match target::plans(&cfg) {
         Ok(plans) => plans,
-        Err(e) => {
-            warn!("cannot compute the cache keys, continuing without a cache: {e}");
-            outputs.set("cache-hit", "false");
-            commit(&cfg, &outputs, &state, &job_env);
-            return ExitCode::SUCCESS;
-        }
+        Err(e) => return report::finish(&cfg, Outcome::RestoreWithoutKeys(e), files),
     };
     for plan in &plans {
-        state.set(&flow::state_key(plan.target), plan.key.primary());
+        files.state.set(&flow::state_key(plan.target), plan.key.primary());
         if plan.target == Target::Uv && cfg.runner.uv_cache_dir_env.is_none() && cfg.uv_cache_dir.is_some() {
             // Later steps' uv must write where the post step will save from.
-            job_env.set(env::UV_CACHE_DIR, plan.dir.to_string_lossy());
+            files.job_env.set(env::UV_CACHE_DIR, plan.dir.to_string_lossy());
         }
     }
     flow::restore::hint_reuse(&cfg);
@@ -113,57 +142,9 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
             let backend = backend::open(&cfg.backend, cfg.cache_mode, deadline, tuning.backend);
             flow::restore::restore(&cfg, &*backend, &plans)
         })
-    }
-    .unwrap_or_else(|why| {
-        warn!("restore {why}; continuing without a cache");
-        let result = match why {
-            Unfinished::TimedOut { .. } => "timed out",
-            Unfinished::Crashed => "internal error",
-        };
-        plans.iter().map(|p| Restored::miss(p.target, &p.key.primary(), result)).collect()
-    });
-    report_restore(&cfg, &outcomes, &mut outputs, &mut state);
-    commit(&cfg, &outputs, &state, &job_env);
-    let missed: Vec<&str> =
-        outcomes.iter().filter(|o| o.matched_key.is_none()).map(|o| o.target.name()).collect();
-    if cfg.fail_on_cache_miss && !missed.is_empty() {
-        error!("no cache entry found for {} and `fail-on-cache-miss` is true", missed.join(", "));
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
-}
-
-fn report_restore(cfg: &Config, outcomes: &[Restored], outputs: &mut FileCommands, state: &mut FileCommands) {
-    outputs.set("cache-hit", outcomes.iter().all(Restored::hit).to_string());
-    for o in outcomes {
-        let t = o.target.name();
-        outputs.set(&format!("{t}-cache-hit"), o.hit().to_string());
-        outputs.set(&format!("{t}-restored"), o.restored.to_string());
-        outputs.set(&format!("{t}-key"), o.key.clone());
-        outputs.set(&format!("{t}-matched-key"), o.matched_key.clone().unwrap_or_default());
-        state.set(&flow::state_hit(o.target), o.hit().to_string());
-        for reason in &o.invalidated {
-            warn!("{t}: {reason}");
-        }
-    }
-    let rows: Vec<SummaryRow> = outcomes
-        .iter()
-        .map(|o| SummaryRow {
-            target: o.target.name().into(),
-            key: o.matched_key.clone().unwrap_or_else(|| o.key.clone()),
-            result: o.result.clone(),
-            size: o.size.map(runner::human_size).unwrap_or_default(),
-            time: flow::seconds(o.elapsed),
-            notes: if o.invalidated.is_empty() {
-                String::new()
-            } else {
-                format!("{} invalidated", o.invalidated.len())
-            },
-        })
-        .collect();
-    if let Err(e) = runner::write_summary(cfg.runner.summary_file.as_ref(), "uv-nox-cache: restore", &rows) {
-        warn!("could not write the job summary: {e}");
-    }
+    };
+    exit_if_cancelled("restore");
+    report::finish(&cfg, Outcome::Restore(&plans, outcomes), files)
 }
 
 pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
@@ -172,15 +153,11 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
         Err(code) => return code,
     };
     if let Some(reason) = flow::save::skip_reason(&cfg) {
-        notice!("not saving: {reason}");
-        return ExitCode::SUCCESS;
+        return report::finish(&cfg, Outcome::NotSaving(reason), RunnerFiles::default());
     }
     let plans = match target::plans(&cfg) {
         Ok(plans) => plans,
-        Err(e) => {
-            warn!("cannot compute the cache keys; not saving: {e}");
-            return ExitCode::SUCCESS;
-        }
+        Err(e) => return report::finish(&cfg, Outcome::SaveWithoutKeys(e), RunnerFiles::default()),
     };
     let state: HashMap<String, String> = plans
         .iter()
@@ -193,38 +170,9 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
             let backend = backend::open(&cfg.backend, cfg.cache_mode, deadline, tuning.backend);
             flow::save::save(&cfg, &*backend, &plans, &|name| state.get(name).cloned())
         })
-    }
-    .unwrap_or_else(|why| {
-        warn!("save {why}; nothing saved");
-        Vec::new()
-    });
-    let rows: Vec<SummaryRow> = reports
-        .iter()
-        .map(|r: &SaveReport| SummaryRow {
-            target: r.target.name().into(),
-            key: r.key.clone(),
-            result: r.result.clone(),
-            size: r.size.map(runner::human_size).unwrap_or_default(),
-            time: flow::seconds(r.elapsed),
-            notes: r.notes.clone(),
-        })
-        .collect();
-    if let Err(e) = runner::write_summary(cfg.runner.summary_file.as_ref(), "uv-nox-cache: save", &rows) {
-        warn!("could not write the job summary: {e}");
-    }
-    ExitCode::SUCCESS
-}
-
-/// Writes outputs, state and job environment; trouble writing them is a warning.
-fn commit(cfg: &Config, outputs: &FileCommands, state: &FileCommands, job_env: &FileCommands) {
-    let results = [
-        outputs.commit(cfg.runner.output_file.as_deref(), true),
-        state.commit(cfg.runner.state_file.as_deref(), false),
-        job_env.commit(cfg.runner.env_file.as_deref(), false),
-    ];
-    for e in results.into_iter().filter_map(Result::err) {
-        warn!("could not write to the runner's files: {e}");
-    }
+    };
+    exit_if_cancelled("save");
+    report::finish(&cfg, Outcome::Save(reports), RunnerFiles::default())
 }
 
 #[cfg(test)]

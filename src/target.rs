@@ -68,10 +68,14 @@ pub fn plans(cfg: &Config) -> Result<Vec<TargetPlan>, PlanError> {
         })
         .collect();
     let cached: Vec<&Path> = dirs.iter().map(|(_, dir, _)| dir.as_path()).collect();
+    // Restores' staging directories (a live one, or one left by a killed run) hold copies of
+    // cached trees, key files and all: the key search never looks inside them.
+    let staging: Vec<PathBuf> = cached.iter().flat_map(|dir| crate::place::staging_siblings(dir)).collect();
+    let unsearched: Vec<&Path> = cached.iter().copied().chain(staging.iter().map(PathBuf::as_path)).collect();
     dirs.iter()
         .map(|(target, dir, source)| {
             let interpreter = if *target == Target::Uv { &uv_python } else { &nox_python };
-            plan(cfg, *target, interpreter.as_ref(), dir, source, &cached)
+            plan(cfg, *target, interpreter.as_ref(), dir, source, &cached, &unsearched)
         })
         .collect()
 }
@@ -118,6 +122,7 @@ fn plan(
     dir: &Path,
     dir_source: &'static str,
     cached: &[&Path],
+    unsearched: &[&Path],
 ) -> Result<TargetPlan, PlanError> {
     let fingerprint = match (target, interpreter) {
         (Target::Uv, Some(i)) => format!("py{}", i.minor_version()),
@@ -133,7 +138,7 @@ fn plan(
         cfg.runner.home.as_deref(),
         &key_file_patterns(cfg, target, cached),
         false,
-        cached,
+        unsearched,
     )
     .map_err(|source| PlanError::HashFiles { target: target.name(), source })?;
     let key = KeyParts {

@@ -152,12 +152,12 @@ fn send(tx: &SyncSender<Op>, op: Op) -> Result<(), Stop> {
     tx.send(op).map_err(|_| Stop::WriterGone)
 }
 
-fn read_archive(
-    input: &mut dyn Read,
-    limits: &UnpackLimits,
-    tx: SyncSender<Op>,
-    spare: &Receiver<Vec<u8>>,
-) -> Result<UnpackStats, Stop> {
+/// A decompressing reader, and the count of compressed bytes it has read so far (which the
+/// size caps follow).
+type Decompressor<'a> = (Box<dyn Read + 'a>, Rc<Cell<u64>>);
+
+/// The decompressing reader for `input`, chosen by its first bytes (zstd or gzip).
+fn decompressor<'a>(input: &'a mut dyn Read) -> Result<Decompressor<'a>, Stop> {
     let mut magic = [0u8; 4];
     let mut got = 0;
     while got < magic.len() {
@@ -182,7 +182,52 @@ fn read_archive(
         let magic = if magic.is_empty() { "nothing: it is empty".to_string() } else { magic };
         return Err(ArchiveError::UnknownFormat { magic }.into());
     };
+    Ok((decoder, consumed))
+}
 
+/// The most file data the archive may hold after `consumed` compressed bytes were read.
+fn byte_limit(limits: &UnpackLimits, consumed: u64) -> u64 {
+    match limits.max_ratio {
+        0 => limits.max_bytes,
+        ratio => limits.max_bytes.min(consumed.saturating_mul(ratio).max(limits.ratio_floor)),
+    }
+}
+
+/// Hands a regular file's `size` bytes to the writer (`tx`, which hands buffers back through
+/// `spare`), in pieces of at most `CHUNK`.
+fn send_file(
+    entry: &mut impl Read,
+    rel: Vec<u8>,
+    (mode, mtime): (u32, Option<SystemTime>),
+    size: u64,
+    name: &str,
+    (tx, spare): (&SyncSender<Op>, &Receiver<Vec<u8>>),
+) -> Result<(), Stop> {
+    let mut remaining = size;
+    let mut first = Some(rel);
+    loop {
+        let n = remaining.min(CHUNK);
+        let data = read_piece(entry, n as usize, spare).map_err(|e| corrupt(Some(name), e))?;
+        remaining -= n;
+        let last = remaining == 0;
+        let op = match first.take() {
+            Some(rel) => Op::File { rel, mode, mtime, data, last },
+            None => Op::Chunk { data, last },
+        };
+        send(tx, op)?;
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+fn read_archive(
+    input: &mut dyn Read,
+    limits: &UnpackLimits,
+    tx: SyncSender<Op>,
+    spare: &Receiver<Vec<u8>>,
+) -> Result<UnpackStats, Stop> {
+    let (decoder, consumed) = decompressor(input)?;
     // The tar crate reads GNU long names and PAX extensions whole into memory before handing
     // over the entry they describe, so the ratio cap also applies to the decompressed stream.
     let decoder = Expansion { inner: decoder, out: 0, consumed: consumed.clone(), limits };
@@ -236,32 +281,11 @@ fn read_archive(
                     None => entry.size(),
                 };
                 seen_bytes = seen_bytes.saturating_add(size);
-                let limit = match limits.max_ratio {
-                    0 => limits.max_bytes,
-                    ratio => {
-                        limits.max_bytes.min(consumed.get().saturating_mul(ratio).max(limits.ratio_floor))
-                    }
-                };
+                let limit = byte_limit(limits, consumed.get());
                 if seen_bytes > limit {
                     return Err(ArchiveError::TooManyBytes { limit, name }.into());
                 }
-                let mut remaining = size;
-                let mut first = Some(rel);
-                loop {
-                    let n = remaining.min(CHUNK);
-                    let data =
-                        read_piece(&mut entry, n as usize, spare).map_err(|e| corrupt(Some(&name), e))?;
-                    remaining -= n;
-                    let last = remaining == 0;
-                    let op = match first.take() {
-                        Some(rel) => Op::File { rel, mode, mtime, data, last },
-                        None => Op::Chunk { data, last },
-                    };
-                    send(&tx, op)?;
-                    if last {
-                        break;
-                    }
-                }
+                send_file(&mut entry, rel, (mode, mtime), size, &name, (&tx, spare))?;
                 stats.bytes += size;
             }
             EntryType::Symlink => {

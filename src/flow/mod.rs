@@ -1,62 +1,168 @@
 //! The two stories the action tells: `restore` (the main step) and `save` (the post step).
-//! Each reads top-down; the work they delegate lives in the other modules.
+//! Each reads top-down; the work they delegate lives in the other modules. What each target's
+//! story ended in is a typed outcome ([`Restored`], [`SaveReport`]); what a workflow then sees
+//! of it — warnings, outputs, the job summary, the exit code — is decided in `report.rs` alone.
 
 pub mod restore;
 pub mod save;
 
 use std::time::Duration;
 
+use crate::backend::BackendError;
+use crate::cancel::Cancelled;
 use crate::config::Target;
 
 /// What happened to one target in the restore step.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Restored {
     pub target: Target,
     pub key: String,
-    /// The key of the entry found; `None` on a miss.
-    pub matched_key: Option<String>,
-    /// Found under the exact primary key.
-    pub exact: bool,
-    /// Something was extracted into place.
-    pub restored: bool,
+    pub result: RestoreResult,
     /// Environments deleted after restore, with why.
     pub invalidated: Vec<String>,
     pub size: Option<u64>,
     pub elapsed: Duration,
-    pub result: String,
+}
+
+/// How one target's restore ended.
+#[derive(Debug)]
+pub enum RestoreResult {
+    /// Found under `matched_key` and moved into place.
+    Restored { matched_key: String, exact: bool },
+    /// Found under `matched_key`; `lookup-only`, so nothing was downloaded.
+    Found { matched_key: String, exact: bool },
+    /// Nothing is stored under the key or its fallbacks.
+    Miss,
+    /// `ACTIONS_CACHE_MODE` does not allow reading.
+    NotRead,
+    /// Trouble: a warning, and the target counts as a miss.
+    Failed(RestoreError),
+}
+
+/// Why a target was not restored. Each is a warning, never a failed step.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cache lookup failed, continuing without a cache: {0}")]
+    Lookup(BackendError),
+    #[error("restoring {key} failed, continuing without a cache: {why}")]
+    Restore { key: String, why: String },
+    /// The step's deadline passed, or its work crashed, before this target was done.
+    #[error("{0}")]
+    Unfinished(&'static str),
+    #[error("{0}")]
+    Cancelled(Cancelled),
 }
 
 impl Restored {
-    /// A target for which nothing was found (or looking failed).
-    pub fn miss(target: Target, key: &str, result: impl Into<String>) -> Self {
+    /// A target that ended with `result` before anything was found or restored.
+    pub fn ended(target: Target, key: &str, result: RestoreResult) -> Self {
         Restored {
             target,
             key: key.to_string(),
-            matched_key: None,
-            exact: false,
-            restored: false,
+            result,
             invalidated: Vec::new(),
             size: None,
             elapsed: Duration::ZERO,
-            result: result.into(),
         }
+    }
+
+    /// The key of the entry found; `None` on a miss.
+    pub fn matched_key(&self) -> Option<&str> {
+        match &self.result {
+            RestoreResult::Restored { matched_key, .. } | RestoreResult::Found { matched_key, .. } => {
+                Some(matched_key)
+            }
+            _ => None,
+        }
+    }
+
+    /// Something was extracted into place.
+    pub fn restored(&self) -> bool {
+        matches!(self.result, RestoreResult::Restored { .. })
     }
 
     /// The target's `*-cache-hit`: its exact key, and every env passed validation.
     pub fn hit(&self) -> bool {
-        self.exact && self.invalidated.is_empty() && (self.restored || self.matched_key.is_some())
+        let exact = matches!(
+            self.result,
+            RestoreResult::Restored { exact: true, .. } | RestoreResult::Found { exact: true, .. }
+        );
+        exact && self.invalidated.is_empty()
+    }
+
+    /// The summary's result column.
+    pub fn summary(&self) -> String {
+        let kind = |exact: bool| if exact { "exact" } else { "fallback" };
+        match &self.result {
+            RestoreResult::Restored { exact, .. } => format!("{} hit", kind(*exact)),
+            RestoreResult::Found { exact, .. } => format!("found ({}), lookup only", kind(*exact)),
+            RestoreResult::Miss => "miss".into(),
+            RestoreResult::NotRead => "not read (cache mode)".into(),
+            RestoreResult::Failed(RestoreError::Lookup(_)) => "lookup failed".into(),
+            RestoreResult::Failed(RestoreError::Restore { .. }) => "restore failed".into(),
+            RestoreResult::Failed(RestoreError::Unfinished(why)) => (*why).into(),
+            RestoreResult::Failed(RestoreError::Cancelled(c)) => c.to_string(),
+        }
     }
 }
 
 /// What happened to one target in the save step.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SaveReport {
     pub target: Target,
     pub key: String,
-    pub result: String,
+    pub result: SaveResult,
     pub size: Option<u64>,
     pub elapsed: Duration,
     pub notes: String,
+}
+
+/// How one target's save ended.
+#[derive(Debug)]
+pub enum SaveResult {
+    /// Stored under the key.
+    Saved,
+    /// Another job stored the key first (the service's message).
+    AlreadySaved(String),
+    /// The service refused the write (a read-only token, a cache policy): a notice.
+    Denied(String),
+    /// The restore found the exact key: nothing new to store.
+    ExactHit,
+    /// The target's directory does not exist.
+    NothingToSave,
+    /// Trouble: a warning, and nothing is stored.
+    Failed(SaveError),
+}
+
+/// Why a target was not saved. Each is a warning, never a failed step.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("cannot create the archive in {dir}; not saving: {source}")]
+    CreateArchive { dir: std::path::PathBuf, source: std::io::Error },
+    #[error("packing {dir} failed; not saving: {why}")]
+    Pack { dir: std::path::PathBuf, why: String },
+    #[error("saving {key} failed: {source}")]
+    Store { key: String, source: BackendError },
+    #[error("{0}")]
+    Cancelled(Cancelled),
+}
+
+impl SaveReport {
+    /// The summary's result column.
+    pub fn summary(&self) -> String {
+        match &self.result {
+            SaveResult::Saved => "saved".into(),
+            SaveResult::AlreadySaved(_) => "already saved by another job".into(),
+            SaveResult::Denied(_) => "write denied".into(),
+            SaveResult::ExactHit => "exact hit, not saved".into(),
+            SaveResult::NothingToSave => "nothing to save".into(),
+            SaveResult::Failed(SaveError::CreateArchive { .. } | SaveError::Pack { .. }) => {
+                "pack failed".into()
+            }
+            SaveResult::Failed(SaveError::Store { .. }) => "save failed".into(),
+            SaveResult::Failed(SaveError::Cancelled(c)) => c.to_string(),
+        }
+    }
 }
 
 /// The state names the restore step leaves for the post step, per target.

@@ -4,19 +4,20 @@
 use std::path::Path;
 use std::time::Instant;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::archive::{self, Compression, UnpackLimits};
 use crate::backend::{self, Backend, BackendError, Hit};
 use crate::config::{Config, Target};
-use crate::envs;
-use crate::flow::{Restored, seconds};
+use crate::flow::{RestoreError, RestoreResult, Restored, seconds};
 use crate::place;
 use crate::progress::Progress;
 use crate::runner::{self, human_size};
 use crate::target::TargetPlan;
+use crate::{cancel, envs};
 
-/// Restores every planned target; never fails: trouble is a warning and a miss.
+/// Restores every planned target; never fails: trouble is a [`RestoreError`] in the outcome,
+/// which `report.rs` turns into a warning and a miss.
 pub fn restore(cfg: &Config, backend: &dyn Backend, plans: &[TargetPlan]) -> Vec<Restored> {
     plans.iter().map(|plan| restore_target(cfg, backend, plan)).collect()
 }
@@ -26,51 +27,43 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
     let _group = runner::group(&format!("{name}: restore from {}", backend.name()));
     let started = Instant::now();
     let primary = plan.key.primary();
+    let ended = |result| Restored::ended(plan.target, &primary, result);
     log_key(plan);
+    if let Err(cancelled) = cancel::check() {
+        return ended(RestoreResult::Failed(RestoreError::Cancelled(cancelled)));
+    }
     if !cfg.cache_mode.read {
         crate::notice!("{name}: ACTIONS_CACHE_MODE does not allow reading the cache; not restoring");
-        return Restored::miss(plan.target, &primary, "not read (cache mode)");
+        return ended(RestoreResult::NotRead);
     }
     let (hit, _compression) = match find(cfg, backend, plan) {
         Ok(Some(found)) => found,
         Ok(None) => {
             info!("{name}: miss — nothing stored under {primary}");
-            return Restored::miss(plan.target, &primary, "miss");
+            return ended(RestoreResult::Miss);
         }
-        Err(e) => {
-            warn!("{name}: cache lookup failed, continuing without a cache: {e}");
-            return Restored::miss(plan.target, &primary, "lookup failed");
-        }
+        Err(e) => return ended(RestoreResult::Failed(RestoreError::Lookup(e))),
     };
     let exact = hit.key.to_lowercase() == primary.to_lowercase();
     explain_match(plan, &hit, exact);
-    let mut outcome = Restored {
-        matched_key: Some(hit.key.clone()),
-        exact,
-        size: hit.size,
-        ..Restored::miss(plan.target, &primary, "")
-    };
+    let matched_key = hit.key.clone();
     if cfg.lookup_only {
         info!("{name}: found {} (lookup-only: nothing downloaded)", hit.key);
-        outcome.result = format!("found ({}), lookup only", if exact { "exact" } else { "fallback" });
-        return outcome;
+        return Restored { size: hit.size, ..ended(RestoreResult::Found { matched_key, exact }) };
     }
-    match download_into_place(backend, plan, &hit) {
-        Ok((invalidated, downloaded)) => {
-            outcome.restored = true;
-            outcome.invalidated = invalidated;
-            outcome.size = outcome.size.or(Some(downloaded)); // v1 servers rarely say the size
-        }
-        Err(e) => {
-            warn!("{name}: restoring {} failed, continuing without a cache: {e}", hit.key);
-            return Restored::miss(plan.target, &primary, "restore failed");
-        }
-    }
-    outcome.elapsed = started.elapsed();
-    let kind = if exact { "exact hit" } else { "fallback hit" };
+    let (invalidated, downloaded) = match download_into_place(backend, plan, &hit) {
+        Ok(done) => done,
+        Err(why) => return ended(RestoreResult::Failed(RestoreError::Restore { key: matched_key, why })),
+    };
+    let outcome = Restored {
+        invalidated,
+        // v1 servers rarely say an entry's size: what was downloaded is its size.
+        size: hit.size.or(Some(downloaded)),
+        elapsed: started.elapsed(),
+        ..ended(RestoreResult::Restored { matched_key, exact })
+    };
     let size = outcome.size.map(human_size).unwrap_or_default();
-    info!("{name}: {kind}, {size} in {}", seconds(outcome.elapsed));
-    outcome.result = kind.to_string();
+    info!("{name}: {}, {size} in {}", outcome.summary(), seconds(outcome.elapsed));
     outcome
 }
 
@@ -104,13 +97,19 @@ fn download_into_place(
     plan: &TargetPlan,
     hit: &Hit,
 ) -> Result<(Vec<String>, u64), String> {
+    for stale in place::remove_stale(&plan.dir) {
+        info!("{}: removed {}, left by a run that was killed", plan.target.name(), stale.display());
+    }
     let staging =
         place::staging_dir(&plan.dir).map_err(|e| format!("preparing {}: {e}", plan.dir.display()))?;
+    let _removal = cancel::Removal::register(&staging);
     let result = (|| {
         let reader = backend.download(hit).map_err(|e| e.to_string())?;
+        let reader = cancel::Watched(reader);
         let mut reader = Progress::new(reader, format!("{}: downloaded", plan.target.name()), hit.size);
         archive::unpack(&mut reader, &staging, &unpack_limits(hit.size)).map_err(|e| e.to_string())?;
         let invalidated = validate_restored(plan, &staging);
+        cancel::check().map_err(|e| e.to_string())?;
         place::swap_into_place(&staging, &plan.dir)
             .map_err(|e| format!("moving into {}: {e}", plan.dir.display()))?;
         Ok((invalidated, reader.done()))

@@ -11,11 +11,11 @@ use tracing::{info, warn};
 use crate::archive::{self, PackSpec};
 use crate::backend::{self, ArchiveFile, Backend, BackendError, BackendKind, Saved};
 use crate::config::{Config, SavePolicy, Target, UvPrune};
-use crate::envs;
-use crate::flow::{SaveReport, seconds, state_hit, state_key};
+use crate::flow::{SaveError, SaveReport, SaveResult, seconds, state_hit, state_key};
 use crate::runner::{self, human_size};
 use crate::target::{self, TargetPlan};
 use crate::token::{self, CacheAccess};
+use crate::{cancel, envs};
 
 /// Why the whole save is skipped, if it is.
 pub fn skip_reason(cfg: &Config) -> Option<String> {
@@ -48,7 +48,8 @@ pub fn skip_reason(cfg: &Config) -> Option<String> {
     None
 }
 
-/// Saves every planned target; never fails: trouble is a warning and a skipped save.
+/// Saves every planned target; never fails: trouble is a [`SaveError`] in the report, which
+/// `report.rs` turns into a warning and a skipped save.
 pub fn save(
     cfg: &Config,
     backend: &dyn Backend,
@@ -68,73 +69,76 @@ fn save_target(
     let _group = runner::group(&format!("{name}: save to {}", backend.name()));
     let started = Instant::now();
     let key = state(&state_key(plan.target)).unwrap_or_else(|| plan.key.primary());
-    let mut report = SaveReport {
+    let ended = |result| SaveReport {
         target: plan.target,
         key: key.clone(),
-        result: String::new(),
+        result,
         size: None,
-        elapsed: Default::default(),
+        elapsed: started.elapsed(),
         notes: String::new(),
     };
+    if let Err(cancelled) = cancel::check() {
+        return ended(SaveResult::Failed(SaveError::Cancelled(cancelled)));
+    }
     if state(&state_hit(plan.target)).as_deref() == Some("true") {
         info!("{name}: the restore found {key} exactly; not saving");
-        report.result = "exact hit, not saved".into();
-        return report;
+        return ended(SaveResult::ExactHit);
     }
     if !plan.dir.is_dir() {
         crate::notice!("{name}: nothing to save, {} does not exist", plan.dir.display());
-        report.result = "nothing to save".into();
-        return report;
+        return ended(SaveResult::NothingToSave);
     }
     let leave_out = leave_out(cfg, plan);
+    let (size, result) = pack_and_store(cfg, backend, plan, &key, &leave_out);
+    if matches!(result, SaveResult::Saved) {
+        let size = size.map(human_size).unwrap_or_default();
+        info!("{name}: saved {key}, {size} in {}", seconds(started.elapsed()));
+    }
+    SaveReport { size, notes: leave_out.notes, ..ended(result) }
+}
+
+/// Packs the target into a temporary archive while the backend stores it, and says how that
+/// ended, with the archive's size when packing completed. The backend starts while the archive
+/// is packed (archive_file.rs); when it stops early (another job has the key, the upload
+/// failed) it abandons the archive and packing stops.
+fn pack_and_store(
+    cfg: &Config,
+    backend: &dyn Backend,
+    plan: &TargetPlan,
+    key: &str,
+    leave_out: &LeaveOut,
+) -> (Option<u64>, SaveResult) {
     let archive = match create_archive_file(cfg) {
         Ok(archive) => archive,
-        Err(e) => {
-            warn!("{name}: cannot create the archive in {}; not saving: {e}", cfg.runner.temp.display());
-            report.result = "pack failed".into();
-            return report;
+        Err(source) => {
+            let dir = cfg.runner.temp.clone();
+            return (None, SaveResult::Failed(SaveError::CreateArchive { dir, source }));
         }
     };
+    let _removal = cancel::Removal::register(archive.path());
     let version = backend::version(&plan.version_path, cfg.compression.label());
-    // The backend starts while the archive is packed (archive_file.rs); when it stops early
-    // (another job has the key, the upload failed) it abandons the archive and packing stops.
     let (packed, saved) = std::thread::scope(|scope| {
         let upload = scope.spawn(|| {
-            let saved = backend.save(&key, &version, &archive);
+            let saved = backend.save(key, &version, &archive);
             archive.abandon();
             saved
         });
-        let packed = pack(cfg, plan, &leave_out, &archive);
+        let packed = pack(cfg, plan, leave_out, &archive);
         (packed, upload.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     });
-    report.size = packed.as_ref().ok().copied();
-    report.result = match (saved, packed) {
-        (Ok(Saved::Stored), Ok(size)) => {
-            info!("{name}: saved {key}, {} in {}", human_size(size), seconds(started.elapsed()));
-            "saved".into()
-        }
-        (Ok(Saved::AlreadyExists(message)), _) => {
-            crate::notice!("{name}: another job saved {key} first ({message})");
-            "already saved by another job".into()
-        }
+    let size = packed.as_ref().ok().copied();
+    let result = match (saved, packed) {
+        (Ok(Saved::Stored), Ok(_)) => SaveResult::Saved,
+        (Ok(Saved::AlreadyExists(message)), _) => SaveResult::AlreadySaved(message),
         // The backend gave up because packing failed: the packer's error says why.
-        (Err(BackendError::Unfinished(_)), Err(e)) | (Ok(Saved::Stored), Err(e)) => {
-            warn!("{name}: packing {} failed; not saving: {e}", plan.dir.display());
-            "pack failed".into()
+        (Err(BackendError::Unfinished(_)), Err(why)) | (Ok(Saved::Stored), Err(why)) => {
+            SaveResult::Failed(SaveError::Pack { dir: plan.dir.clone(), why })
         }
         // A read-only token or a cache policy: the service's decision, not trouble.
-        (Err(e @ BackendError::Denied { .. }), _) => {
-            crate::notice!("{name}: not saved, the cache service refused the write: {e}");
-            "write denied".into()
-        }
-        (Err(e), _) => {
-            warn!("{name}: saving {key} failed: {e}");
-            "save failed".into()
-        }
+        (Err(denied @ BackendError::Denied { .. }), _) => SaveResult::Denied(denied.to_string()),
+        (Err(source), _) => SaveResult::Failed(SaveError::Store { key: key.to_string(), source }),
     };
-    report.elapsed = started.elapsed();
-    report.notes = leave_out.notes;
-    report
+    (size, result)
 }
 
 /// What is left out of (or added to) one archive.
@@ -225,7 +229,7 @@ fn pack(cfg: &Config, plan: &TargetPlan, leave_out: &LeaveOut, archive: &Archive
         extra: &leave_out.extra,
     };
     let started = Instant::now();
-    let mut out = BufWriter::with_capacity(1 << 20, archive.writer());
+    let mut out = BufWriter::with_capacity(1 << 20, cancel::Watched(archive.writer()));
     // No fsync: the file is read back at once (from the page cache) and deleted after the
     // upload; a crash loses the save either way. Syncing cost more than the packing on a
     // 700 MB archive (docs/performance.md).

@@ -129,7 +129,8 @@ impl Fault {
                     .with_header("Retry-After", retry_after_secs.to_string()),
             ),
             Fault::RateLimitReset { reset_in_secs, .. } => {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                let now =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
                 Effect::Answer(
                     Response::json(429, serde_json::json!({"message": "API rate limit exceeded"}))
                         .with_header("x-ratelimit-reset", (now + reset_in_secs).to_string()),

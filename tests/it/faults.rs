@@ -13,24 +13,20 @@ use std::time::Duration;
 
 use crate::support::action::{Job, Step, snapshot};
 use crate::support::cache_server::{Fault, Route};
-use crate::support::rig::{Rig, Service, Snapshot, fresh_checkout, populate, save_job};
+use crate::support::rig::{FAST_TIMING, Rig, Service, Snapshot, fresh_checkout, populate, save_job};
 
 /// The `timeout` input the faulty steps run with.
 const TIMEOUT: Duration = Duration::from_secs(20);
-/// What a step may take past `timeout`: the action's own grace period (1 s, [`TUNING`]) and
-/// process start-up on a busy machine.
+/// What a step may take past `timeout`: the action's own grace period (1 s, [`FAST_TIMING`])
+/// and process start-up on a busy machine.
 const SLACK: Duration = Duration::from_secs(7);
-/// The toolkit's timing, shrunk (`UV_NOX_CACHE_TEST_TUNING`): the first retry after 100 ms
-/// instead of 3 s, three attempts, and a one-second grace past `timeout`. The idle timeout
-/// stays long enough for a loaded machine; [`stalls_mid_body`] shortens it.
-const TUNING: &str = "retry_delay=100ms,attempts=3,connect_timeout=5s,idle_timeout=10s,grace=1s";
-/// The first retry delay of [`TUNING`].
+/// The first retry delay of [`FAST_TIMING`].
 const RETRY_DELAY: Duration = Duration::from_millis(100);
 
 fn faulty_job(rig: &Rig) -> Job {
     let mut job = rig.job();
     job.input("timeout", &TIMEOUT.as_secs().to_string());
-    job.set_env("UV_NOX_CACHE_TEST_TUNING", TUNING);
+    job.set_env("UV_NOX_CACHE_TEST_TUNING", FAST_TIMING);
     job
 }
 
@@ -182,7 +178,7 @@ fn stalls_mid_body(service: Service) {
     let (rig, _) = saved(service);
     rig.server().inject(Fault::Stall { route: Route::Download, times: FOREVER });
     let mut job = faulty_job(&rig);
-    job.set_env("UV_NOX_CACHE_TEST_TUNING", &format!("{TUNING},idle_timeout=1s"));
+    job.set_env("UV_NOX_CACHE_TEST_TUNING", &format!("{FAST_TIMING},idle_timeout=1s"));
     let main = job.main();
     assert_degraded("stalls_mid_body", &main);
     assert_missed(&main);

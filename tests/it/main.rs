@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per concern.
 
+mod cancel;
 mod contract;
 mod dist;
 mod end_to_end;

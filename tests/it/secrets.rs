@@ -5,7 +5,7 @@
 
 use crate::support::action::{Job, Step};
 use crate::support::cache_server::{Fault, Route};
-use crate::support::rig::{Rig, Service, fresh_checkout, populate};
+use crate::support::rig::{FAST_TIMING, Rig, Service, fresh_checkout, populate};
 
 /// A made-up signature that a misbehaving server echoes back in its error bodies.
 const ECHOED_SIG: &str = "EchoedSignature0123456789";
@@ -34,7 +34,7 @@ fn run(service: Service, debug: bool) {
     let token = server.token().to_string();
     let job = || {
         let mut job = rig.job();
-        job.input("timeout", "10");
+        job.set_env("UV_NOX_CACHE_TEST_TUNING", FAST_TIMING);
         if debug {
             job.set_env("RUNNER_DEBUG", "1");
         }

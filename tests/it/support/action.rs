@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::cache_server::CacheServer;
@@ -131,7 +132,10 @@ pub struct Job {
 /// What one step did.
 #[derive(Debug)]
 pub struct Step {
+    /// The exit code, -1 when the step was killed by a signal.
     pub code: i32,
+    /// The signal that ended the step, if one did.
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
     pub outputs: BTreeMap<String, String>,
@@ -166,7 +170,11 @@ impl Step {
     }
 
     pub fn log(&self) -> String {
-        format!("exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+        let end = match self.signal {
+            Some(signal) => format!("killed by signal {signal}"),
+            None => format!("exit {}", self.code),
+        };
+        format!("{end}\n--- stdout\n{}--- stderr\n{}", self.stdout, self.stderr)
     }
 }
 
@@ -231,6 +239,39 @@ impl Job {
     }
 
     fn step(&self, name: &str, command: &str, state: &BTreeMap<String, String>) -> Step {
+        let started = Instant::now();
+        let out = self.command(name, command, state).output().expect("run the action step");
+        self.collect(name, out, started.elapsed())
+    }
+
+    /// Starts the main step (restore) without waiting for it, as [`Job::main`] would run it,
+    /// with its stdout and stderr piped.
+    pub fn start_main(&self) -> Running<'_> {
+        self.start("main", "restore", &BTreeMap::new())
+    }
+
+    /// Starts the post step (save) without waiting for it, as [`Job::post`] would run it.
+    pub fn start_post(&self) -> Running<'_> {
+        let state = self.state.clone();
+        self.start("post", "save", &state)
+    }
+
+    fn start(&self, name: &'static str, command: &str, state: &BTreeMap<String, String>) -> Running<'_> {
+        let started = Instant::now();
+        // In a process group of its own, so that `kill_tree` reaches the binary too.
+        let child = self
+            .command(name, command, state)
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the action step");
+        Running { job: self, name, child, started }
+    }
+
+    /// The step's process as the runner starts it: the launcher in `dist/` when it is there,
+    /// its runner files emptied.
+    fn command(&self, name: &str, command: &str, state: &BTreeMap<String, String>) -> Command {
         let files = |ext: &str| self.dir.join(format!("{name}.{ext}"));
         for ext in ["output", "state", "env", "summary"] {
             fs::write(files(ext), "").unwrap();
@@ -257,12 +298,14 @@ impl Job {
             .env("GITHUB_STATE", files("state"))
             .env("GITHUB_ENV", files("env"))
             .env("GITHUB_STEP_SUMMARY", files("summary"));
-        let started = Instant::now();
-        let out = cmd.output().expect("run the action step");
-        let elapsed = started.elapsed();
-        let read = |ext: &str| fs::read_to_string(files(ext)).unwrap_or_default();
+        cmd
+    }
+
+    fn collect(&self, name: &str, out: Output, elapsed: Duration) -> Step {
+        let read = |ext: &str| fs::read_to_string(self.dir.join(format!("{name}.{ext}"))).unwrap_or_default();
         Step {
             code: out.status.code().unwrap_or(-1),
+            signal: out.status.signal(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             outputs: parse_file_commands(&read("output")),
@@ -270,6 +313,38 @@ impl Job {
             summary: read("summary"),
             elapsed,
         }
+    }
+}
+
+/// A step started with [`Job::start_main`] or [`Job::start_post`].
+pub struct Running<'a> {
+    job: &'a Job,
+    name: &'static str,
+    child: Child,
+    started: Instant,
+}
+
+impl Running<'_> {
+    /// Sends `signal` to the step's entry process (the launcher), as a runner cancelling the
+    /// step does.
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: a plain kill(2) of our own child.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+    }
+
+    /// SIGKILL to the step's whole process tree (the launcher and the binary), as the runner's
+    /// last resort.
+    pub fn kill_tree(&self) {
+        let group = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: a plain killpg(2) of the group our own child leads.
+        assert_eq!(unsafe { libc::killpg(group, libc::SIGKILL) }, 0, "killpg {group}");
+    }
+
+    /// Waits for the step to end.
+    pub fn finish(self) -> Step {
+        let out = self.child.wait_with_output().expect("wait for the action step");
+        self.job.collect(self.name, out, self.started.elapsed())
     }
 }
 

@@ -37,6 +37,12 @@ impl Service {
     }
 }
 
+/// The toolkit's timing, shrunk through `UV_NOX_CACHE_TEST_TUNING` for the suites that make a
+/// service fail on purpose: the first retry after 100 ms instead of 3 s, three attempts, and
+/// one second of grace past the `timeout` input. The idle timeout stays long enough for a busy
+/// machine.
+pub const FAST_TIMING: &str = "retry_delay=100ms,attempts=3,connect_timeout=5s,idle_timeout=10s,grace=1s";
+
 /// A runner machine and, for the HTTP services, the server its jobs talk to.
 pub struct Rig {
     pub service: Service,
