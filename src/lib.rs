@@ -15,6 +15,7 @@ pub mod archive;
 pub mod backend;
 pub mod cancel;
 pub mod config;
+pub mod disk;
 pub mod env;
 pub mod envs;
 pub mod flow;

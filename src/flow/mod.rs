@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::backend::BackendError;
 use crate::cancel::Cancelled;
 use crate::config::Target;
+use crate::runner::human_size;
 
 /// What happened to one target in the restore step.
 #[derive(Debug)]
@@ -46,6 +47,13 @@ pub enum RestoreError {
     Lookup(BackendError),
     #[error("restoring {key} failed, continuing without a cache: {why}")]
     Restore { key: String, why: String },
+    /// The entry would not fit once extracted (`disk.rs`).
+    #[error(
+        "not restoring {key}: extracted it takes about {} ({} compressed), and the file system of {} has {} free; \
+         free some space first, or restore fewer targets",
+        human_size(*need), human_size(*size), dir.display(), human_size(*free)
+    )]
+    NoRoom { key: String, dir: std::path::PathBuf, size: u64, need: u64, free: u64 },
     /// The step's deadline passed, or its work crashed, before this target was done.
     #[error("{0}")]
     Unfinished(&'static str),
@@ -100,6 +108,7 @@ impl Restored {
             RestoreResult::NotRead => "not read (cache mode)".into(),
             RestoreResult::Failed(RestoreError::Lookup(_)) => "lookup failed".into(),
             RestoreResult::Failed(RestoreError::Restore { .. }) => "restore failed".into(),
+            RestoreResult::Failed(RestoreError::NoRoom { .. }) => "no room on disk".into(),
             RestoreResult::Failed(RestoreError::Unfinished(why)) => (*why).into(),
             RestoreResult::Failed(RestoreError::Cancelled(c)) => c.to_string(),
         }

@@ -14,7 +14,7 @@ use crate::place;
 use crate::progress::Progress;
 use crate::runner::{self, human_size};
 use crate::target::TargetPlan;
-use crate::{cancel, envs};
+use crate::{cancel, disk, envs};
 
 /// Restores every planned target; never fails: trouble is a [`RestoreError`] in the outcome,
 /// which `report.rs` turns into a warning and a miss.
@@ -50,6 +50,16 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
     if cfg.lookup_only {
         info!("{name}: found {} (lookup-only: nothing downloaded)", hit.key);
         return Restored { size: hit.size, ..ended(RestoreResult::Found { matched_key, exact }) };
+    }
+    if let Err(disk::NoRoom { need, free }) = disk::check_room(&plan.dir, hit.size) {
+        let (dir, size) = (plan.dir.clone(), hit.size.unwrap_or_default());
+        return ended(RestoreResult::Failed(RestoreError::NoRoom {
+            key: matched_key,
+            dir,
+            size,
+            need,
+            free,
+        }));
     }
     let (invalidated, downloaded) = match download_into_place(backend, plan, &hit) {
         Ok(done) => done,

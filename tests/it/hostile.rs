@@ -862,13 +862,13 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A restore into a directory on a full disk (a 2 MiB tmpfs holding the uv cache's parent):
-/// a warning and a miss, the old cache untouched, the staging directory gone.
-#[test]
-fn a_full_disk_during_restore_is_a_warning_and_changes_nothing() {
-    let rig = Rig::new(Store::Local);
-    let store = rig.machine.store.display().to_string();
-    let _disk = Tmpfs::mount(&rig.machine.home.join(".cache"), "2m");
+/// A restore of 4 MiB that do not compress into a uv cache whose parent is a 2 MiB tmpfs,
+/// through `store`; returns the step, the tree of the machine's home before it, the rig and the
+/// mounted disk (unmounted when dropped).
+fn restore_onto_a_full_disk(store: Store) -> (Step, BTreeMap<String, String>, Rig, Tmpfs) {
+    let rig = Rig::new(store);
+    let local = rig.machine.store.display().to_string();
+    let disk = Tmpfs::mount(&rig.machine.home.join(".cache"), "2m");
     let uv = uv_dir(&rig);
     fs::create_dir_all(uv.join("old")).unwrap();
     fs::write(uv.join("old/keep"), "old").unwrap();
@@ -885,9 +885,17 @@ fn a_full_disk_during_restore_is_a_warning_and_changes_nothing() {
         .collect();
     let archive =
         Tar(Vec::new()).dir("../../home/.cache/uv/").file("../../home/.cache/uv/big", &noise).zstd();
-    let mut job = uv_job(&rig, &store);
+    let mut job = uv_job(&rig, &local);
     rig.plant_for(&job, "uv", "~/.cache/uv", archive);
     let step = job.main();
+    (step, before, rig, disk)
+}
+
+/// The service does not tell the entry's size (v1 as Forgejo serves it): the disk fills during
+/// the restore, which is a warning and a miss, the old cache untouched, the staging gone.
+#[test]
+fn a_full_disk_during_restore_is_a_warning_and_changes_nothing() {
+    let (step, before, rig, _disk) = restore_onto_a_full_disk(Store::V1(Personality::Forgejo));
     assert_eq!(step.code, 0, "{}", step.log());
     assert!(!step.stdout.contains("::error::"), "{}", step.log());
     assert!(
@@ -897,6 +905,21 @@ fn a_full_disk_during_restore_is_a_warning_and_changes_nothing() {
     );
     assert_eq!(step.output("uv-restored"), "false");
     assert_eq!(tree(&rig.machine.home, &|_| false), before, "the old cache and its disk are unchanged");
+}
+
+/// The store tells the entry's size: it would not fit once extracted, so the target is skipped
+/// before anything is downloaded, with a warning that gives both numbers.
+#[test]
+fn an_entry_that_would_not_fit_is_skipped_before_downloading() {
+    let (step, before, rig, _disk) = restore_onto_a_full_disk(Store::Local);
+    assert_eq!(step.code, 0, "{}", step.log());
+    let warned = warnings(&step);
+    let warning =
+        warned.iter().find(|w| w.contains("uv: not restoring")).unwrap_or_else(|| panic!("{}", step.log()));
+    assert!(warning.contains("compressed") && warning.contains("MB free"), "{warning}");
+    assert!(warning.contains(&uv_dir(&rig).display().to_string()), "{warning}");
+    assert_eq!(step.output("uv-restored"), "false");
+    assert_eq!(tree(&rig.machine.home, &|_| false), before);
 }
 
 /// A save whose RUNNER_TEMP is full (a 1 MiB tmpfs): a warning, nothing stored, no archive left.
