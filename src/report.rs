@@ -53,7 +53,7 @@ pub fn finish(cfg: &Config, outcome: Outcome, mut files: RunnerFiles) -> ExitCod
                 let result = || RestoreResult::Failed(flow::RestoreError::Unfinished(unfinished_label(&why)));
                 plans.iter().map(|p| Restored::ended(p.target, &p.key.primary(), result())).collect()
             });
-            code = report_restore(cfg, &outcomes, &mut files);
+            code = report_restore(cfg, plans, &outcomes, &mut files);
         }
         Outcome::Save(done) => {
             let reports = done.unwrap_or_else(|why| {
@@ -74,7 +74,12 @@ fn unfinished_label(why: &Unfinished) -> &'static str {
     }
 }
 
-fn report_restore(cfg: &Config, outcomes: &[Restored], files: &mut RunnerFiles) -> ExitCode {
+fn report_restore(
+    cfg: &Config,
+    plans: &[TargetPlan],
+    outcomes: &[Restored],
+    files: &mut RunnerFiles,
+) -> ExitCode {
     let outputs = &mut files.outputs;
     outputs.set("cache-hit", outcomes.iter().all(Restored::hit).to_string());
     for o in outcomes {
@@ -95,17 +100,28 @@ fn report_restore(cfg: &Config, outcomes: &[Restored], files: &mut RunnerFiles) 
     }
     let rows: Vec<SummaryRow> = outcomes
         .iter()
-        .map(|o| SummaryRow {
-            target: o.target.name().into(),
-            key: o.matched_key().unwrap_or(&o.key).to_string(),
-            result: o.summary(),
-            size: o.size.map(runner::human_size).unwrap_or_default(),
-            time: flow::seconds(o.elapsed),
-            notes: if o.invalidated.is_empty() {
-                String::new()
-            } else {
-                format!("{} invalidated", o.invalidated.len())
-            },
+        .map(|o| {
+            let plan = plans.iter().find(|p| p.target == o.target);
+            let fallback = o.matched_key().filter(|m| !m.eq_ignore_ascii_case(&o.key));
+            let mut notes = Vec::new();
+            if let (Some(matched), Some(plan)) = (fallback, plan) {
+                let differs = plan.key.first_difference(matched).unwrap_or("hash");
+                notes.push(format!("fallback: `{differs}` changed"));
+            }
+            if !o.invalidated.is_empty() {
+                notes.push(format!("{} invalidated", o.invalidated.len()));
+            }
+            SummaryRow {
+                target: o.target.name().into(),
+                key: match fallback {
+                    Some(matched) => format!("`{}` (restored from `{matched}`)", o.key),
+                    None => format!("`{}`", o.key),
+                },
+                result: o.summary(),
+                size: o.size.map(runner::human_size).unwrap_or_default(),
+                time: time_and_rate(o.size.filter(|_| o.restored()), o.elapsed),
+                notes: notes.join("; "),
+            }
         })
         .collect();
     summary(cfg, "uv-nox-cache: restore", &rows);
@@ -136,14 +152,26 @@ fn report_save(cfg: &Config, reports: &[SaveReport]) {
         .iter()
         .map(|r| SummaryRow {
             target: r.target.name().into(),
-            key: r.key.clone(),
+            key: format!("`{}`", r.key),
             result: r.summary(),
             size: r.size.map(runner::human_size).unwrap_or_default(),
-            time: flow::seconds(r.elapsed),
+            time: time_and_rate(r.size.filter(|_| matches!(r.result, SaveResult::Saved)), r.elapsed),
             notes: r.notes.clone(),
         })
         .collect();
     summary(cfg, "uv-nox-cache: save", &rows);
+}
+
+/// `3.1 s`, and `3.1 s (12.4 MB/s)` when `bytes` moved in that time.
+fn time_and_rate(bytes: Option<u64>, elapsed: std::time::Duration) -> String {
+    let time = flow::seconds(elapsed);
+    match bytes {
+        Some(bytes) if elapsed.as_secs_f64() > 0.0 => {
+            let rate = (bytes as f64 / elapsed.as_secs_f64()) as u64;
+            format!("{time} ({}/s)", runner::human_size(rate))
+        }
+        _ => time,
+    }
 }
 
 fn summary(cfg: &Config, title: &str, rows: &[SummaryRow]) {

@@ -171,6 +171,7 @@ pub fn read_state(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option
 #[derive(Debug, Clone, Default)]
 pub struct SummaryRow {
     pub target: String,
+    /// Markdown: the caller puts keys in backticks.
     pub key: String,
     pub result: String,
     pub size: String,
@@ -188,7 +189,7 @@ pub fn write_summary(file: Option<&PathBuf>, title: &str, rows: &[SummaryRow]) -
     for r in rows {
         let _ = writeln!(
             text,
-            "| {} | `{}` | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             cell(&r.target),
             cell(&r.key),
             cell(&r.result),

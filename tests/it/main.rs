@@ -19,6 +19,7 @@ mod runners;
 mod safety;
 mod secrets;
 mod sh_entry;
+mod summary;
 mod support;
 mod tokens;
 mod uv_cache;
