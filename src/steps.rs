@@ -94,7 +94,6 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
             job_env.set(env::UV_CACHE_DIR, plan.dir.to_string_lossy());
         }
     }
-    flow::restore::hint_reuse(&cfg);
     let outcomes = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, move |deadline| {
@@ -107,6 +106,7 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
         let result = if why.contains("timeout") { "timed out" } else { "internal error" };
         plans.iter().map(|p| Restored::miss(p.target, &p.key.primary(), result)).collect()
     });
+    flow::restore::hint_reuse(&cfg, &outcomes);
     report_restore(&cfg, &outcomes, &mut outputs, &mut state);
     commit(&cfg, &outputs, &state, &job_env);
     let missed: Vec<&str> =
@@ -127,6 +127,10 @@ fn report_restore(cfg: &Config, outcomes: &[Restored], outputs: &mut FileCommand
         outputs.set(&format!("{t}-key"), o.key.clone());
         outputs.set(&format!("{t}-matched-key"), o.matched_key.clone().unwrap_or_default());
         state.set(&flow::state_hit(o.target), o.hit().to_string());
+        state.set(&flow::state_matched(o.target), o.matched_key.clone().unwrap_or_default());
+        if let Some(digest) = &o.envs_state {
+            state.set(&flow::state_envs(o.target), digest.clone());
+        }
         for reason in &o.invalidated {
             warn!("{t}: {reason}");
         }
@@ -135,7 +139,8 @@ fn report_restore(cfg: &Config, outcomes: &[Restored], outputs: &mut FileCommand
         .iter()
         .map(|o| SummaryRow {
             target: o.target.name().into(),
-            key: o.matched_key.clone().unwrap_or_else(|| o.key.clone()),
+            key: o.key.clone(),
+            restored_from: o.matched_key.clone().filter(|_| !o.exact),
             result: o.result.clone(),
             size: o.size.map(runner::human_size).unwrap_or_default(),
             time: flow::seconds(o.elapsed),
@@ -169,7 +174,14 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
     };
     let state: HashMap<String, String> = plans
         .iter()
-        .flat_map(|p| [flow::state_key(p.target), flow::state_hit(p.target)])
+        .flat_map(|p| {
+            [
+                flow::state_key(p.target),
+                flow::state_hit(p.target),
+                flow::state_matched(p.target),
+                flow::state_envs(p.target),
+            ]
+        })
         .filter_map(|name| runner::read_state(lookup, &name).map(|v| (name, v)))
         .collect();
     let reports = {
@@ -188,6 +200,7 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
         .map(|r: &SaveReport| SummaryRow {
             target: r.target.name().into(),
             key: r.key.clone(),
+            restored_from: None,
             result: r.result.clone(),
             size: r.size.map(runner::human_size).unwrap_or_default(),
             time: flow::seconds(r.elapsed),

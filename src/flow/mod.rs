@@ -24,6 +24,8 @@ pub struct Restored {
     pub size: Option<u64>,
     pub elapsed: Duration,
     pub result: String,
+    /// For nox, the digest of what the restored envs hold ([`crate::envs::envs_state`]).
+    pub envs_state: Option<String>,
 }
 
 impl Restored {
@@ -39,6 +41,7 @@ impl Restored {
             size: None,
             elapsed: Duration::ZERO,
             result: result.into(),
+            envs_state: None,
         }
     }
 
@@ -66,6 +69,16 @@ pub fn state_key(target: Target) -> String {
 
 pub fn state_hit(target: Target) -> String {
     format!("{}_HIT", target.name().to_uppercase())
+}
+
+/// The key restored from (empty on a miss).
+pub fn state_matched(target: Target) -> String {
+    format!("{}_MATCHED", target.name().to_uppercase())
+}
+
+/// The digest of what the restored envs held, for the post step to compare with.
+pub fn state_envs(target: Target) -> String {
+    format!("{}_ENVS", target.name().to_uppercase())
 }
 
 /// `3.1 s`.

@@ -12,7 +12,8 @@ use crate::archive::{self, PackSpec};
 use crate::backend::{self, ArchiveFile, Backend, BackendError, Saved};
 use crate::config::{Config, SavePolicy, Target, UvPrune};
 use crate::envs;
-use crate::flow::{SaveReport, seconds, state_hit, state_key};
+use crate::flow::{SaveReport, seconds, state_envs, state_hit, state_key, state_matched};
+use crate::key;
 use crate::runner::{self, human_size};
 use crate::target::{self, TargetPlan};
 
@@ -55,17 +56,23 @@ fn save_target(
     let name = plan.target.name();
     let _group = runner::group(&format!("{name}: save to {}", backend.name()));
     let started = Instant::now();
-    let key = state(&state_key(plan.target)).unwrap_or_else(|| plan.key.primary());
+    let primary = state(&state_key(plan.target)).unwrap_or_else(|| plan.key.primary());
     let mut report = SaveReport {
         target: plan.target,
-        key: key.clone(),
+        key: primary.clone(),
         result: String::new(),
         size: None,
         elapsed: Default::default(),
         notes: String::new(),
     };
+    let restored_envs = state(&state_envs(plan.target));
     if state(&state_hit(plan.target)).as_deref() == Some("true") {
-        info!("{name}: the restore found {key} exactly; not saving");
+        if envs_changed(cfg, plan, restored_envs.as_deref(), None) == Some(true) {
+            crate::notice!(
+                "{name}: the job changed the envs restored from {primary}; entries cannot be replaced, so the next job restores them as they were and its installs change them again"
+            );
+        }
+        info!("{name}: the restore found {primary} exactly; not saving");
         report.result = "exact hit, not saved".into();
         return report;
     }
@@ -75,6 +82,30 @@ fn save_target(
         return report;
     }
     let leave_out = leave_out(cfg, plan);
+    let key = match save_key(cfg, plan, &primary) {
+        SaveKey::Primary => primary.clone(),
+        SaveKey::Unconfirmed(key) => {
+            if envs_changed(cfg, plan, restored_envs.as_deref(), Some(&leave_out.skip)) == Some(false) {
+                let from = state(&state_matched(plan.target)).unwrap_or_default();
+                info!("{name}: the envs are as restored from {from}; not saving them again");
+                report.result = "unchanged since the restore, not saved".into();
+                return report;
+            }
+            info!(
+                "{name}: `save: always` cannot tell whether this job succeeded: saving under {key}, which the next job takes only as a fallback (nox-cache-hit stays false); a job with `save: auto` saves under {primary}"
+            );
+            key
+        }
+        SaveKey::TooLong(len) => {
+            warn!(
+                "{name}: the `save: always` key would be {len} characters, more than the services accept ({}); not saving — shorten `key-suffix`",
+                crate::key::MAX_KEY_LEN
+            );
+            report.result = "not saved (key too long)".into();
+            return report;
+        }
+    };
+    report.key = key.clone();
     let archive = match create_archive_file(cfg) {
         Ok(archive) => archive,
         Err(e) => {
@@ -120,6 +151,58 @@ fn save_target(
     report
 }
 
+/// Which key a save goes under.
+enum SaveKey {
+    /// The primary key: `save: auto` runs only when the job succeeded (`post-if`), and uv's
+    /// content-addressed cache is never wrong, only incomplete.
+    Primary,
+    /// nox with `save: always`: the post step cannot read the job's status, and envs from a job
+    /// that failed mid-install are incomplete, so they go where only a fallback finds them.
+    Unconfirmed(String),
+    /// The unconfirmed key would be too long, at this many characters.
+    TooLong(usize),
+}
+
+fn save_key(cfg: &Config, plan: &TargetPlan, primary: &str) -> SaveKey {
+    if cfg.save != SavePolicy::Always || plan.target != Target::Nox {
+        return SaveKey::Primary;
+    }
+    let run = match (&cfg.runner.run_id, &cfg.runner.run_attempt) {
+        (Some(id), attempt) => format!("r{id}a{}", attempt.as_deref().unwrap_or("1")),
+        (None, _) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            format!("t{}", now.as_secs())
+        }
+    };
+    let key = key::unconfirmed_key(primary, &key::sanitize(&run));
+    if key.len() > key::MAX_KEY_LEN { SaveKey::TooLong(key.len()) } else { SaveKey::Unconfirmed(key) }
+}
+
+/// For nox after a restore: whether the envs now differ from what was restored (`restored`, the
+/// digest the restore step left), leaving out what the save leaves out (`skip`, computed here
+/// when not given). `None` when nothing was restored.
+fn envs_changed(
+    cfg: &Config,
+    plan: &TargetPlan,
+    restored: Option<&str>,
+    skip: Option<&HashSet<PathBuf>>,
+) -> Option<bool> {
+    let restored = restored.filter(|_| plan.target == Target::Nox)?;
+    let computed;
+    let skip = match skip {
+        Some(skip) => skip,
+        None => {
+            computed = if cfg.evict_project {
+                envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace).skip
+            } else {
+                HashSet::new()
+            };
+            &computed
+        }
+    };
+    Some(envs::envs_state(&plan.dir, skip) != restored)
+}
+
 /// What is left out of (or added to) one archive.
 #[derive(Debug, Default)]
 struct LeaveOut {
@@ -135,8 +218,17 @@ fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
     let mut out = LeaveOut::default();
     let eviction = match plan.target {
         Target::Nox => {
-            out.extra = envs::markers(&plan.dir, &plan.key.os, &plan.key.arch);
-            cfg.evict_project.then(|| envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace))
+            let eviction =
+                cfg.evict_project.then(|| envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace));
+            let recorded = eviction.clone().unwrap_or_default();
+            out.extra = envs::markers(&plan.dir, &plan.key.os, &plan.key.arch, &recorded);
+            for k in &recorded.kept {
+                info!("nox: env `{}`: kept {} — {}", k.env, k.dist, k.reason);
+            }
+            for e in &recorded.evicted {
+                info!("nox: env `{}`: left out {} — {}", e.env, e.dist, e.reason);
+            }
+            eviction
         }
         Target::Uv => {
             prepare_uv_cache(cfg, plan);
@@ -146,10 +238,16 @@ fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
     let Some(eviction) = eviction else { return out };
     let evicted: Vec<String> =
         eviction.evicted.iter().map(|e| format!("{} from {}", e.dist, e.env)).collect();
+    let kept: Vec<String> = eviction.kept.iter().map(|k| format!("{} in {}", k.dist, k.env)).collect();
+    let mut notes = Vec::new();
     if !evicted.is_empty() {
         info!("{}: left out of the archive (evict-project): {}", plan.target.name(), evicted.join(", "));
-        out.notes = format!("evicted {}", evicted.join(", "));
+        notes.push(format!("evicted {}", evicted.join(", ")));
     }
+    if !kept.is_empty() {
+        notes.push(format!("kept editable {}", kept.join(", ")));
+    }
+    out.notes = notes.join("; ");
     out.skip = eviction.skip;
     out
 }
