@@ -2,6 +2,7 @@
 
 mod contract;
 mod dist;
+mod editable;
 mod end_to_end;
 mod envs;
 mod faults;
