@@ -28,7 +28,7 @@ pub use marker::{
 };
 pub use noxfile::{WorkflowReuse, noxfile_enables_reuse, workflow_path, workflow_reuse};
 pub use prune::{PruneError, uv_prune_ci};
-pub use state::envs_state;
+pub use state::{cache_state, envs_state};
 
 /// One distribution (or one uv build) left out of an archive.
 #[derive(Debug, Clone, PartialEq, Eq)]

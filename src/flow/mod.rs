@@ -24,7 +24,8 @@ pub struct Restored {
     pub size: Option<u64>,
     pub elapsed: Duration,
     pub result: String,
-    /// For nox, the digest of what the restored envs hold ([`crate::envs::envs_state`]).
+    /// The digest of what was restored: the envs ([`crate::envs::envs_state`]) or the uv cache
+    /// ([`crate::envs::cache_state`]).
     pub envs_state: Option<String>,
 }
 
@@ -76,7 +77,7 @@ pub fn state_matched(target: Target) -> String {
     format!("{}_MATCHED", target.name().to_uppercase())
 }
 
-/// The digest of what the restored envs held, for the post step to compare with.
+/// The digest of what the restored envs (or uv cache) held, for the post step to compare with.
 pub fn state_envs(target: Target) -> String {
     format!("{}_ENVS", target.name().to_uppercase())
 }

@@ -99,8 +99,8 @@ fn find(
 }
 
 /// Downloads and extracts into a staging directory, validates, and moves it into place.
-/// Returns the environments that failed validation (already deleted), and for nox the digest of
-/// what the envs hold as restored.
+/// Returns the environments that failed validation (already deleted), and the digest of what
+/// the envs (or the uv cache) hold as restored.
 fn download_into_place(
     cfg: &Config,
     backend: &dyn Backend,
@@ -127,7 +127,8 @@ fn download_into_place(
         let nox = plan.target == Target::Nox;
         let saved = if nox { envs::saved_project_dists(&staging) } else { BTreeMap::new() };
         let invalidated = validate_restored(plan, &staging);
-        let envs_state = nox.then(|| review_project(cfg, &staging, &saved));
+        let envs_state =
+            Some(if nox { review_project(cfg, &staging, &saved) } else { envs::cache_state(&staging) });
         place::swap_into_place(&staging, &plan.dir)
             .map_err(|e| format!("moving into {}: {e}", plan.dir.display()))?;
         Ok((invalidated, envs_state))

@@ -67,7 +67,9 @@ fn save_target(
     };
     let restored_envs = state(&state_envs(plan.target));
     if state(&state_hit(plan.target)).as_deref() == Some("true") {
-        if envs_changed(cfg, plan, restored_envs.as_deref(), None) == Some(true) {
+        if plan.target == Target::Nox
+            && changed_since_restore(cfg, plan, restored_envs.as_deref(), None) == Some(true)
+        {
             crate::notice!(
                 "{name}: the job changed the envs restored from {primary}; entries cannot be replaced, so the next job restores them as they were and its installs change them again"
             );
@@ -82,17 +84,20 @@ fn save_target(
         return report;
     }
     let leave_out = leave_out(cfg, plan);
-    let key = match save_key(cfg, plan, &primary) {
+    let key = match save_key(cfg, &primary) {
         SaveKey::Primary => primary.clone(),
         SaveKey::Unconfirmed(key) => {
-            if envs_changed(cfg, plan, restored_envs.as_deref(), Some(&leave_out.skip)) == Some(false) {
+            if changed_since_restore(cfg, plan, restored_envs.as_deref(), Some(&leave_out.skip))
+                == Some(false)
+            {
                 let from = state(&state_matched(plan.target)).unwrap_or_default();
-                info!("{name}: the envs are as restored from {from}; not saving them again");
+                let what = if plan.target == Target::Nox { "the envs are" } else { "the cache is" };
+                info!("{name}: {what} as restored from {from}; not saving again");
                 report.result = "unchanged since the restore, not saved".into();
                 return report;
             }
             info!(
-                "{name}: `save: always` cannot tell whether this job succeeded: saving under {key}, which the next job takes only as a fallback (nox-cache-hit stays false); a job with `save: auto` saves under {primary}"
+                "{name}: `save: always` cannot tell whether this job succeeded: saving under {key}, which the next job takes only as a fallback ({name}-cache-hit stays false); a job with `save: auto` saves under {primary}"
             );
             key
         }
@@ -153,18 +158,19 @@ fn save_target(
 
 /// Which key a save goes under.
 enum SaveKey {
-    /// The primary key: `save: auto` runs only when the job succeeded (`post-if`), and uv's
-    /// content-addressed cache is never wrong, only incomplete.
+    /// The primary key: `save: auto` runs only when the job succeeded (`post-if`).
     Primary,
-    /// nox with `save: always`: the post step cannot read the job's status, and envs from a job
-    /// that failed mid-install are incomplete, so they go where only a fallback finds them.
+    /// `save: always`: the post step cannot read the job's status, and what a job that failed
+    /// mid-install leaves is incomplete (envs missing packages, a uv cache missing downloads),
+    /// so it goes where the next job finds it only as a fallback, and saves again when it
+    /// completes it.
     Unconfirmed(String),
     /// The unconfirmed key would be too long, at this many characters.
     TooLong(usize),
 }
 
-fn save_key(cfg: &Config, plan: &TargetPlan, primary: &str) -> SaveKey {
-    if cfg.save != SavePolicy::Always || plan.target != Target::Nox {
+fn save_key(cfg: &Config, primary: &str) -> SaveKey {
+    if cfg.save != SavePolicy::Always {
         return SaveKey::Primary;
     }
     let run = match (&cfg.runner.run_id, &cfg.runner.run_attempt) {
@@ -178,16 +184,19 @@ fn save_key(cfg: &Config, plan: &TargetPlan, primary: &str) -> SaveKey {
     if key.len() > key::MAX_KEY_LEN { SaveKey::TooLong(key.len()) } else { SaveKey::Unconfirmed(key) }
 }
 
-/// For nox after a restore: whether the envs now differ from what was restored (`restored`, the
-/// digest the restore step left), leaving out what the save leaves out (`skip`, computed here
-/// when not given). `None` when nothing was restored.
-fn envs_changed(
+/// After a restore: whether the envs (or the uv cache) now differ from what was restored
+/// (`restored`, the digest the restore step left), leaving out of nox envs what the save leaves
+/// out (`skip`, computed here when not given). `None` when nothing was restored.
+fn changed_since_restore(
     cfg: &Config,
     plan: &TargetPlan,
     restored: Option<&str>,
     skip: Option<&HashSet<PathBuf>>,
 ) -> Option<bool> {
-    let restored = restored.filter(|_| plan.target == Target::Nox)?;
+    let restored = restored?;
+    if plan.target == Target::Uv {
+        return Some(envs::cache_state(&plan.dir) != restored);
+    }
     let computed;
     let skip = match skip {
         Some(skip) => skip,
