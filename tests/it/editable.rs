@@ -16,6 +16,8 @@ use crate::support::tools;
 enum Style {
     /// `session.install("-e", ".")`.
     Editable,
+    /// The same with nox's default backend: virtualenv and pip.
+    PipEditable,
     /// `uv sync --frozen` of the project (editable by default) from its uv.lock.
     UvSync,
     /// `session.install(".")`.
@@ -33,15 +35,16 @@ fn write_project(ws: &Path, answer: u32, style: Style) {
     )
     .unwrap();
     fs::write(ws.join("src/seedpkg/__init__.py"), format!("def answer():\n    return {answer}\n")).unwrap();
+    let backend = if let Style::PipEditable = style { "virtualenv" } else { "uv" };
     let install = match style {
-        Style::Editable => "session.install('-e', '.')",
+        Style::Editable | Style::PipEditable => "session.install('-e', '.')",
         Style::UvSync => "session.run_install('uv', 'sync', '--frozen')",
         Style::Copy => "session.install('.')",
     };
     fs::write(
         ws.join("noxfile.py"),
         format!(
-            "import nox\n\n@nox.session(venv_backend='uv')\ndef check(session):\n    {install}\n    \
+            "import nox\n\n@nox.session(venv_backend='{backend}')\ndef check(session):\n    {install}\n    \
              session.run('python', '-c', 'import seedpkg; print(\"answer\", seedpkg.answer())')\n"
         ),
     )
@@ -85,7 +88,7 @@ fn full_loop(machine: &Machine, style: Style) -> Step {
     let post = job.post();
     assert!(post.stdout.contains("nox: saved"), "{}", post.log());
     let verdict = match style {
-        Style::Editable | Style::UvSync => {
+        Style::Editable | Style::PipEditable | Style::UvSync => {
             "nox: env `check`: kept seedpkg-1.0.0 — editable: a path .pth puts src"
         }
         Style::Copy => "nox: env `check`: left out seedpkg-1.0.0 — a non-editable copy of the project",
@@ -94,7 +97,7 @@ fn full_loop(machine: &Machine, style: Style) -> Step {
 
     // The fix keeps the version number; the next job starts from a fresh checkout.
     fs::remove_dir_all(machine.workspace.join(".nox")).unwrap();
-    fs::remove_dir_all(machine.home.join(".cache/uv")).unwrap();
+    let _ = fs::remove_dir_all(machine.home.join(".cache/uv")); // none with pip
     write_project(&machine.workspace, 42, style);
     let mut job = machine.job();
     job.set_env("PATH", &tools_path(machine));
@@ -116,6 +119,16 @@ fn an_editable_install_runs_the_new_code_under_nox_r_after_a_hit() {
     );
     let warm = nox(&machine, &["-R"], true);
     assert!(warm.status.success(), "nox -R must pass on the restored editable env:\n{}", text(&warm));
+    assert!(text(&warm).contains("answer 42"), "the new code ran:\n{}", text(&warm));
+}
+
+#[test]
+fn a_pip_editable_install_runs_the_new_code_under_nox_r_after_a_hit() {
+    let machine = Machine::new();
+    let main = full_loop(&machine, Style::PipEditable);
+    assert!(main.stdout.contains("nox: env `check`: kept seedpkg-1.0.0"), "{}", main.log());
+    let warm = nox(&machine, &["-R"], true);
+    assert!(warm.status.success(), "{}", text(&warm));
     assert!(text(&warm).contains("answer 42"), "the new code ran:\n{}", text(&warm));
 }
 
