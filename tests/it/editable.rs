@@ -106,40 +106,36 @@ fn full_loop(machine: &Machine, style: Style) -> Step {
     main
 }
 
-#[test]
-fn an_editable_install_runs_the_new_code_under_nox_r_after_a_hit() {
+/// The full loop for an editable `style`: the restore log names the kept install and why, and
+/// `nox -R` (offline, no installs) passes on the new code.
+fn nox_r_runs_the_new_code(style: Style) {
     let machine = Machine::new();
-    let main = full_loop(&machine, Style::Editable);
+    let main = full_loop(&machine, style);
     assert!(
         main.stdout.contains(
             "nox: env `check`: kept seedpkg-1.0.0 — editable: a path .pth puts src of the checkout"
         ),
-        "the restore log names what was kept and why:\n{}",
+        "{style:?}: the restore log names what was kept and why:\n{}",
         main.log()
     );
     let warm = nox(&machine, &["-R"], true);
-    assert!(warm.status.success(), "nox -R must pass on the restored editable env:\n{}", text(&warm));
-    assert!(text(&warm).contains("answer 42"), "the new code ran:\n{}", text(&warm));
+    assert!(warm.status.success(), "{style:?}: nox -R must pass on the restored env:\n{}", text(&warm));
+    assert!(text(&warm).contains("answer 42"), "{style:?}: the new code ran:\n{}", text(&warm));
+}
+
+#[test]
+fn an_editable_install_runs_the_new_code_under_nox_r_after_a_hit() {
+    nox_r_runs_the_new_code(Style::Editable);
 }
 
 #[test]
 fn a_pip_editable_install_runs_the_new_code_under_nox_r_after_a_hit() {
-    let machine = Machine::new();
-    let main = full_loop(&machine, Style::PipEditable);
-    assert!(main.stdout.contains("nox: env `check`: kept seedpkg-1.0.0"), "{}", main.log());
-    let warm = nox(&machine, &["-R"], true);
-    assert!(warm.status.success(), "{}", text(&warm));
-    assert!(text(&warm).contains("answer 42"), "the new code ran:\n{}", text(&warm));
+    nox_r_runs_the_new_code(Style::PipEditable);
 }
 
 #[test]
 fn a_uv_sync_editable_project_runs_the_new_code_under_nox_r_after_a_hit() {
-    let machine = Machine::new();
-    let main = full_loop(&machine, Style::UvSync);
-    assert!(main.stdout.contains("nox: env `check`: kept seedpkg-1.0.0"), "{}", main.log());
-    let warm = nox(&machine, &["-R"], true);
-    assert!(warm.status.success(), "{}", text(&warm));
-    assert!(text(&warm).contains("answer 42"), "the new code ran:\n{}", text(&warm));
+    nox_r_runs_the_new_code(Style::UvSync);
 }
 
 #[test]
