@@ -295,3 +295,55 @@ fn a_job_that_failed_mid_install_never_gives_an_exact_hit() {
         text(&last)
     );
 }
+
+/// The unconfirmed key works on the services as on the local store: the primary key's own
+/// prefix match finds it, as a fallback, on v1 (act / Forgejo / Gitea) and v2 (github.com),
+/// and a `save: auto` job's entry under the primary key wins over it.
+#[test]
+fn unconfirmed_entries_are_fallbacks_on_every_service() {
+    use crate::support::action::Protocol;
+    use crate::support::cache_server::{CacheServer, Personality};
+    for (personality, protocol) in [(Personality::Forgejo, Protocol::V1), (Personality::Github, Protocol::V2)]
+    {
+        let server = CacheServer::start(personality);
+        let machine = Machine::new();
+        let env = machine.workspace.join(".nox/e");
+        let job = |save: &str, run: &str| {
+            let mut job = machine.job();
+            job.use_service(&server, protocol)
+                .input("targets", "nox")
+                .input("save", save)
+                .set_env("GITHUB_RUN_ID", run)
+                .set_env("GITHUB_RUN_ATTEMPT", "1");
+            job
+        };
+        fs::create_dir_all(&env).unwrap();
+        fs::write(env.join("half-installed"), "x").unwrap();
+        let mut first = job("always", "5");
+        let primary = first.keys()["nox"].clone();
+        first.main();
+        let post = first.post();
+        let unconfirmed = format!("{primary}-unconfirmed-r5a1");
+        assert!(post.stdout.contains(&format!("nox: saved {unconfirmed}")), "{protocol:?}: {}", post.log());
+
+        fs::remove_dir_all(machine.workspace.join(".nox")).unwrap();
+        let mut second = job("always", "6");
+        let main = second.main();
+        assert_eq!(main.output("nox-cache-hit"), "false", "{protocol:?}: {}", main.log());
+        assert_eq!(main.output("nox-matched-key").to_lowercase(), unconfirmed.to_lowercase(), "{protocol:?}");
+        assert!(env.join("half-installed").is_file(), "{protocol:?}: restored");
+        let post = second.post();
+        assert!(
+            post.stdout.contains("as restored from"),
+            "{protocol:?}: nothing changed, nothing saved:\n{}",
+            post.log()
+        );
+
+        let mut third = job("auto", "7");
+        assert_eq!(third.main().output("nox-cache-hit"), "false");
+        let post = third.post();
+        assert!(post.stdout.contains(&format!("nox: saved {primary},")), "{protocol:?}: {}", post.log());
+        let main = job("auto", "8").main();
+        assert_eq!(main.output("nox-cache-hit"), "true", "{protocol:?}: {}", main.log());
+    }
+}
