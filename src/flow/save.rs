@@ -1,5 +1,6 @@
 //! The save story: unless the restore found the exact key (or the policy says not to), pack
-//! each target — leaving out what must never be cached — and hand the archive to the service.
+//! each target — leaving out what must never be cached — and hand the archive to the service,
+//! under the primary key, or with `save: always` under an unconfirmed one ([`save_key`]).
 
 use std::collections::HashSet;
 use std::io::BufWriter;
@@ -65,15 +66,8 @@ fn save_target(
         elapsed: Default::default(),
         notes: String::new(),
     };
-    let restored_envs = state(&state_envs(plan.target));
     if state(&state_hit(plan.target)).as_deref() == Some("true") {
-        if plan.target == Target::Nox
-            && changed_since_restore(cfg, plan, restored_envs.as_deref(), None) == Some(true)
-        {
-            crate::notice!(
-                "{name}: the job changed the envs restored from {primary}; entries cannot be replaced, so the next job restores them as they were and its installs change them again"
-            );
-        }
+        note_a_changed_hit(cfg, plan, &primary, state);
         info!("{name}: the restore found {primary} exactly; not saving");
         report.result = "exact hit, not saved".into();
         return report;
@@ -84,29 +78,10 @@ fn save_target(
         return report;
     }
     let leave_out = leave_out(cfg, plan);
-    let key = match save_key(cfg, &primary) {
-        SaveKey::Primary => primary.clone(),
-        SaveKey::Unconfirmed(key) => {
-            if changed_since_restore(cfg, plan, restored_envs.as_deref(), Some(&leave_out.skip))
-                == Some(false)
-            {
-                let from = state(&state_matched(plan.target)).unwrap_or_default();
-                let what = if plan.target == Target::Nox { "the envs are" } else { "the cache is" };
-                info!("{name}: {what} as restored from {from}; not saving again");
-                report.result = "unchanged since the restore, not saved".into();
-                return report;
-            }
-            info!(
-                "{name}: `save: always` cannot tell whether this job succeeded: saving under {key}, which the next job takes only as a fallback ({name}-cache-hit stays false); a job with `save: auto` saves under {primary}"
-            );
-            key
-        }
-        SaveKey::TooLong(len) => {
-            warn!(
-                "{name}: the `save: always` key would be {len} characters, more than the services accept ({}); not saving — shorten `key-suffix`",
-                crate::key::MAX_KEY_LEN
-            );
-            report.result = "not saved (key too long)".into();
+    let key = match save_key(cfg, plan, &primary, &leave_out.skip, state) {
+        Ok(key) => key,
+        Err(result) => {
+            report.result = result.into();
             return report;
         }
     };
@@ -156,22 +131,29 @@ fn save_target(
     report
 }
 
-/// Which key a save goes under.
-enum SaveKey {
-    /// The primary key: `save: auto` runs only when the job succeeded (`post-if`).
-    Primary,
-    /// `save: always`: the post step cannot read the job's status, and what a job that failed
-    /// mid-install leaves is incomplete (envs missing packages, a uv cache missing downloads),
-    /// so it goes where the next job finds it only as a fallback, and saves again when it
-    /// completes it.
-    Unconfirmed(String),
-    /// The unconfirmed key would be too long, at this many characters.
-    TooLong(usize),
-}
-
-fn save_key(cfg: &Config, primary: &str) -> SaveKey {
+/// The key this save goes under, or why it is skipped (logged here). The primary key, unless
+/// `save: always`: the post step cannot read the job's status, and what a job that failed
+/// mid-install leaves is incomplete (envs missing packages, a uv cache missing downloads), so it
+/// goes under an unconfirmed key, which the next job finds only as a fallback; and a job that
+/// changed nothing since restoring such an entry does not store it again. `save: auto` runs
+/// only when the job succeeded (`post-if`), so it always uses the primary key.
+fn save_key(
+    cfg: &Config,
+    plan: &TargetPlan,
+    primary: &str,
+    skip: &HashSet<PathBuf>,
+    state: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, &'static str> {
+    let name = plan.target.name();
     if cfg.save != SavePolicy::Always {
-        return SaveKey::Primary;
+        return Ok(primary.to_string());
+    }
+    let restored = state(&state_envs(plan.target));
+    if changed_since_restore(cfg, plan, restored.as_deref(), Some(skip)) == Some(false) {
+        let from = state(&state_matched(plan.target)).unwrap_or_default();
+        let what = if plan.target == Target::Nox { "the envs are" } else { "the cache is" };
+        info!("{name}: {what} as restored from {from}; not saving again");
+        return Err("unchanged since the restore, not saved");
     }
     let run = match (&cfg.runner.run_id, &cfg.runner.run_attempt) {
         (Some(id), attempt) => format!("r{id}a{}", attempt.as_deref().unwrap_or("1")),
@@ -181,7 +163,35 @@ fn save_key(cfg: &Config, primary: &str) -> SaveKey {
         }
     };
     let key = key::unconfirmed_key(primary, &key::sanitize(&run));
-    if key.len() > key::MAX_KEY_LEN { SaveKey::TooLong(key.len()) } else { SaveKey::Unconfirmed(key) }
+    if key.len() > key::MAX_KEY_LEN {
+        warn!(
+            "{name}: the `save: always` key would be {} characters, more than the services accept ({}); not saving — shorten `key-suffix`",
+            key.len(),
+            key::MAX_KEY_LEN
+        );
+        return Err("not saved (key too long)");
+    }
+    info!(
+        "{name}: `save: always` cannot tell whether this job succeeded: saving under {key}, which the next job takes only as a fallback ({name}-cache-hit stays false); a job with `save: auto` saves under {primary}"
+    );
+    Ok(key)
+}
+
+/// After an exact nox hit: a notice when the job changed the restored envs, which are not saved
+/// again.
+fn note_a_changed_hit(
+    cfg: &Config,
+    plan: &TargetPlan,
+    primary: &str,
+    state: &dyn Fn(&str) -> Option<String>,
+) {
+    let restored = state(&state_envs(plan.target));
+    if plan.target == Target::Nox && changed_since_restore(cfg, plan, restored.as_deref(), None) == Some(true)
+    {
+        crate::notice!(
+            "nox: the job changed the envs restored from {primary}; entries cannot be replaced, so the next job restores them as they were and its installs change them again"
+        );
+    }
 }
 
 /// After a restore: whether the envs (or the uv cache) now differ from what was restored
