@@ -79,6 +79,12 @@ pub struct RunnerEnv {
     pub uv_cache_dir_env: Option<PathBuf>,
     pub uv_link_mode: Option<String>,
     pub xdg_cache_home: Option<PathBuf>,
+    /// `GITHUB_RUN_ID` and `GITHUB_RUN_ATTEMPT`: which run a `save: always` entry came from.
+    pub run_id: Option<String>,
+    pub run_attempt: Option<String>,
+    /// `GITHUB_WORKFLOW_REF` (`owner/repo/.github/workflows/ci.yml@refs/heads/main`): the
+    /// workflow file whose `nox` commands the reuse notice reads.
+    pub workflow_ref: Option<String>,
 }
 
 /// Everything the flows need, validated.
@@ -206,6 +212,9 @@ impl RunnerEnv {
             uv_cache_dir_env: path(env::UV_CACHE_DIR),
             uv_link_mode: get(env::UV_LINK_MODE),
             xdg_cache_home: path(env::XDG_CACHE_HOME),
+            run_id: get(env::GITHUB_RUN_ID),
+            run_attempt: get(env::GITHUB_RUN_ATTEMPT),
+            workflow_ref: get(env::GITHUB_WORKFLOW_REF),
         }
     }
 }

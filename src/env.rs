@@ -49,6 +49,11 @@ pub const HOME: &str = "HOME";
 pub const PATH: &str = "PATH";
 /// Exported by the restore step when `save: always`; read by `post-if` in action.yml.
 pub const SAVE_ON_FAILURE: &str = "UV_NOX_CACHE_SAVE_ON_FAILURE";
+/// The run and its attempt, named in the keys of `save: always` entries.
+pub const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";
+pub const GITHUB_RUN_ATTEMPT: &str = "GITHUB_RUN_ATTEMPT";
+/// The workflow file of the run, `owner/repo/<path>@<ref>`.
+pub const GITHUB_WORKFLOW_REF: &str = "GITHUB_WORKFLOW_REF";
 
 /// The environment variable carrying input `name`.
 pub fn input_var(name: &str) -> String {

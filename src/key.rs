@@ -19,6 +19,22 @@ pub const NO_KEY_FILES: &str = "nofiles";
 /// The longest key the cache services accept.
 pub const MAX_KEY_LEN: usize = 512;
 
+/// What a `save: always` entry's key adds to the primary key: its outcome is unknown.
+pub const UNCONFIRMED: &str = "unconfirmed";
+
+/// The key a `save: always` run stores nox envs under: the primary key, then
+/// `-unconfirmed-<run>` (the run id and attempt, or `t<unix seconds>` outside a runner). The
+/// services prefix-match the primary key itself, so the next lookup of the primary key finds the
+/// newest such entry when no entry has the primary key exactly — always as a fallback.
+pub fn unconfirmed_key(primary: &str, run: &str) -> String {
+    format!("{primary}-{UNCONFIRMED}-{run}")
+}
+
+/// Whether `key` is an [`unconfirmed_key`] of `primary` (compared case-insensitively).
+pub fn is_unconfirmed_of(primary: &str, key: &str) -> bool {
+    key.to_lowercase().starts_with(&format!("{primary}-{UNCONFIRMED}-").to_lowercase())
+}
+
 /// The components of one target's key, each kept for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyParts {

@@ -97,6 +97,10 @@ fn report_restore(
         outputs.set(&format!("{t}-key"), o.key.clone());
         outputs.set(&format!("{t}-matched-key"), o.matched_key().unwrap_or_default());
         files.state.set(&flow::state_hit(o.target), o.hit().to_string());
+        files.state.set(&flow::state_matched(o.target), o.matched_key().unwrap_or_default());
+        if let Some(digest) = &o.envs_state {
+            files.state.set(&flow::state_envs(o.target), digest.clone());
+        }
     }
     let rows: Vec<SummaryRow> = outcomes
         .iter()
@@ -113,10 +117,8 @@ fn report_restore(
             }
             SummaryRow {
                 target: o.target.name().into(),
-                key: match fallback {
-                    Some(matched) => format!("`{}` (restored from `{matched}`)", o.key),
-                    None => format!("`{}`", o.key),
-                },
+                key: o.key.clone(),
+                restored_from: fallback.map(str::to_string),
                 result: o.summary(),
                 size: o.size.map(runner::human_size).unwrap_or_default(),
                 time: time_and_rate(o.size.filter(|_| o.restored()), o.elapsed),
@@ -145,14 +147,16 @@ fn report_save(cfg: &Config, reports: &[SaveReport]) {
                 crate::notice!("{t}: not saved, the cache service refused the write: {why}")
             }
             SaveResult::Failed(e) => warn!("{t}: {e}"),
-            SaveResult::Saved | SaveResult::ExactHit | SaveResult::NothingToSave => {}
+            SaveResult::Saved | SaveResult::ExactHit | SaveResult::NothingToSave | SaveResult::Skipped(_) => {
+            }
         }
     }
     let rows: Vec<SummaryRow> = reports
         .iter()
         .map(|r| SummaryRow {
             target: r.target.name().into(),
-            key: format!("`{}`", r.key),
+            key: r.key.clone(),
+            restored_from: None,
             result: r.summary(),
             size: r.size.map(runner::human_size).unwrap_or_default(),
             time: time_and_rate(r.size.filter(|_| matches!(r.result, SaveResult::Saved)), r.elapsed),

@@ -171,8 +171,10 @@ pub fn read_state(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option
 #[derive(Debug, Clone, Default)]
 pub struct SummaryRow {
     pub target: String,
-    /// Markdown: the caller puts keys in backticks.
+    /// The primary key (for a save, the key saved under).
     pub key: String,
+    /// On a fallback restore, the key restored from, shown beside the primary key.
+    pub restored_from: Option<String>,
     pub result: String,
     pub size: String,
     pub time: String,
@@ -187,11 +189,15 @@ pub fn write_summary(file: Option<&PathBuf>, title: &str, rows: &[SummaryRow]) -
         "### {title}\n\n| target | key | result | size | time | envs invalidated / evicted |\n|---|---|---|---|---|---|\n"
     );
     for r in rows {
+        let key = match &r.restored_from {
+            Some(from) => format!("`{}`<br>restored from `{}`", cell(&r.key), cell(from)),
+            None => format!("`{}`", cell(&r.key)),
+        };
         let _ = writeln!(
             text,
             "| {} | {} | {} | {} | {} | {} |",
             cell(&r.target),
-            cell(&r.key),
+            key,
             cell(&r.result),
             cell(&r.size),
             cell(&r.time),

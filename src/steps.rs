@@ -135,7 +135,6 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
             files.job_env.set(env::UV_CACHE_DIR, plan.dir.to_string_lossy());
         }
     }
-    flow::restore::hint_reuse(&cfg);
     let outcomes = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, tuning.grace, move |deadline| {
@@ -144,6 +143,9 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
         })
     };
     exit_if_cancelled("restore");
+    if let Ok(outcomes) = &outcomes {
+        flow::restore::hint_reuse(&cfg, outcomes);
+    }
     report::finish(&cfg, Outcome::Restore(&plans, outcomes), files)
 }
 
@@ -161,7 +163,14 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
     };
     let state: HashMap<String, String> = plans
         .iter()
-        .flat_map(|p| [flow::state_key(p.target), flow::state_hit(p.target)])
+        .flat_map(|p| {
+            [
+                flow::state_key(p.target),
+                flow::state_hit(p.target),
+                flow::state_matched(p.target),
+                flow::state_envs(p.target),
+            ]
+        })
         .filter_map(|name| runner::read_state(lookup, &name).map(|v| (name, v)))
         .collect();
     let reports = {

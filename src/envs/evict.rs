@@ -4,21 +4,24 @@
 //! install step is skipped (`nox -R`, `if: cache-hit != 'true'`) or pip keeps a same-version
 //! wheel (docs/domain.md §4). Leaving the project out of the archive makes it simply absent after
 //! restore: installs rebuild it, and a skipped install fails loudly with an ImportError.
+//! Editable installs that follow the checkout hold no copy and are kept ([`super::style`]).
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use super::{Evicted, Eviction, MARKER_FILE, env_names, normalize_lexically, resolve_lenient};
+use super::style::{Verdict, judge, pyproject_digest};
+use super::{Evicted, Eviction, Kept, MARKER_FILE, env_names, normalize_lexically, resolve_lenient};
 
 /// For every env under `envdir` (each subdirectory with a `pyvenv.cfg`): every site-packages
-/// `*.dist-info` whose `direct_url.json` URL is a `file://` path inside `workspace`, editable or
-/// not — the dist-info directory plus everything its `RECORD` lists (modules, packages, their
-/// `__pycache__`, console scripts, `.pth` files and editable finders), resolved relative to
-/// site-packages and kept only when it stays inside the env. Directories left with nothing but
-/// evicted entries are left out too, so no empty package directory survives to be imported as a
-/// namespace package. A marker left by an earlier restore is left out as well: [`super::markers`]
-/// supplies a fresh one.
+/// `*.dist-info` whose `direct_url.json` URL is a `file://` path inside `workspace` is judged
+/// ([`judge`]). One that would go stale is left out — the dist-info directory plus everything its
+/// `RECORD` lists (modules, packages, their `__pycache__`, console scripts, `.pth` files and
+/// editable finders), resolved relative to site-packages and kept only when it stays inside the
+/// env; an editable install that follows the checkout is kept, and listed in
+/// [`Eviction::kept`]. Directories left with nothing but evicted entries are left out too, so no
+/// empty package directory survives to be imported as a namespace package. A marker left by an
+/// earlier restore is left out as well: [`super::markers`] supplies a fresh one.
 ///
 /// Reads only; nothing on disk changes. Paths are relative to `envdir`.
 pub fn nox_project_eviction(envdir: &Path, workspace: &Path) -> Eviction {
@@ -30,15 +33,77 @@ pub fn nox_project_eviction(envdir: &Path, workspace: &Path) -> Eviction {
             eviction.skip.insert(marker);
         }
         for site in site_packages_dirs(envdir, &env) {
-            for dist_info in project_dist_infos(&envdir.join(&site), &workspace) {
-                let paths = dist_paths(envdir, &env, &site, &dist_info);
+            for (dist_info, project, editable) in project_dist_infos(&envdir.join(&site), &workspace) {
                 let dist = dist_info.trim_end_matches(".dist-info").to_string();
-                eviction.evicted.push(Evicted { env: env.clone(), dist, paths: paths.len() });
+                let site_abs = resolve_lenient(&envdir.join(&site));
+                let record = read_record(&envdir.join(&site).join(&dist_info));
+                let env_abs = resolve_lenient(&envdir.join(&env));
+                let verdict = judge(
+                    &env_abs,
+                    &site_abs,
+                    &site_abs.join(&dist_info),
+                    &project,
+                    &workspace,
+                    editable,
+                    &record,
+                );
+                match verdict {
+                    Verdict::Keep { reason, pyproject_sha256 } => {
+                        eviction.kept.push(Kept { env: env.clone(), dist, reason, pyproject_sha256 });
+                    }
+                    Verdict::Evict { reason } => {
+                        let paths = dist_paths(envdir, &env, &site, &dist_info);
+                        eviction.evicted.push(Evicted { env: env.clone(), dist, paths: paths.len(), reason });
+                        eviction.skip.extend(paths);
+                    }
+                }
+            }
+        }
+    }
+    eviction
+}
+
+/// The distributions `nox_project_eviction` would keep in `env` whose project's
+/// `pyproject.toml` no longer has the digest recorded when the env was saved (`recorded`:
+/// `name-version` → digest): their metadata was generated from another `pyproject.toml`. Each is
+/// returned as evicted, with its paths relative to `envdir`.
+pub fn changed_since_saved(envdir: &Path, workspace: &Path, recorded: &[(String, String)]) -> Eviction {
+    let workspace = resolve_lenient(workspace);
+    let mut eviction = Eviction::default();
+    for env in env_names(envdir) {
+        for site in site_packages_dirs(envdir, &env) {
+            for (dist_info, project, _) in project_dist_infos(&envdir.join(&site), &workspace) {
+                let dist = dist_info.trim_end_matches(".dist-info").to_string();
+                let Some((_, then)) = recorded.iter().find(|(d, _)| d == &dist) else { continue };
+                if pyproject_digest(&project).as_deref() == Some(then.as_str()) {
+                    continue;
+                }
+                let paths = dist_paths(envdir, &env, &site, &dist_info);
+                let reason = "its pyproject.toml changed since the env was saved, so its metadata (entry points, dependencies) is old".to_string();
+                eviction.evicted.push(Evicted { env: env.clone(), dist, paths: paths.len(), reason });
                 eviction.skip.extend(paths);
             }
         }
     }
     eviction
+}
+
+/// Deletes from the envs under `envdir` what `eviction` leaves out (deepest paths first); used
+/// after a restore, on the staging directory, for envs saved by another tool or whose project
+/// changed since. Returns the paths that could not be deleted, with why.
+pub fn remove_evicted(envdir: &Path, eviction: &Eviction) -> Vec<String> {
+    let mut paths: Vec<&PathBuf> = eviction.skip.iter().collect();
+    paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let mut failed = Vec::new();
+    for rel in paths {
+        let path = envdir.join(rel);
+        let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+        let removed = if meta.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        if let Err(e) = removed {
+            failed.push(format!("{}: {e}", path.display()));
+        }
+    }
+    failed
 }
 
 /// Builds of local paths in the uv cache at `cache_dir`: every `sdists-v*/path/<digest>/` and
@@ -77,7 +142,8 @@ pub fn uv_local_builds(cache_dir: &Path) -> Eviction {
                 wheels.dedup();
                 let dist = if wheels.is_empty() { digest.clone() } else { wheels.join(", ") };
                 let env = kind_dir.to_string_lossy().replace('\\', "/");
-                eviction.evicted.push(Evicted { env, dist, paths: paths.len() });
+                let reason = "a build of a local path, which goes stale when the source changes".to_string();
+                eviction.evicted.push(Evicted { env, dist, paths: paths.len(), reason });
                 eviction.skip.extend(paths);
             }
         }
@@ -120,7 +186,7 @@ fn sorted_children(dir: &Path) -> Vec<String> {
 /// The site-packages directories of one env, relative to the envdir: `lib/<python>/site-packages`
 /// (POSIX; `lib64` only when it is a real directory, not uv's symlink to `lib`) and
 /// `Lib/site-packages` (Windows).
-fn site_packages_dirs(envdir: &Path, env: &str) -> Vec<PathBuf> {
+pub(super) fn site_packages_dirs(envdir: &Path, env: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     for lib in ["lib", "lib64"] {
         let lib_dir = PathBuf::from(env).join(lib);
@@ -148,28 +214,41 @@ fn same_dir(envdir: &Path, a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Names of the `*.dist-info` directories in `site` installed from a path inside `workspace`.
-fn project_dist_infos(site: &Path, workspace: &Path) -> Vec<String> {
+/// The `*.dist-info` directories in `site` installed from a path inside `workspace`: each name,
+/// the project directory it was installed from (resolved), and whether it is editable.
+fn project_dist_infos(site: &Path, workspace: &Path) -> Vec<(String, PathBuf, bool)> {
     sorted_children(site)
         .into_iter()
         .filter(|name| name.ends_with(".dist-info"))
-        .filter(|name| {
-            let Ok(text) = fs::read_to_string(site.join(name).join("direct_url.json")) else {
-                return false;
-            };
-            direct_url_path(&text).is_some_and(|p| resolve_lenient(&p).starts_with(workspace))
+        .filter_map(|name| {
+            let text = fs::read_to_string(site.join(&name).join("direct_url.json")).ok()?;
+            let (path, editable) = direct_url(&text)?;
+            let project = resolve_lenient(&path);
+            project.starts_with(workspace).then_some((name, project, editable))
         })
         .collect()
 }
 
-/// The local path of a `direct_url.json` whose `url` is a `file://` URL.
-fn direct_url_path(json: &str) -> Option<PathBuf> {
+/// The local path and the editable flag of a `direct_url.json` whose `url` is a `file://` URL.
+fn direct_url(json: &str) -> Option<(PathBuf, bool)> {
+    #[derive(serde::Deserialize)]
+    struct DirInfo {
+        #[serde(default)]
+        editable: bool,
+    }
     #[derive(serde::Deserialize)]
     struct DirectUrl {
         url: String,
+        dir_info: Option<DirInfo>,
     }
-    let url = serde_json::from_str::<DirectUrl>(json).ok()?.url;
-    file_url_to_path(&url)
+    let parsed = serde_json::from_str::<DirectUrl>(json).ok()?;
+    let editable = parsed.dir_info.is_some_and(|d| d.editable);
+    Some((file_url_to_path(&parsed.url)?, editable))
+}
+
+/// The path column of a dist-info's `RECORD`; empty when there is none.
+fn read_record(dist_info: &Path) -> Vec<String> {
+    record_paths(&fs::read_to_string(dist_info.join("RECORD")).unwrap_or_default())
 }
 
 /// `file:///a/b%20c` → `/a/b c`; `file:///C:/x` → `C:/x`; `file://localhost/a` → `/a`. Other
@@ -313,10 +392,12 @@ mod tests {
     #[test]
     fn direct_url_json() {
         let editable = r#"{"url":"file:///w/proj","dir_info":{"editable":true}}"#;
-        assert_eq!(direct_url_path(editable), Some(PathBuf::from("/w/proj")));
+        assert_eq!(direct_url(editable), Some((PathBuf::from("/w/proj"), true)));
+        let plain = r#"{"url":"file:///w/proj","dir_info":{}}"#;
+        assert_eq!(direct_url(plain), Some((PathBuf::from("/w/proj"), false)));
         let vcs = r#"{"url":"https://github.com/a/b","vcs_info":{"vcs":"git","commit_id":"abc"}}"#;
-        assert_eq!(direct_url_path(vcs), None);
-        assert_eq!(direct_url_path("not json"), None);
+        assert_eq!(direct_url(vcs), None);
+        assert_eq!(direct_url("not json"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! checked against this machine; one that does not fit is deleted (nox recreates it) rather than
 //! left to fail oddly or, worse, run on a different Python than requested.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Invalid, cfg_python_version, cfg_value, env_names, normalize_lexically, parse_pyvenv_cfg};
+use super::{
+    Eviction, Invalid, cfg_python_version, cfg_value, env_names, normalize_lexically, parse_pyvenv_cfg,
+};
 use super::{normalize_version, resolve_lenient};
 use crate::python::Interpreter;
 
@@ -45,6 +47,24 @@ pub struct Marker {
     pub interpreter: String,
     /// Its version as `pyvenv.cfg` records it, in `platform.python_version()` form.
     pub python_version: String,
+    /// What the save did with each of the workspace's own distributions in the env, so the
+    /// restore log can say it (absent in markers of older versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub project: Vec<ProjectDist>,
+}
+
+/// One workspace distribution as the save found it in an env.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectDist {
+    /// `name-version`.
+    pub dist: String,
+    /// Kept in the archive (an editable install that follows the checkout) or left out.
+    pub kept: bool,
+    /// Why.
+    pub reason: String,
+    /// For a kept one: the digest of the `pyproject.toml` its metadata was generated from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pyproject_sha256: Option<String>,
 }
 
 impl Marker {
@@ -61,6 +81,7 @@ impl Marker {
             env: resolve_lenient(&env).to_string_lossy().into_owned(),
             interpreter: interpreter.to_string_lossy().into_owned(),
             python_version: cfg_python_version(&cfg)?,
+            project: Vec::new(),
         })
     }
 }
@@ -72,15 +93,46 @@ const PYTHON: &str = "bin/python";
 const PYTHON: &str = "Scripts/python.exe";
 
 /// One marker file per env under `envdir`, as `(<env>/.uv-nox-cache-env.json, JSON bytes)` with
-/// paths relative to `envdir`, for the archive packer to add. Writes nothing to disk.
-pub fn markers(envdir: &Path, os: &str, arch: &str) -> Vec<(PathBuf, Vec<u8>)> {
+/// paths relative to `envdir`, for the archive packer to add; each records what `eviction` did
+/// with the workspace's own distributions in that env. Writes nothing to disk.
+pub fn markers(envdir: &Path, os: &str, arch: &str, eviction: &Eviction) -> Vec<(PathBuf, Vec<u8>)> {
     env_names(envdir)
         .into_iter()
         .filter_map(|name| {
-            let marker = Marker::of_env(envdir, &name, os, arch)?;
+            let mut marker = Marker::of_env(envdir, &name, os, arch)?;
+            marker.project = project_dists(eviction, &name);
             let mut json = serde_json::to_vec_pretty(&marker).expect("a marker serialises");
             json.push(b'\n');
             Some((PathBuf::from(name).join(MARKER_FILE), json))
+        })
+        .collect()
+}
+
+fn project_dists(eviction: &Eviction, env: &str) -> Vec<ProjectDist> {
+    let kept = eviction.kept.iter().filter(|k| k.env == env).map(|k| ProjectDist {
+        dist: k.dist.clone(),
+        kept: true,
+        reason: k.reason.clone(),
+        pyproject_sha256: k.pyproject_sha256.clone(),
+    });
+    let evicted = eviction.evicted.iter().filter(|e| e.env == env).map(|e| ProjectDist {
+        dist: e.dist.clone(),
+        kept: false,
+        reason: e.reason.clone(),
+        pyproject_sha256: None,
+    });
+    kept.chain(evicted).collect()
+}
+
+/// What the saves recorded per env under `envdir` about the workspace's own distributions
+/// (from the markers, which [`validate_and_prune`] deletes: read this first). Envs without a
+/// readable marker are left out.
+pub fn saved_project_dists(envdir: &Path) -> BTreeMap<String, Vec<ProjectDist>> {
+    env_names(envdir)
+        .into_iter()
+        .filter_map(|name| {
+            let marker = read_marker(&envdir.join(&name)).ok().flatten()?;
+            Some((name, marker.project))
         })
         .collect()
 }
@@ -309,6 +361,7 @@ mod tests {
             env: "/w/.nox/tests".into(),
             interpreter: "/usr/bin/python3.12".into(),
             python_version: "3.12.4".into(),
+            project: Vec::new(),
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains(r#""interpreter":"/usr/bin/python3.12""#), "{json}");

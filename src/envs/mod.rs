@@ -2,7 +2,8 @@
 //! envs and out of the uv cache, a marker per env, and validation after restore.
 //!
 //! A restored env must never run a stale copy of the project (docs/domain.md §4). So before
-//! saving, the workspace's own distributions are left out of every env ([`nox_project_eviction`])
+//! saving, the workspace's own distributions that would go stale are left out of every env
+//! ([`nox_project_eviction`]; editable installs that follow the checkout stay)
 //! and uv's builds of local paths are left out of the uv cache ([`uv_local_builds`]); each env
 //! gets a marker recording what it was built against ([`markers`]); after restore each env is
 //! checked against this machine and deleted when it does not fit ([`validate_and_prune`]).
@@ -14,15 +15,20 @@ mod evict;
 mod marker;
 mod noxfile;
 mod prune;
+mod state;
+mod style;
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-pub use evict::{nox_project_eviction, uv_local_builds};
-pub use marker::{MARKER_FILE, MARKER_SCHEMA, Marker, markers, validate_and_prune};
-pub use noxfile::noxfile_enables_reuse;
+pub use evict::{changed_since_saved, nox_project_eviction, remove_evicted, uv_local_builds};
+pub use marker::{
+    MARKER_FILE, MARKER_SCHEMA, Marker, ProjectDist, markers, saved_project_dists, validate_and_prune,
+};
+pub use noxfile::{WorkflowReuse, noxfile_enables_reuse, workflow_path, workflow_reuse};
 pub use prune::{PruneError, uv_prune_ci};
+pub use state::{cache_state, envs_state};
 
 /// One distribution (or one uv build) left out of an archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +40,20 @@ pub struct Evicted {
     pub dist: String,
     /// How many paths of it are in [`Eviction::skip`].
     pub paths: usize,
+    /// Why it would be stale.
+    pub reason: String,
+}
+
+/// A workspace distribution kept in an env, because it follows the checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub env: String,
+    /// `name-version`.
+    pub dist: String,
+    /// How it follows the checkout.
+    pub reason: String,
+    /// The digest of the project's `pyproject.toml` its metadata was generated from.
+    pub pyproject_sha256: Option<String>,
 }
 
 /// What the archive packer leaves out.
@@ -43,6 +63,8 @@ pub struct Eviction {
     pub skip: HashSet<PathBuf>,
     /// What was left out, for the log.
     pub evicted: Vec<Evicted>,
+    /// Workspace distributions left in, for the log and the markers.
+    pub kept: Vec<Kept>,
 }
 
 /// An env that failed validation after restore and was deleted.
@@ -52,6 +74,11 @@ pub struct Invalid {
     pub env: String,
     /// What did not match, naming both sides.
     pub reason: String,
+}
+
+/// The envs under `envdir` (directory names), sorted.
+pub fn env_list(envdir: &Path) -> Vec<String> {
+    env_names(envdir)
 }
 
 /// The envs under `envdir`: its subdirectories holding a `pyvenv.cfg`, sorted by name.

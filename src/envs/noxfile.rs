@@ -1,7 +1,9 @@
 //! Does a noxfile turn env reuse on? A cached `.nox` only helps when it does: nox's default
 //! (`--reuse-venv=no`) deletes and recreates every env (docs/domain.md §3), which is the
-//! lsst-sqre/run-nox trap. The answer only decides whether to print a notice, so a plain text
-//! scan is enough; it does not run or parse Python.
+//! lsst-sqre/run-nox trap. Reuse can also be turned on by the command (`-r`, `-R`,
+//! `--reuse-venv=yes`); of those the action can see only what the workflow file spells out, so
+//! that is read too. The answers only decide whether to print a notice, so a plain text scan is
+//! enough; nothing runs or parses Python or YAML.
 
 /// True when `source` (a noxfile) turns reuse on anywhere: `nox.options.reuse_venv = "yes"` or
 /// `"always"` (or `True`), `nox.options.reuse_existing_virtualenvs = True`, or
@@ -12,6 +14,55 @@ pub fn noxfile_enables_reuse(source: &str) -> bool {
             .any(|v| matches!(v, "True" | "\"yes\"" | "'yes'" | "\"always\"" | "'always'"))
             || assignments(line, "reuse_existing_virtualenvs").any(|v| v == "True")
     })
+}
+
+/// What the workflow's `nox` commands say about reuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkflowReuse {
+    /// Some `nox` command passes `-r`, `-R`, `--reuse-venv=yes|always` or
+    /// `--reuse-existing-virtualenvs`.
+    Reuses,
+    /// The workflow runs `nox`, never with one of those.
+    Never,
+    /// No `nox` command was found (it may run from a script or a Makefile).
+    Unknown,
+}
+
+/// Reads the `nox` command lines of a workflow file (a line scan, as the action only prints a
+/// notice from it): a line where `nox` (or a path ending in `/nox`) is a word, not after
+/// `install` or `add` (installing nox is not running it).
+pub fn workflow_reuse(workflow: &str) -> WorkflowReuse {
+    let mut found = false;
+    for line in workflow.lines().map(strip_comment) {
+        let words: Vec<&str> =
+            line.split_whitespace().map(|w| w.trim_matches(|c| c == '"' || c == '\'')).collect();
+        let Some(at) = words.iter().position(|w| *w == "nox" || w.ends_with("/nox")) else { continue };
+        if words[..at].iter().any(|w| matches!(*w, "install" | "add" | "pipx")) {
+            continue;
+        }
+        found = true;
+        let args = &words[at + 1..];
+        let reuses = args.iter().enumerate().any(|(i, w)| {
+            matches!(*w, "-r" | "-R" | "--reuse-existing-virtualenvs" | "--no-install")
+                || matches!(*w, "--reuse-venv=yes" | "--reuse-venv=always")
+                || (*w == "--reuse-venv" && args.get(i + 1).is_some_and(|v| matches!(*v, "yes" | "always")))
+        });
+        if reuses {
+            return WorkflowReuse::Reuses;
+        }
+    }
+    if found { WorkflowReuse::Never } else { WorkflowReuse::Unknown }
+}
+
+/// The workflow file's path inside the repository, from `GITHUB_WORKFLOW_REF`
+/// (`owner/repo/.github/workflows/ci.yml@refs/heads/main`).
+pub fn workflow_path(workflow_ref: &str) -> Option<&str> {
+    let end =
+        [".yml@", ".yaml@"].iter().filter_map(|s| workflow_ref.find(s).map(|i| i + s.len() - 1)).min()?;
+    let path = &workflow_ref[..end];
+    let mut parts = path.splitn(3, '/');
+    let (_owner, _repo, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(rest)
 }
 
 /// The value token after each `name =` (not `==`) in `line` where `name` is a whole identifier
@@ -66,6 +117,28 @@ fn strip_comment(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::noxfile_enables_reuse as reuse;
+    use super::{WorkflowReuse, workflow_path, workflow_reuse};
+
+    #[test]
+    fn workflow_commands() {
+        let wf = "jobs:\n  t:\n    steps:\n      - run: pip install uv nox\n      - run: nox -s tests\n";
+        assert_eq!(workflow_reuse(wf), WorkflowReuse::Never);
+        assert_eq!(workflow_reuse(&format!("{wf}      - run: nox -R -s lint\n")), WorkflowReuse::Reuses);
+        assert_eq!(workflow_reuse("run: |\n  uvx nox --reuse-venv=yes\n"), WorkflowReuse::Reuses);
+        assert_eq!(workflow_reuse("run: python -m nox --reuse-venv always\n"), WorkflowReuse::Reuses);
+        assert_eq!(workflow_reuse("run: .venv/bin/nox -r\n"), WorkflowReuse::Reuses);
+        assert_eq!(workflow_reuse("run: nox --reuse-venv=no # -r\n"), WorkflowReuse::Never);
+        assert_eq!(workflow_reuse("run: make test\n"), WorkflowReuse::Unknown);
+        assert_eq!(
+            workflow_path("o/r/.github/workflows/ci.yml@refs/heads/main"),
+            Some(".github/workflows/ci.yml")
+        );
+        assert_eq!(
+            workflow_path("o/r/.forgejo/workflows/a.yaml@refs/pull/1/merge"),
+            Some(".forgejo/workflows/a.yaml")
+        );
+        assert_eq!(workflow_path("nonsense"), None);
+    }
 
     #[test]
     fn turned_on() {

@@ -23,6 +23,9 @@ pub struct Restored {
     pub invalidated: Vec<String>,
     pub size: Option<u64>,
     pub elapsed: Duration,
+    /// The digest of what was restored: the envs ([`crate::envs::envs_state`]) or the uv cache
+    /// ([`crate::envs::cache_state`]).
+    pub envs_state: Option<String>,
 }
 
 /// How one target's restore ended.
@@ -71,6 +74,7 @@ impl Restored {
             invalidated: Vec::new(),
             size: None,
             elapsed: Duration::ZERO,
+            envs_state: None,
         }
     }
 
@@ -135,6 +139,8 @@ pub enum SaveResult {
     AlreadySaved(String),
     /// The service refused the write (a read-only token, a cache policy): a notice.
     Denied(String),
+    /// Not saved, for the reason given (`save: always` found nothing changed, say).
+    Skipped(&'static str),
     /// The restore found the exact key: nothing new to store.
     ExactHit,
     /// The target's directory does not exist.
@@ -163,6 +169,7 @@ impl SaveReport {
             SaveResult::Saved => "saved".into(),
             SaveResult::AlreadySaved(_) => "already saved by another job".into(),
             SaveResult::Denied(_) => "write denied".into(),
+            SaveResult::Skipped(why) => (*why).into(),
             SaveResult::ExactHit => "exact hit, not saved".into(),
             SaveResult::NothingToSave => "nothing to save".into(),
             SaveResult::Failed(SaveError::CreateArchive { .. } | SaveError::Pack { .. }) => {
@@ -181,6 +188,16 @@ pub fn state_key(target: Target) -> String {
 
 pub fn state_hit(target: Target) -> String {
     format!("{}_HIT", target.name().to_uppercase())
+}
+
+/// The key restored from (empty on a miss).
+pub fn state_matched(target: Target) -> String {
+    format!("{}_MATCHED", target.name().to_uppercase())
+}
+
+/// The digest of what the restored envs (or uv cache) held, for the post step to compare with.
+pub fn state_envs(target: Target) -> String {
+    format!("{}_ENVS", target.name().to_uppercase())
 }
 
 /// `3.1 s`.

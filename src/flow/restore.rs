@@ -1,10 +1,11 @@
 //! The restore story: for each target, compute its key, look it up, download and extract it
 //! into a staging directory, check what came back, move it into place, and report.
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::archive::{self, Compression, UnpackLimits};
 use crate::backend::{self, Backend, BackendError, Hit};
@@ -61,15 +62,16 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
             free,
         }));
     }
-    let (invalidated, downloaded) = match download_into_place(backend, plan, &hit) {
-        Ok(done) => done,
+    let extracted = match download_into_place(cfg, backend, plan, &hit) {
+        Ok(extracted) => extracted,
         Err(why) => return ended(RestoreResult::Failed(RestoreError::Restore { key: matched_key, why })),
     };
     let outcome = Restored {
-        invalidated,
+        invalidated: extracted.invalidated,
         // v1 servers rarely say an entry's size: what was downloaded is its size.
-        size: hit.size.or(Some(downloaded)),
+        size: hit.size.or(Some(extracted.downloaded)),
         elapsed: started.elapsed(),
+        envs_state: Some(extracted.envs_state),
         ..ended(RestoreResult::Restored { matched_key, exact })
     };
     let size = outcome.size.map(human_size).unwrap_or_default();
@@ -100,13 +102,23 @@ fn find(
     Ok(second.map(|hit| (hit, other)).or(first.map(|hit| (hit, cfg.compression))))
 }
 
+/// What a restore put in place.
+struct Extracted {
+    /// The environments that failed validation (already deleted), with why.
+    invalidated: Vec<String>,
+    /// The archive's bytes, as downloaded.
+    downloaded: u64,
+    /// The digest of what the envs (or the uv cache) hold as restored.
+    envs_state: String,
+}
+
 /// Downloads and extracts into a staging directory, validates, and moves it into place.
-/// Returns the environments that failed validation (already deleted) and the bytes downloaded.
 fn download_into_place(
+    cfg: &Config,
     backend: &dyn Backend,
     plan: &TargetPlan,
     hit: &Hit,
-) -> Result<(Vec<String>, u64), String> {
+) -> Result<Extracted, String> {
     for stale in place::remove_stale(&plan.dir) {
         info!("{}: removed {}, left by a run that was killed", plan.target.name(), stale.display());
     }
@@ -118,11 +130,15 @@ fn download_into_place(
         let reader = cancel::Watched(reader);
         let mut reader = Progress::new(reader, format!("{}: downloaded", plan.target.name()), hit.size);
         archive::unpack(&mut reader, &staging, &unpack_limits(hit.size)).map_err(|e| e.to_string())?;
+        let nox = plan.target == Target::Nox;
+        let saved = if nox { envs::saved_project_dists(&staging) } else { BTreeMap::new() };
         let invalidated = validate_restored(plan, &staging);
+        let envs_state =
+            if nox { review_project(cfg, &staging, &saved) } else { envs::cache_state(&staging) };
         cancel::check().map_err(|e| e.to_string())?;
         place::swap_into_place(&staging, &plan.dir)
             .map_err(|e| format!("moving into {}: {e}", plan.dir.display()))?;
-        Ok((invalidated, reader.done()))
+        Ok(Extracted { invalidated, downloaded: reader.done(), envs_state })
     })();
     if result.is_err() {
         place::discard(&staging);
@@ -163,6 +179,12 @@ fn log_key(plan: &TargetPlan) {
 fn explain_match(plan: &TargetPlan, hit: &Hit, exact: bool) {
     if exact {
         info!("{}: found the exact key", plan.target.name());
+    } else if crate::key::is_unconfirmed_of(&plan.key.primary(), &hit.key) {
+        info!(
+            "{}: found {}, saved by a `save: always` job whose outcome was unknown; it counts as a fallback (installs complete what it lacks)",
+            plan.target.name(),
+            hit.key
+        );
     } else {
         let differs = plan.key.first_difference(&hit.key).unwrap_or("hash");
         info!(
@@ -184,16 +206,76 @@ fn validate_restored(plan: &TargetPlan, staging: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A cached `.nox` only helps when nox reuses envs; say so when the noxfile never turns it on.
-pub fn hint_reuse(cfg: &Config) {
+/// Says per env what the save did with the workspace's own distributions (`saved`, from the
+/// markers), and removes what would now be stale: with `evict-project`, project installs that
+/// envs saved by another tool still hold, and kept editable installs that no longer fit the
+/// checkout or whose `pyproject.toml` changed since. Returns the digest of what the envs hold
+/// now, for the post step to compare with.
+fn review_project(cfg: &Config, staging: &Path, saved: &BTreeMap<String, Vec<envs::ProjectDist>>) -> String {
+    for (env, dists) in saved {
+        for d in dists {
+            if d.kept {
+                info!("nox: env `{env}`: kept {} — {}", d.dist, d.reason);
+            } else {
+                info!(
+                    "nox: env `{env}`: {} was evicted when saved — {}; the install step puts the current code in",
+                    d.dist, d.reason
+                );
+            }
+        }
+    }
+    if !cfg.evict_project {
+        return envs::envs_state(staging, &HashSet::new());
+    }
+    let workspace = &cfg.runner.workspace;
+    let recorded: Vec<(String, String)> = saved
+        .values()
+        .flatten()
+        .filter_map(|d| Some((d.dist.clone(), d.pyproject_sha256.clone()?)))
+        .collect();
+    for stale in [
+        envs::changed_since_saved(staging, workspace, &recorded),
+        envs::nox_project_eviction(staging, workspace),
+    ] {
+        for e in &stale.evicted {
+            info!("nox: env `{}`: removed {} after restore — {}", e.env, e.dist, e.reason);
+        }
+        for failed in envs::remove_evicted(staging, &stale) {
+            warn!("nox: could not remove {failed}");
+        }
+    }
+    envs::envs_state(staging, &HashSet::new())
+}
+
+/// A cached `.nox` only helps when nox reuses envs; say so when neither the noxfile nor the
+/// workflow's `nox` commands turn reuse on, naming the restored envs nox will recreate.
+pub fn hint_reuse(cfg: &Config, outcomes: &[Restored]) {
     if !cfg.targets.contains(&Target::Nox) {
         return;
     }
     let Ok(source) = std::fs::read_to_string(cfg.working_directory.join("noxfile.py")) else { return };
-    if !envs::noxfile_enables_reuse(&source) {
-        crate::notice!(
+    if envs::noxfile_enables_reuse(&source) {
+        return;
+    }
+    let workflow = cfg.runner.workflow_ref.as_deref().and_then(envs::workflow_path).and_then(|path| {
+        let text = std::fs::read_to_string(cfg.runner.workspace.join(path)).ok()?;
+        Some((path.to_string(), envs::workflow_reuse(&text)))
+    });
+    let restored = outcomes.iter().any(|o| o.target == Target::Nox && o.restored());
+    let envs = if restored { envs::env_list(&cfg.nox_envdir) } else { Vec::new() };
+    match workflow {
+        Some((_, envs::WorkflowReuse::Reuses)) => {}
+        Some((path, envs::WorkflowReuse::Never)) if !envs.is_empty() => crate::notice!(
+            "nox: nox will delete and recreate the {} restored envs ({}): the noxfile never turns reuse on and no `nox` command in {path} passes `--reuse-venv=yes`, `-r` or `-R`",
+            envs.len(),
+            envs.join(", ")
+        ),
+        Some((path, envs::WorkflowReuse::Never)) => crate::notice!(
+            "nox: the noxfile never turns env reuse on and no `nox` command in {path} passes `--reuse-venv=yes`, `-r` or `-R`, so nox recreates every env and a cached .nox does not help"
+        ),
+        _ => crate::notice!(
             "nox: the noxfile never turns env reuse on, so a cached .nox only helps when nox runs with `--reuse-venv=yes` (or `-r`)"
-        );
+        ),
     }
 }
 

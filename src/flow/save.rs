@@ -1,5 +1,6 @@
 //! The save story: unless the restore found the exact key (or the policy says not to), pack
-//! each target — leaving out what must never be cached — and hand the archive to the service.
+//! each target — leaving out what must never be cached — and hand the archive to the service,
+//! under the primary key, or with `save: always` under an unconfirmed one ([`save_key`]).
 
 use std::collections::HashSet;
 use std::io::BufWriter;
@@ -11,7 +12,10 @@ use tracing::{info, warn};
 use crate::archive::{self, PackSpec};
 use crate::backend::{self, ArchiveFile, Backend, BackendError, BackendKind, Saved};
 use crate::config::{Config, SavePolicy, Target, UvPrune};
-use crate::flow::{SaveError, SaveReport, SaveResult, seconds, state_hit, state_key};
+use crate::flow::{
+    SaveError, SaveReport, SaveResult, seconds, state_envs, state_hit, state_key, state_matched,
+};
+use crate::key;
 use crate::runner::{self, human_size};
 use crate::target::{self, TargetPlan};
 use crate::token::{self, CacheAccess};
@@ -68,33 +72,38 @@ fn save_target(
     let name = plan.target.name();
     let _group = runner::group(&format!("{name}: save to {}", backend.name()));
     let started = Instant::now();
-    let key = state(&state_key(plan.target)).unwrap_or_else(|| plan.key.primary());
-    let ended = |result| SaveReport {
+    let primary = state(&state_key(plan.target)).unwrap_or_else(|| plan.key.primary());
+    let ended = |key: &str, result| SaveReport {
         target: plan.target,
-        key: key.clone(),
+        key: key.to_string(),
         result,
         size: None,
         elapsed: started.elapsed(),
         notes: String::new(),
     };
     if let Err(cancelled) = cancel::check() {
-        return ended(SaveResult::Failed(SaveError::Cancelled(cancelled)));
+        return ended(&primary, SaveResult::Failed(SaveError::Cancelled(cancelled)));
     }
     if state(&state_hit(plan.target)).as_deref() == Some("true") {
-        info!("{name}: the restore found {key} exactly; not saving");
-        return ended(SaveResult::ExactHit);
+        note_a_changed_hit(cfg, plan, &primary, state);
+        info!("{name}: the restore found {primary} exactly; not saving");
+        return ended(&primary, SaveResult::ExactHit);
     }
     if !plan.dir.is_dir() {
         crate::notice!("{name}: nothing to save, {} does not exist", plan.dir.display());
-        return ended(SaveResult::NothingToSave);
+        return ended(&primary, SaveResult::NothingToSave);
     }
     let leave_out = leave_out(cfg, plan);
+    let key = match save_key(cfg, plan, &primary, &leave_out.skip, state) {
+        Ok(key) => key,
+        Err(why) => return ended(&primary, SaveResult::Skipped(why)),
+    };
     let (size, result) = pack_and_store(cfg, backend, plan, &key, &leave_out);
     if matches!(result, SaveResult::Saved) {
         let size = size.map(human_size).unwrap_or_default();
         info!("{name}: saved {key}, {size} in {}", seconds(started.elapsed()));
     }
-    SaveReport { size, notes: leave_out.notes, ..ended(result) }
+    SaveReport { size, notes: leave_out.notes, ..ended(&key, result) }
 }
 
 /// Packs the target into a temporary archive while the backend stores it, and says how that
@@ -141,6 +150,97 @@ fn pack_and_store(
     (size, result)
 }
 
+/// The key this save goes under, or why it is skipped (logged here). The primary key, unless
+/// `save: always`: the post step cannot read the job's status, and what a job that failed
+/// mid-install leaves is incomplete (envs missing packages, a uv cache missing downloads), so it
+/// goes under an unconfirmed key, which the next job finds only as a fallback; and a job that
+/// changed nothing since restoring such an entry does not store it again. `save: auto` runs
+/// only when the job succeeded (`post-if`), so it always uses the primary key.
+fn save_key(
+    cfg: &Config,
+    plan: &TargetPlan,
+    primary: &str,
+    skip: &HashSet<PathBuf>,
+    state: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, &'static str> {
+    let name = plan.target.name();
+    if cfg.save != SavePolicy::Always {
+        return Ok(primary.to_string());
+    }
+    let restored = state(&state_envs(plan.target));
+    if changed_since_restore(cfg, plan, restored.as_deref(), Some(skip)) == Some(false) {
+        let from = state(&state_matched(plan.target)).unwrap_or_default();
+        let what = if plan.target == Target::Nox { "the envs are" } else { "the cache is" };
+        info!("{name}: {what} as restored from {from}; not saving again");
+        return Err("unchanged since the restore, not saved");
+    }
+    let run = match (&cfg.runner.run_id, &cfg.runner.run_attempt) {
+        (Some(id), attempt) => format!("r{id}a{}", attempt.as_deref().unwrap_or("1")),
+        (None, _) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            format!("t{}", now.as_secs())
+        }
+    };
+    let key = key::unconfirmed_key(primary, &key::sanitize(&run));
+    if key.len() > key::MAX_KEY_LEN {
+        warn!(
+            "{name}: the `save: always` key would be {} characters, more than the services accept ({}); not saving — shorten `key-suffix`",
+            key.len(),
+            key::MAX_KEY_LEN
+        );
+        return Err("not saved (key too long)");
+    }
+    info!(
+        "{name}: `save: always` cannot tell whether this job succeeded: saving under {key}, which the next job takes only as a fallback ({name}-cache-hit stays false); a job with `save: auto` saves under {primary}"
+    );
+    Ok(key)
+}
+
+/// After an exact nox hit: a notice when the job changed the restored envs, which are not saved
+/// again.
+fn note_a_changed_hit(
+    cfg: &Config,
+    plan: &TargetPlan,
+    primary: &str,
+    state: &dyn Fn(&str) -> Option<String>,
+) {
+    let restored = state(&state_envs(plan.target));
+    if plan.target == Target::Nox && changed_since_restore(cfg, plan, restored.as_deref(), None) == Some(true)
+    {
+        crate::notice!(
+            "nox: the job changed the envs restored from {primary}; entries cannot be replaced, so the next job restores them as they were and its installs change them again"
+        );
+    }
+}
+
+/// After a restore: whether the envs (or the uv cache) now differ from what was restored
+/// (`restored`, the digest the restore step left), leaving out of nox envs what the save leaves
+/// out (`skip`, computed here when not given). `None` when nothing was restored.
+fn changed_since_restore(
+    cfg: &Config,
+    plan: &TargetPlan,
+    restored: Option<&str>,
+    skip: Option<&HashSet<PathBuf>>,
+) -> Option<bool> {
+    let restored = restored?;
+    if plan.target == Target::Uv {
+        return Some(envs::cache_state(&plan.dir) != restored);
+    }
+    let computed;
+    let skip = match skip {
+        Some(skip) => skip,
+        None => {
+            computed = if cfg.evict_project {
+                envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace).skip
+            } else {
+                HashSet::new()
+            };
+            &computed
+        }
+    };
+    Some(envs::envs_state(&plan.dir, skip) != restored)
+}
+
 /// What is left out of (or added to) one archive.
 #[derive(Debug, Default)]
 struct LeaveOut {
@@ -156,8 +256,17 @@ fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
     let mut out = LeaveOut::default();
     let eviction = match plan.target {
         Target::Nox => {
-            out.extra = envs::markers(&plan.dir, &plan.key.os, &plan.key.arch);
-            cfg.evict_project.then(|| envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace))
+            let eviction =
+                cfg.evict_project.then(|| envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace));
+            let recorded = eviction.clone().unwrap_or_default();
+            out.extra = envs::markers(&plan.dir, &plan.key.os, &plan.key.arch, &recorded);
+            for k in &recorded.kept {
+                info!("nox: env `{}`: kept {} — {}", k.env, k.dist, k.reason);
+            }
+            for e in &recorded.evicted {
+                info!("nox: env `{}`: left out {} — {}", e.env, e.dist, e.reason);
+            }
+            eviction
         }
         Target::Uv => {
             prepare_uv_cache(cfg, plan);
@@ -168,10 +277,16 @@ fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
     let Some(eviction) = eviction else { return out };
     let evicted: Vec<String> =
         eviction.evicted.iter().map(|e| format!("{} from {}", e.dist, e.env)).collect();
+    let kept: Vec<String> = eviction.kept.iter().map(|k| format!("{} in {}", k.dist, k.env)).collect();
+    let mut notes = Vec::new();
     if !evicted.is_empty() {
         info!("{}: left out of the archive (evict-project): {}", plan.target.name(), evicted.join(", "));
-        out.notes = format!("evicted {}", evicted.join(", "));
+        notes.push(format!("evicted {}", evicted.join(", ")));
     }
+    if !kept.is_empty() {
+        notes.push(format!("kept editable {}", kept.join(", ")));
+    }
+    out.notes = notes.join("; ");
     out.skip.extend(eviction.skip);
     out
 }

@@ -6,9 +6,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::Digest;
+
 use uv_nox_cache::envs::{
-    self, Evicted, MARKER_FILE, Marker, PruneError, markers, nox_project_eviction, uv_local_builds,
-    uv_prune_ci, validate_and_prune,
+    self, Evicted, Eviction, Kept, MARKER_FILE, Marker, PruneError, markers, nox_project_eviction,
+    uv_local_builds, uv_prune_ci, validate_and_prune,
 };
 
 use uv_nox_cache::python::Interpreter;
@@ -106,7 +108,7 @@ fn strings(paths: &[String]) -> BTreeSet<String> {
 }
 
 #[test]
-fn eviction_lists_the_project_installed_plain_and_editable_but_not_pypi_packages() {
+fn eviction_takes_a_plain_install_and_keeps_an_editable_one_but_no_pypi_package() {
     let w = Workspace::new();
     let (python, _) = base_python();
     let plain = w.venv(&python, "plain");
@@ -120,9 +122,6 @@ fn eviction_lists_the_project_installed_plain_and_editable_but_not_pypi_packages
     let sp = site_packages(&plain).to_string_lossy().into_owned();
     let py = python.file_name().unwrap().to_string_lossy().replace("python", "cpython-").replace('.', "");
     let expected = strings(&[
-        "edit/bin/demo-cli".into(),
-        format!("edit/{sp}/_editable_impl_demo_pkg.pth"),
-        format!("edit/{sp}/demo_pkg-0.1.0.dist-info"),
         "plain/bin/demo-cli".into(),
         format!("plain/{sp}/demo_pkg"),
         format!("plain/{sp}/demo_pkg/__init__.py"),
@@ -136,10 +135,25 @@ fn eviction_lists_the_project_installed_plain_and_editable_but_not_pypi_packages
     let per_env = |env: &str| eviction.skip.iter().filter(|p| p.starts_with(env)).count();
     assert_eq!(
         eviction.evicted,
-        [
-            Evicted { env: "edit".into(), dist: "demo_pkg-0.1.0".into(), paths: per_env("edit") },
-            Evicted { env: "plain".into(), dist: "demo_pkg-0.1.0".into(), paths: per_env("plain") },
-        ]
+        [Evicted {
+            env: "plain".into(),
+            dist: "demo_pkg-0.1.0".into(),
+            paths: per_env("plain"),
+            reason: "a non-editable copy of the project: it would run old code after a source change".into()
+        }]
+    );
+    // hatchling's editable install is a path `.pth` to the checkout's `src`: it follows the
+    // checkout, so it stays, with the digest of the pyproject.toml its metadata came from.
+    let digest = hex::encode(sha2::Sha256::digest(fs::read(w.ws.join("proj/pyproject.toml")).unwrap()));
+    assert_eq!(
+        eviction.kept,
+        [Kept {
+            env: "edit".into(),
+            dist: "demo_pkg-0.1.0".into(),
+            reason: "editable: a path .pth puts proj/src of the checkout on sys.path, so it imports the current code"
+                .into(),
+            pyproject_sha256: Some(digest),
+        }]
     );
     assert!(eviction.skip.iter().all(|p| !p.to_string_lossy().contains("idna")));
     // Nothing on disk changed: the packer leaves these out, the live envs keep them.
@@ -152,7 +166,7 @@ fn eviction_lists_the_project_installed_plain_and_editable_but_not_pypi_packages
     let elsewhere = w.root.join("other");
     fs::create_dir_all(&elsewhere).unwrap();
     let none = nox_project_eviction(&envdir, &elsewhere);
-    assert!(none.skip.is_empty() && none.evicted.is_empty(), "{:?}", none.evicted);
+    assert!(none.skip.is_empty() && none.evicted.is_empty() && none.kept.is_empty(), "{:?}", none.evicted);
 }
 
 #[test]
@@ -359,7 +373,7 @@ fn glob_whl(cache: &Path) -> Vec<PathBuf> {
 
 /// Writes the markers `markers()` computes into the envs, as a restore would unpack them.
 fn write_markers(envdir: &Path, os: &str, arch: &str) -> usize {
-    let markers = markers(envdir, os, arch);
+    let markers = markers(envdir, os, arch, &Eviction::default());
     for (rel, bytes) in &markers {
         fs::write(envdir.join(rel), bytes).unwrap();
     }
@@ -379,7 +393,7 @@ fn markers_record_the_interpreter_the_version_and_the_env_path() {
     let env = w.venv(&python, "tests");
     let envdir = w.ws.join(".nox");
 
-    let markers = markers(&envdir, "Linux", "X64");
+    let markers = markers(&envdir, "Linux", "X64", &Eviction::default());
 
     assert_eq!(markers.len(), 1);
     assert_eq!(markers[0].0, Path::new("tests").join(MARKER_FILE));
@@ -393,6 +407,7 @@ fn markers_record_the_interpreter_the_version_and_the_env_path() {
             env: env.to_string_lossy().into_owned(),
             interpreter: python.to_string_lossy().into_owned(),
             python_version: version,
+            project: Vec::new(),
         }
     );
     assert!(!env.join(MARKER_FILE).exists(), "markers() writes nothing");
@@ -469,7 +484,7 @@ fn validation_deletes_an_env_from_another_os_or_arch() {
     w.venv(&python, "a");
     w.venv(&python, "b");
     let envdir = w.ws.join(".nox");
-    let markers = markers(&envdir, "Linux", "X64");
+    let markers = markers(&envdir, "Linux", "X64", &Eviction::default());
     fs::write(envdir.join(&markers[0].0), &markers[0].1).unwrap();
     let arm: Vec<u8> =
         String::from_utf8(markers[1].1.clone()).unwrap().replace("\"X64\"", "\"ARM64\"").into();
@@ -547,7 +562,7 @@ fn validation_deletes_an_env_whose_interpreter_changed_version() {
     let (python, version) = base_python();
     let env = w.venv(&python, "tests");
     let envdir = w.ws.join(".nox");
-    let markers = markers(&envdir, "Linux", "X64");
+    let markers = markers(&envdir, "Linux", "X64", &Eviction::default());
     let mut marker: Marker = serde_json::from_slice(&markers[0].1).unwrap();
     marker.python_version = "3.0.1".into();
     fs::write(env.join(MARKER_FILE), serde_json::to_vec(&marker).unwrap()).unwrap();
@@ -595,6 +610,144 @@ fn eviction_covers_a_setuptools_editable_finder_and_its_bytecode() {
         "site-packages/__pycache__ held only the finder's bytecode, so it goes too"
     );
     assert!(env.join(format!("{sp}/idna/__pycache__")).is_dir());
+    assert!(eviction.kept.is_empty(), "{:?}", eviction.kept);
+    assert!(
+        eviction.evicted[0].reason.starts_with("an import-hook finder (")
+            && eviction.evicted[0].reason.contains("modules added since are missing"),
+        "{}",
+        eviction.evicted[0].reason
+    );
+}
+
+/// A project `name` in `<ws>/<name>`: `pyproject` is the whole pyproject.toml; `files` are
+/// (path, content) pairs relative to the project.
+fn project(w: &Workspace, name: &str, pyproject: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = w.ws.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("pyproject.toml"), pyproject).unwrap();
+    for (path, content) in files {
+        let path = dir.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+const HATCHLING: &str = "[build-system]\nrequires = [\"hatchling\"]\nbuild-backend = \"hatchling.build\"\n";
+const SETUPTOOLS: &str =
+    "[build-system]\nrequires = [\"setuptools>=64\"]\nbuild-backend = \"setuptools.build_meta\"\n";
+
+/// Installs `./<name>` editable into a new env `<name>` with real uv and returns what eviction
+/// decides for it: `Ok(reason)` when kept, `Err(reason)` when evicted.
+fn editable_verdict(w: &Workspace, name: &str) -> Result<String, String> {
+    let (python, _) = base_python();
+    let env = w.venv(&python, name);
+    w.uv(&["pip", "install", "--quiet", "-e", &format!("./{name}")], Some(&env));
+    let eviction = nox_project_eviction(&w.ws.join(".nox"), &w.ws);
+    let kept: Vec<_> = eviction.kept.iter().filter(|k| k.env == name).collect();
+    let evicted: Vec<_> = eviction.evicted.iter().filter(|e| e.env == name).collect();
+    match (kept.as_slice(), evicted.as_slice()) {
+        ([k], []) => Ok(k.reason.clone()),
+        ([], [e]) => {
+            assert!(e.paths > 1, "the whole install is left out: {e:?}");
+            Err(e.reason.clone())
+        }
+        _ => panic!("{name}: expected one verdict, got kept {kept:?}, evicted {evicted:?}"),
+    }
+}
+
+/// One real install per style, each judged: the path-`.pth` editables of hatchling and
+/// setuptools stay; an import-hook finder, compiled extensions built in place and generated
+/// metadata go, each with its reason.
+#[test]
+fn each_editable_install_style_gets_its_own_verdict() {
+    let w = Workspace::new();
+    let hatch_src = format!("[project]\nname = \"hsrc\"\nversion = \"0.1.0\"\n{HATCHLING}");
+    project(&w, "hsrc", &hatch_src, &[("src/hsrc/__init__.py", "")]);
+    let st_src = format!("[project]\nname = \"ssrc\"\nversion = \"0.1.0\"\n{SETUPTOOLS}");
+    project(&w, "ssrc", &st_src, &[("src/ssrc/__init__.py", "")]);
+    let exact = format!(
+        "[project]\nname = \"hx\"\nversion = \"0.1.0\"\n{HATCHLING}[tool.hatch.build.targets.wheel]\ndev-mode-exact = true\n"
+    );
+    project(&w, "hx", &exact, &[("src/hx/__init__.py", "")]);
+    let dynamic = format!(
+        "[project]\nname = \"dyn\"\ndynamic = [\"version\", \"dependencies\"]\n{SETUPTOOLS}\
+         [tool.setuptools.dynamic]\nversion = {{attr = \"dyn.V\"}}\ndependencies = {{file = \"reqs.txt\"}}\n"
+    );
+    project(&w, "dyn", &dynamic, &[("src/dyn/__init__.py", "V = '1.0'\n"), ("reqs.txt", "")]);
+    let cext = format!("[project]\nname = \"cext\"\nversion = \"0.1.0\"\n{SETUPTOOLS}");
+    project(
+        &w,
+        "cext",
+        &cext,
+        &[
+            (
+                "setup.py",
+                "from setuptools import setup, Extension\nsetup(ext_modules=[Extension('cext._speed', ['src/cext/_speed.c'])])\n",
+            ),
+            ("src/cext/__init__.py", ""),
+            (
+                "src/cext/_speed.c",
+                "#include <Python.h>\nstatic struct PyModuleDef d = {PyModuleDef_HEAD_INIT, \"_speed\", 0, -1, 0};\n\
+                 PyMODINIT_FUNC PyInit__speed(void) { return PyModule_Create(&d); }\n",
+            ),
+        ],
+    );
+
+    assert_eq!(
+        editable_verdict(&w, "hsrc"),
+        Ok("editable: a path .pth puts hsrc/src of the checkout on sys.path, so it imports the current code"
+            .into())
+    );
+    assert_eq!(
+        editable_verdict(&w, "ssrc"),
+        Ok("editable: a path .pth puts ssrc/src of the checkout on sys.path, so it imports the current code"
+            .into())
+    );
+    let hook = editable_verdict(&w, "hx").unwrap_err();
+    assert!(
+        hook.starts_with("an import-hook finder (") && hook.contains("import _editable_impl_hx"),
+        "{hook}"
+    );
+    let generated = editable_verdict(&w, "dyn").unwrap_err();
+    assert_eq!(
+        generated,
+        "pyproject.toml marks dependencies as dynamic: generated from files the key does not hash, so the env's copy can be old"
+    );
+    let compiled = editable_verdict(&w, "cext").unwrap_err();
+    assert!(
+        compiled.starts_with("compiled extensions built in place in the checkout (cext/src/cext/_speed.")
+            && compiled.ends_with("they stay old until the install step rebuilds them"),
+        "{compiled}"
+    );
+}
+
+/// After a restore, a kept editable install whose project's pyproject.toml changed since the
+/// save is found and removed; one whose pyproject.toml is unchanged stays.
+#[test]
+fn a_kept_editable_whose_pyproject_changed_is_removed_after_restore() {
+    let w = Workspace::new();
+    let (python, _) = base_python();
+    let env = w.venv(&python, "e");
+    w.uv(&["pip", "install", "--quiet", "-e", "./proj"], Some(&env));
+    let envdir = w.ws.join(".nox");
+    let saved = nox_project_eviction(&envdir, &w.ws);
+    let recorded: Vec<(String, String)> =
+        saved.kept.iter().map(|k| (k.dist.clone(), k.pyproject_sha256.clone().unwrap())).collect();
+    assert_eq!(recorded.len(), 1);
+    assert!(envs::changed_since_saved(&envdir, &w.ws, &recorded).evicted.is_empty());
+
+    let pyproject = w.ws.join("proj/pyproject.toml");
+    let text = fs::read_to_string(&pyproject).unwrap();
+    fs::write(&pyproject, text.replace("demo-cli = ", "demo-tool = ")).unwrap();
+    let stale = envs::changed_since_saved(&envdir, &w.ws, &recorded);
+    assert_eq!(stale.evicted.len(), 1);
+    assert!(stale.evicted[0].reason.starts_with("its pyproject.toml changed since the env was saved"));
+    assert_eq!(envs::remove_evicted(&envdir, &stale), Vec::<String>::new());
+    let sp = site_packages(&env);
+    assert!(!env.join(&sp).join("demo_pkg-0.1.0.dist-info").exists());
+    assert!(!env.join("bin/demo-cli").exists());
+    assert!(!env.join(&sp).join("_editable_impl_demo_pkg.pth").exists());
 }
 
 #[test]

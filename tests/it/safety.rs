@@ -196,3 +196,154 @@ fn copy_local_entry(store: &Path, from: &str, to: &str) {
     }
     panic!("no local entry for {from}");
 }
+
+/// A session that installs `idna`, then — when `FLAKE` is set, as when the index fails —
+/// breaks off mid-install, and otherwise goes on to install `six` and the project.
+fn write_flaky_project(ws: &Path) {
+    write_project(ws, 42);
+    fs::write(
+        ws.join("noxfile.py"),
+        "import os\nimport nox\n\n@nox.session(venv_backend='uv')\ndef check(session):\n    \
+         session.install('idna')\n    if os.environ.get('FLAKE'):\n        \
+         session.install('./no-such-project')\n    session.install('six')\n    session.install('.')\n    \
+         session.run('python', '-c', 'import idna, six, seedpkg; print(\"answer\", seedpkg.answer())')\n",
+    )
+    .unwrap();
+}
+
+/// A job of run `run` (attempt `attempt`) with `save`, on a fresh checkout (no `.nox`, no uv
+/// cache).
+fn fresh_job(machine: &Machine, save: &str, run: &str, attempt: &str) -> crate::support::action::Job {
+    let _ = fs::remove_dir_all(machine.workspace.join(".nox"));
+    let _ = fs::remove_dir_all(machine.home.join(".cache/uv"));
+    let mut job = machine.job();
+    job.set_env("PATH", &tools_path(machine))
+        .set_env("GITHUB_RUN_ID", run)
+        .set_env("GITHUB_RUN_ATTEMPT", attempt)
+        .input("save", save);
+    job
+}
+
+/// `save: always`: the post step cannot read the job's status, so a job whose session failed
+/// mid-install stores its envs under an unconfirmed key, which the next job takes only as a
+/// fallback; the rerun completes the envs and saves them again; a job that changed nothing
+/// saves nothing; a `save: auto` job (which runs only on success) confirms them under the
+/// primary key, and the job after that has an exact hit.
+#[test]
+fn a_job_that_failed_mid_install_never_gives_an_exact_hit() {
+    let machine = Machine::new();
+    write_flaky_project(&machine.workspace);
+
+    let mut job = fresh_job(&machine, "always", "7", "1");
+    let primary = job.keys()["nox"].clone();
+    assert_eq!(job.main().output("nox-restored"), "false");
+    let failed = nox_command(&machine, &["--reuse-venv=yes"]).env("FLAKE", "1").output().unwrap();
+    assert!(!failed.status.success(), "the session must fail mid-install:\n{}", text(&failed));
+    let post = job.post();
+    let first = format!("{primary}-unconfirmed-r7a1");
+    assert!(post.stdout.contains(&format!("nox: saved {first}")), "{}", post.log());
+    assert!(!post.stdout.contains(&format!("nox: saved {primary},")), "{}", post.log());
+    assert!(post.stdout.contains("-unconfirmed-r7a1") && post.stdout.contains("uv: saved"), "{}", post.log());
+    assert!(!post.stdout.contains(&format!("uv: saved {},", job.keys()["uv"])), "{}", post.log());
+
+    // The rerun: the incomplete envs come back as a fallback, the session completes them.
+    let mut job = fresh_job(&machine, "always", "7", "2");
+    let main = job.main();
+    assert_eq!(main.output("nox-cache-hit"), "false", "{}", main.log());
+    assert_eq!(main.output("nox-restored"), "true", "{}", main.log());
+    assert_eq!(main.output("nox-matched-key"), first, "{}", main.log());
+    assert!(
+        main.summary.contains(&format!("`{primary}`<br>restored from `{first}`")),
+        "the summary shows the primary key and the key restored from:\n{}",
+        main.summary
+    );
+    let rerun = nox_command(&machine, &["--reuse-venv=yes"]).output().unwrap();
+    assert!(rerun.status.success() && text(&rerun).contains("answer 42"), "{}", text(&rerun));
+    let post = job.post();
+    let second = format!("{primary}-unconfirmed-r7a2");
+    assert!(
+        post.stdout.contains(&format!("nox: saved {second}")),
+        "the repaired envs are saved:\n{}",
+        post.log()
+    );
+
+    // The next run restores the complete envs; its installs change nothing, so nothing is saved.
+    let mut job = fresh_job(&machine, "always", "8", "1");
+    assert_eq!(job.main().output("nox-matched-key"), second);
+    let warm = nox(&machine, &["-r"]);
+    assert!(warm.status.success() && text(&warm).contains("answer 42"), "{}", text(&warm));
+    let post = job.post();
+    assert!(
+        post.stdout.contains(&format!("nox: the envs are as restored from {second}; not saving")),
+        "{}",
+        post.log()
+    );
+
+    // A `save: auto` job confirms them under the primary key.
+    let mut job = fresh_job(&machine, "auto", "9", "1");
+    assert_eq!(job.main().output("nox-cache-hit"), "false");
+    assert!(nox(&machine, &["-r"]).status.success());
+    let post = job.post();
+    assert!(post.stdout.contains(&format!("nox: saved {primary},")), "{}", post.log());
+    let mut job = fresh_job(&machine, "auto", "10", "1");
+    let main = job.main();
+    assert_eq!(main.output("nox-cache-hit"), "true", "{}", main.log());
+    let last = nox(&machine, &["-r"]);
+    assert!(
+        last.status.success() && text(&last).contains("answer 42"),
+        "offline on the confirmed entries:\n{}",
+        text(&last)
+    );
+}
+
+/// The unconfirmed key works on the services as on the local store: the primary key's own
+/// prefix match finds it, as a fallback, on v1 (act / Forgejo / Gitea) and v2 (github.com),
+/// and a `save: auto` job's entry under the primary key wins over it.
+#[test]
+fn unconfirmed_entries_are_fallbacks_on_every_service() {
+    use crate::support::action::Protocol;
+    use crate::support::cache_server::{CacheServer, Personality};
+    for (personality, protocol) in [(Personality::Forgejo, Protocol::V1), (Personality::Github, Protocol::V2)]
+    {
+        let server = CacheServer::start(personality);
+        let machine = Machine::new();
+        let env = machine.workspace.join(".nox/e");
+        let job = |save: &str, run: &str| {
+            let mut job = machine.job();
+            job.use_service(&server, protocol)
+                .input("targets", "nox")
+                .input("save", save)
+                .set_env("GITHUB_RUN_ID", run)
+                .set_env("GITHUB_RUN_ATTEMPT", "1");
+            job
+        };
+        fs::create_dir_all(&env).unwrap();
+        fs::write(env.join("half-installed"), "x").unwrap();
+        let mut first = job("always", "5");
+        let primary = first.keys()["nox"].clone();
+        first.main();
+        let post = first.post();
+        let unconfirmed = format!("{primary}-unconfirmed-r5a1");
+        assert!(post.stdout.contains(&format!("nox: saved {unconfirmed}")), "{protocol:?}: {}", post.log());
+
+        fs::remove_dir_all(machine.workspace.join(".nox")).unwrap();
+        let mut second = job("always", "6");
+        let main = second.main();
+        assert_eq!(main.output("nox-cache-hit"), "false", "{protocol:?}: {}", main.log());
+        assert_eq!(main.output("nox-matched-key").to_lowercase(), unconfirmed.to_lowercase(), "{protocol:?}");
+        assert!(env.join("half-installed").is_file(), "{protocol:?}: restored");
+        let post = second.post();
+        assert!(
+            post.stdout.contains("as restored from"),
+            "{protocol:?}: nothing changed, nothing saved:\n{}",
+            post.log()
+        );
+
+        let mut third = job("auto", "7");
+        assert_eq!(third.main().output("nox-cache-hit"), "false");
+        let post = third.post();
+        assert!(post.stdout.contains(&format!("nox: saved {primary},")), "{protocol:?}: {}", post.log());
+        let main = job("auto", "8").main();
+        assert_eq!(main.output("nox-cache-hit"), "true", "{protocol:?}: {}", main.log());
+    }
+}

@@ -29,7 +29,7 @@ fn a_fallback_row_names_both_keys_the_changed_component_and_the_rate() {
     assert_eq!(main.output("uv-restored"), "true", "{}", main.log());
     let row =
         main.summary.lines().find(|l| l.starts_with("| uv |")).unwrap_or_else(|| panic!("{}", main.summary));
-    assert!(row.contains(&format!("`{new_key}` (restored from `")), "the primary key comes first: {row}");
+    assert!(row.contains(&format!("`{new_key}`<br>restored from `")), "the primary key comes first: {row}");
     assert!(row.to_lowercase().contains(&old_key.to_lowercase()), "{row}");
     assert!(row.contains("fallback: `hash` changed"), "{row}");
     assert!(row.contains("B/s)"), "{row}");
