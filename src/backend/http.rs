@@ -146,6 +146,18 @@ impl Http {
             .build()
     }
 
+    /// A `DELETE` with the same timeouts as [`Http::get`].
+    pub(crate) fn delete(&self, url: &str) -> RequestBuilder<ureq::typestate::WithoutBody> {
+        let remaining = self.remaining().unwrap_or(Duration::from_millis(1));
+        self.agent
+            .delete(url)
+            .config()
+            .timeout_global(Some(remaining))
+            .timeout_connect(Some(self.tuning.connect_timeout))
+            .timeout_per_read(Some(self.tuning.idle_timeout))
+            .build()
+    }
+
     /// Runs `attempt` until it succeeds, fails for good, runs out of attempts, or the next
     /// try would start after the deadline.
     pub(crate) fn retry<T>(

@@ -13,6 +13,7 @@ mod metadata;
 mod protocols;
 mod real_tools;
 mod release;
+mod s3;
 mod safety;
 mod secrets;
 mod support;
