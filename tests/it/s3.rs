@@ -570,3 +570,76 @@ fn several_jobs_share_one_bucket() {
     });
     assert_eq!(store.objects().len(), 2, "{:?}", store.objects());
 }
+
+/// A stand-in for STS (versitygw's single-account mode has none): answers every
+/// `AssumeRoleWithWebIdentity` with the store's keys and keeps the request bodies it got.
+fn sts_stub() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            seen.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+            let xml = format!(
+                "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+                 <AccessKeyId>{ACCESS_KEY}</AccessKeyId><SecretAccessKey>{SECRET_KEY}</SecretAccessKey>\
+                 </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+            );
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                xml.len()
+            );
+            let mut stream = stream;
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    (port, bodies)
+}
+
+/// Web identity: the token file's JWT goes to STS once, and the keys it answers sign the
+/// requests to the real store.
+#[test]
+fn web_identity_credentials_come_from_sts() {
+    let store = ObjectStore::start();
+    let (sts, bodies) = sts_stub();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.web-identity-token.sig\n").unwrap();
+    let mut with_role = settings(&store.endpoint(), "refs/heads/main", &[]);
+    with_role.credentials = CredentialSource::WebIdentity {
+        role_arn: "arn:aws:iam::123456789012:role/ci-cache".into(),
+        token_file,
+        session_name: "uv-nox-cache".into(),
+        sts_endpoint: format!("http://127.0.0.1:{sts}"),
+    };
+    let backend = client(with_role);
+    assert_eq!(save(&backend, "via-role", b"assumed").unwrap(), Saved::Stored);
+    assert_eq!(fetch(&backend, &["via-role"]), Some(("via-role".into(), b"assumed".to_vec())));
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 1, "one STS call per backend: {bodies:?}");
+    assert!(bodies[0].contains("Action=AssumeRoleWithWebIdentity"), "{}", bodies[0]);
+    assert!(
+        bodies[0].contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fci-cache"),
+        "{}",
+        bodies[0]
+    );
+    assert!(
+        bodies[0].contains("WebIdentityToken=eyJhbGciOiJSUzI1NiJ9.web-identity-token.sig"),
+        "{}",
+        bodies[0]
+    );
+}
