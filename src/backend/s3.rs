@@ -136,20 +136,27 @@ impl S3Backend {
     fn size_of(&self, credentials: &Credentials, name: &str) -> Result<Option<u64>, BackendError> {
         let op = "lookup";
         let url = self.bucket()?.get_object(Some(credentials), name).sign(self.validity());
-        let (status, range, body) = self.http.retry(op, || {
+        let (status, size, body) = self.http.retry(op, || {
             let response = self.http.check(
                 op,
                 url.as_str(),
                 self.http.get(url.as_str()).header("Range", "bytes=0-0").call(),
             )?;
             let status = response.status().as_u16();
-            let range =
-                response.headers().get("content-range").and_then(|v| v.to_str().ok()).map(String::from);
-            Ok::<_, Fail>((status, range, self.http.body_bytes(op, url.as_str(), response)?))
+            let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
+            // A store that ignores `Range` answers 200 with the whole object: its length says
+            // the size, and the body is not read.
+            let size = match status {
+                206 => header("content-range").as_deref().and_then(transfer::range_total),
+                200 => header("content-length").and_then(|v| v.parse().ok()),
+                _ => None,
+            };
+            let body =
+                if status == 200 { Vec::new() } else { self.http.body_bytes(op, url.as_str(), response)? };
+            Ok::<_, Fail>((status, size, body))
         })?;
         match status {
-            206 => Ok(range.as_deref().and_then(transfer::range_total).or(Some(1))),
-            200 => Ok(Some(body.len() as u64)),
+            200 | 206 => Ok(Some(size.unwrap_or(1))),
             // An empty object: never an archive.
             416 => Ok(None),
             404 if xml_field(&String::from_utf8_lossy(&body), "Code").as_deref() != Some("NoSuchBucket") => {
