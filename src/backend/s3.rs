@@ -17,7 +17,6 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rusty_s3::actions::{ListObjectsV2, S3Action};
@@ -293,34 +292,34 @@ impl S3Backend {
             });
         };
         let etags: Mutex<BTreeMap<u64, String>> = Mutex::new(BTreeMap::new());
-        let uploaded = transfer::in_parallel(self.http.tuning.parallelism, |index, stopped| {
-            let start = index * part;
-            let written = archive.wait_for(start + part)?;
-            if start >= written.bytes || stopped.load(Ordering::Relaxed) {
-                return Ok(false);
-            }
-            let len = part.min(written.bytes - start);
-            let number = u16::try_from(index + 1).ok().filter(|n| *n <= 10_000).ok_or_else(|| {
-                BackendError::TooBig {
-                    op: "upload",
-                    size: written.bytes,
-                    message: "S3 takes at most 10 000 parts".into(),
-                }
-            })?;
-            let url = bucket.upload_part(Some(credentials), name, number, &upload_id).sign(self.validity());
-            let request = || self.http.request("PUT", url.as_str());
-            let etag = transfer::send_range(
-                &self.http,
-                "upload",
-                url.as_str(),
-                archive.path(),
-                (start, len),
-                request,
-                |r| self.part_answer("upload", r),
-            )?;
-            etags.lock().unwrap_or_else(|e| e.into_inner()).insert(index, etag);
-            Ok(true)
-        });
+        let uploaded = transfer::upload_while_packing(
+            archive,
+            part,
+            self.http.tuning.parallelism,
+            |index, start, len| {
+                let number = u16::try_from(index + 1).ok().filter(|n| *n <= 10_000).ok_or_else(|| {
+                    BackendError::TooBig {
+                        op: "upload",
+                        size: start + len,
+                        message: "S3 takes at most 10 000 parts".into(),
+                    }
+                })?;
+                let url =
+                    bucket.upload_part(Some(credentials), name, number, &upload_id).sign(self.validity());
+                let request = || self.http.request("PUT", url.as_str());
+                let etag = transfer::send_range(
+                    &self.http,
+                    "upload",
+                    url.as_str(),
+                    archive.path(),
+                    (start, len),
+                    request,
+                    |r| self.part_answer("upload", r),
+                )?;
+                etags.lock().unwrap_or_else(|e| e.into_inner()).insert(index, etag);
+                Ok(())
+            },
+        );
         let completed = uploaded.and_then(|()| {
             let etags: Vec<String> =
                 etags.into_inner().unwrap_or_else(|e| e.into_inner()).into_values().collect();
