@@ -183,6 +183,40 @@ def runner_server_binaries(root: Path) -> dict:
     return {backend: paths[f"{runner}-cache-server"] for backend, runner in RUNNER_SERVERS.items()}
 
 
+class ObjectStore:
+    """versitygw (scripts/object-store) on a free port of 127.0.0.1, one empty bucket."""
+
+    BUCKET, ACCESS, SECRET = "bench-cache", "benchaccesskey", "bench-secret-key-0123"
+
+    def __init__(self, binary: Path, root: Path):
+        shutil.rmtree(root, ignore_errors=True)
+        (root / self.BUCKET).mkdir(parents=True)
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        self.port = s.getsockname()[1]
+        s.close()
+        self.proc = subprocess.Popen(
+            [str(binary), "--access", self.ACCESS, "--secret", self.SECRET, "--port", f"127.0.0.1:{self.port}",
+             "posix", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(600):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            sys.exit("versitygw did not start")
+        self.env = {
+            "UV_NOX_CACHE_S3_BUCKET": self.BUCKET, "UV_NOX_CACHE_S3_ENDPOINT": f"http://127.0.0.1:{self.port}",
+            "AWS_ACCESS_KEY_ID": self.ACCESS, "AWS_SECRET_ACCESS_KEY": self.SECRET,
+            "GITHUB_REPOSITORY": "bench/bench",
+        }
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
 def timed(cmd, env, cwd, log: Path):
     """Runs cmd under /usr/bin/time; returns (wall s, cpu s)."""
     tfile = log.with_suffix(".time")
@@ -254,6 +288,7 @@ class Bench:
         self.backends = args.backends.split(",")
         if any(b in RUNNER_SERVERS for b in self.backends):
             self.runner_servers = runner_server_binaries(self.root)
+        self.object_store = Path(args.object_store) if args.object_store else None
         self.npm = self.bench / "npm"
         # Per invocation, so that two benches never delete each other's steps.
         self.steps = self.bench / f"steps-{os.getpid()}"
@@ -504,6 +539,15 @@ class Bench:
                 self.record(name, "save", "ours-local", save)
                 self.record(name, "restore", "ours-local", restore)
                 self.our_archive_size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+            if "s3" in self.backends and "ours" in self.who:
+                store = ObjectStore(self.object_store, self.bench / "s3-root")
+                try:
+                    save, restore = self.ours(ds, store.env, "s3", i)
+                finally:
+                    store.stop()
+                    shutil.rmtree(self.bench / "s3-root", ignore_errors=True)
+                self.record(name, "save", "ours-s3", save)
+                self.record(name, "restore", "ours-s3", restore)
             if "baseline" in self.who:
                 save, restore = self.baseline(ds, i)
                 self.record(name, "save", "baseline", save)
@@ -525,8 +569,10 @@ def main():
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--sets", default="a,b")
     parser.add_argument("--who", default="ours,official,baseline", help="for trying things out")
-    parser.add_argument("--backends", default="v2,v1,v1-act,v1-gitea,local",
-                        help="v2 and v1: the test server; v1-act, v1-gitea: the runners' own servers")
+    parser.add_argument("--backends", default="v2,v1,v1-act,v1-gitea,local,s3",
+                        help="v2 and v1: the test server; v1-act, v1-gitea: the runners' own servers; "
+                             "local; s3: versitygw")
+    parser.add_argument("--object-store", help="the versitygw binary of scripts/object-store (for s3)")
     parser.add_argument("--net-rate", metavar="RATE",
                         help="shape loopback to RATE (tc tbf, e.g. 1gbit) to stand for a runner's network link")
     parser.add_argument("--no-fresh-fs", action="store_true",
@@ -562,7 +608,7 @@ def main():
         return "–" if x is None else f"{x:.2f}"
 
     print()
-    print(f"`scripts/bench {' '.join(sys.argv[5:])}`: {args.runs} run(s), medians; wall s "
+    print(f"`scripts/bench {' '.join(sys.argv[7:])}`: {args.runs} run(s), medians; wall s "
           f"(CPU s = user+sys of the command and its children). Load average before "
           f"{load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} CPUs. Restores onto "
           + ("a new ext4 file system each (loop device)." if b.fresh_fs else "the data sets' own disk.")
@@ -573,23 +619,26 @@ def main():
     for ds in sets:
         n = ds["name"]
         for op in ("save", "restore"):
-            for proto in ("v2", "v1", *RUNNER_SERVERS, "local"):
+            for proto in ("v2", "v1", *RUNNER_SERVERS, "local", "s3"):
                 ow, oc = b.med(n, op, f"ours-{proto}")
                 aw, ac = b.med(n, op, f"official-{proto}")
                 ratio = "–" if aw is None else f"**{ow / aw:.2f}**"
                 print(f"| {n} | {op} | {proto} | {fmt(ow)} | {fmt(aw)} | {ratio} | {fmt(oc)} | {fmt(ac)} |")
     print()
-    print("| data set | op | `tar`+`zstd -T0` wall | CPU | ours v2 / baseline | ours local / baseline |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| data set | op | `tar`+`zstd -T0` wall | CPU | ours v2 / baseline | ours local / baseline "
+          "| ours s3 / baseline |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for ds in sets:
         n = ds["name"]
         for op in ("save", "restore"):
             bw, bc = b.med(n, op, "baseline")
             v2, _ = b.med(n, op, "ours-v2")
             lo, _ = b.med(n, op, "ours-local")
+            s3, _ = b.med(n, op, "ours-s3")
             r2 = "–" if None in (v2, bw) else f"{v2 / bw:.2f}"
             rl = "–" if None in (lo, bw) else f"{lo / bw:.2f}"
-            print(f"| {n} | {op} | {fmt(bw)} | {fmt(bc)} | {r2} | {rl} |")
+            rs = "–" if None in (s3, bw) else f"{s3 / bw:.2f}"
+            print(f"| {n} | {op} | {fmt(bw)} | {fmt(bc)} | {r2} | {rl} | {rs} |")
     print()
     print("| data set | bytes | files+dirs | our archive (zstd) | `tar \\| zstd -T0` archive | binary peak RSS |")
     print("|---|---:|---:|---:|---:|---:|")

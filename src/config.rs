@@ -6,6 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::archive::Compression;
+use crate::backend::aws_credentials::CredentialSource;
+use crate::backend::s3::{S3Settings, Scope};
 use crate::backend::{BackendKind, Secret};
 use crate::env;
 use crate::inputs::RawInputs;
@@ -458,8 +460,15 @@ fn select_backend(
         "backend",
         raw.backend.as_deref(),
         "auto",
-        &[("auto", "auto"), ("github", "github"), ("artifactcache", "artifactcache"), ("local", "local")],
+        &[
+            ("auto", "auto"),
+            ("github", "github"),
+            ("artifactcache", "artifactcache"),
+            ("local", "local"),
+            ("s3", "s3"),
+        ],
     )?;
+    let s3 = s3_settings(raw, lookup, runner)?;
     let missing = |name: &str, var: &str| {
         invalid(
             "backend",
@@ -471,6 +480,18 @@ fn select_backend(
     };
     match choice {
         "local" => Ok((local(), "`backend: local`".into())),
+        "s3" => match s3 {
+            Some(settings) => Ok((BackendKind::S3(Box::new(settings)), "`backend: s3`".into())),
+            None => Err(invalid(
+                "backend",
+                "`s3` needs a bucket: set the `s3-bucket` input, or UV_NOX_CACHE_S3_BUCKET on the runner",
+            )),
+        },
+        _ if s3.is_some() => {
+            let settings = s3.expect("checked");
+            let why = format!("a bucket is configured ({})", settings.bucket);
+            Ok((BackendKind::S3(Box::new(settings)), why))
+        }
         "github" => {
             Ok((v2.ok_or_else(|| missing("github", env::ACTIONS_RESULTS_URL))?, "`backend: github`".into()))
         }
@@ -557,6 +578,99 @@ fn os_release() -> String {
     format!("{}{}", field("ID"), field("VERSION_ID"))
 }
 
+/// The `s3-*` inputs, each falling back to its `UV_NOX_CACHE_S3_*` variable; `None` when no
+/// bucket is named either way.
+fn s3_settings(
+    raw: &RawInputs,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    runner: &RunnerEnv,
+) -> Result<Option<S3Settings>, ConfigError> {
+    let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let setting = |input: Option<&String>, suffix: &'static str| {
+        input
+            .cloned()
+            .map(|v| (v, ""))
+            .or_else(|| get(&format!("{}{suffix}", env::S3_ENV_PREFIX)).map(|v| (v, suffix)))
+    };
+    let from = |suffix: &str| {
+        if suffix.is_empty() { String::new() } else { format!(" (from {}{suffix})", env::S3_ENV_PREFIX) }
+    };
+    let Some((bucket, source)) = setting(raw.s3_bucket.as_ref(), "BUCKET") else { return Ok(None) };
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid_bucket {
+        return Err(invalid(
+            "s3-bucket",
+            format!(
+                "`{bucket}`{} is not a bucket name; use 3 to 63 lower-case letters, digits, `.` and `-`",
+                from(source)
+            ),
+        ));
+    }
+    let prefix = setting(raw.s3_prefix.as_ref(), "PREFIX");
+    if let Some((prefix, source)) = &prefix
+        && prefix.starts_with('/')
+    {
+        return Err(invalid(
+            "s3-prefix",
+            format!("`{prefix}`{} starts with `/`; give it without, e.g. `uv-nox-cache/`", from(source)),
+        ));
+    }
+    let region = setting(raw.s3_region.as_ref(), "REGION")
+        .map(|(v, _)| v)
+        .or_else(|| get("AWS_REGION"))
+        .or_else(|| get("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".into());
+    let endpoint = match setting(raw.s3_endpoint.as_ref(), "ENDPOINT") {
+        Some((url, source)) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            return Err(invalid(
+                "s3-endpoint",
+                format!("`{url}`{} is not an http:// or https:// URL", from(source)),
+            ));
+        }
+        Some((url, _)) => Some(url),
+        None => get("AWS_ENDPOINT_URL_S3"),
+    };
+    let path_style = match setting(raw.s3_path_style.as_ref(), "PATH_STYLE") {
+        Some((value, source)) => boolean("s3-path-style", Some(&value), false)
+            .map_err(|e| invalid(e.input, format!("{}{}", e.message, from(source))))?,
+        None => endpoint.is_some(),
+    };
+    Ok(Some(S3Settings {
+        bucket,
+        prefix: prefix.map(|(v, _)| v).unwrap_or_else(|| "uv-nox-cache/".into()),
+        endpoint: endpoint.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com")),
+        credentials: CredentialSource::from_env(&get, runner.home.as_deref(), &region),
+        region,
+        path_style,
+        scope: s3_scope(&get),
+    }))
+}
+
+/// The run's own ref, then a pull request's base branch, then the repository's default branch
+/// (from the event payload), each named once.
+fn s3_scope(get: &dyn Fn(&str) -> Option<String>) -> Scope {
+    let own_ref = get(env::GITHUB_REF).unwrap_or_else(|| "refs/heads/unknown".into());
+    let default_branch = get(env::GITHUB_EVENT_PATH)
+        .and_then(|path| std::fs::read(path).ok())
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|event| event["repository"]["default_branch"].as_str().map(String::from));
+    let mut fallback_refs: Vec<String> = Vec::new();
+    for branch in [get(env::GITHUB_BASE_REF), default_branch].into_iter().flatten() {
+        let git_ref = format!("refs/heads/{branch}");
+        if git_ref != own_ref && !fallback_refs.contains(&git_ref) {
+            fallback_refs.push(git_ref);
+        }
+    }
+    Scope {
+        repository: get(env::GITHUB_REPOSITORY).unwrap_or_else(|| "unknown-repository".into()),
+        own_ref,
+        fallback_refs,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +680,74 @@ mod tests {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let lookup = |name: &str| map.get(name).cloned();
         Config::new(&RawInputs::read(&lookup), &lookup, Path::new("/ws"))
+    }
+
+    fn s3(cfg: &Config) -> &S3Settings {
+        match &cfg.backend {
+            BackendKind::S3(settings) => settings,
+            other => panic!("not s3: {other:?}"),
+        }
+    }
+
+    /// A fleet admin's runner variables turn `backend: auto` into S3, with the runner's scope.
+    #[test]
+    fn runner_variables_configure_the_s3_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = dir.path().join("event.json");
+        std::fs::write(&event, r#"{"repository":{"default_branch":"trunk"}}"#).unwrap();
+        let event = event.display().to_string();
+        let cfg = config(&[
+            ("UV_NOX_CACHE_S3_BUCKET", "fleet-cache"),
+            ("UV_NOX_CACHE_S3_ENDPOINT", "http://minio:9000"),
+            ("ACTIONS_CACHE_URL", "http://runner/"),
+            ("AWS_REGION", "eu-central-1"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("GITHUB_REPOSITORY", "o/r"),
+            ("GITHUB_REF", "refs/pull/3/merge"),
+            ("GITHUB_BASE_REF", "release"),
+            ("GITHUB_EVENT_PATH", &event),
+        ])
+        .unwrap();
+        let settings = s3(&cfg);
+        assert_eq!(settings.bucket, "fleet-cache");
+        assert_eq!(
+            (settings.endpoint.as_str(), settings.region.as_str()),
+            ("http://minio:9000", "eu-central-1")
+        );
+        assert!(settings.path_style, "a custom endpoint defaults to path style");
+        assert_eq!(settings.prefix, "uv-nox-cache/");
+        assert_eq!(settings.scope.own_ref, "refs/pull/3/merge");
+        assert_eq!(settings.scope.fallback_refs, ["refs/heads/release", "refs/heads/trunk"]);
+        assert!(cfg.backend_reason.contains("fleet-cache"));
+
+        // Inputs win over the variables; AWS itself is virtual-host style.
+        let cfg = config(&[
+            ("UV_NOX_CACHE_S3_BUCKET", "fleet-cache"),
+            ("INPUT_S3-BUCKET", "other.bucket"),
+            ("INPUT_S3-PREFIX", "ci/"),
+        ])
+        .unwrap();
+        let settings = s3(&cfg);
+        assert_eq!((settings.bucket.as_str(), settings.prefix.as_str()), ("other.bucket", "ci/"));
+        assert_eq!(settings.endpoint, "https://s3.us-east-1.amazonaws.com");
+        assert!(!settings.path_style);
+    }
+
+    #[test]
+    fn bad_s3_settings_name_the_input_and_the_variable() {
+        let error = config(&[("UV_NOX_CACHE_S3_BUCKET", "Bad_Bucket")]).unwrap_err();
+        assert_eq!(error.input, "s3-bucket");
+        assert!(error.message.contains("UV_NOX_CACHE_S3_BUCKET"), "{error}");
+        let error =
+            config(&[("INPUT_S3-BUCKET", "ok-bucket"), ("INPUT_S3-ENDPOINT", "minio:9000")]).unwrap_err();
+        assert_eq!(error.input, "s3-endpoint");
+        let error =
+            config(&[("INPUT_S3-BUCKET", "ok-bucket"), ("UV_NOX_CACHE_S3_PATH_STYLE", "yes")]).unwrap_err();
+        assert_eq!(error.input, "s3-path-style");
+        let error = config(&[("INPUT_BACKEND", "s3")]).unwrap_err();
+        assert_eq!(error.input, "backend");
+        assert!(error.message.contains("UV_NOX_CACHE_S3_BUCKET"), "{error}");
     }
 
     #[test]

@@ -31,6 +31,11 @@ fn start(
     if let Some(token) = lookup(env::ACTIONS_RUNTIME_TOKEN) {
         runner::add_mask(&token);
     }
+    for secret in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        if let Some(value) = lookup(secret) {
+            runner::add_mask(&value);
+        }
+    }
     let cfg = Config::new(&inputs::RawInputs::read(lookup), lookup, cwd).map_err(|e| {
         error!("{e}");
         ExitCode::FAILURE
@@ -52,6 +57,13 @@ fn backend_label(cfg: &Config) -> String {
         backend::BackendKind::Local { root } => format!("local store at {}", root.display()),
         backend::BackendKind::ArtifactCache { .. } => "runner cache service v1 (artifactcache)".into(),
         backend::BackendKind::Github { .. } => "runner cache service v2 (github)".into(),
+        backend::BackendKind::S3(s3) => format!(
+            "s3 bucket {} at {} ({}; credentials: {})",
+            s3.bucket,
+            s3.endpoint,
+            s3.scope.own_ref,
+            s3.credentials.describe()
+        ),
     }
 }
 

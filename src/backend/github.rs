@@ -11,7 +11,6 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -84,19 +83,10 @@ impl GithubBackend {
         }
         let block = tuning.block_size.max(1);
         let prefix = uuid_v4();
-        transfer::in_parallel(tuning.parallelism, |index, stopped| {
-            let start = index * block;
-            let written = archive.wait_for(start + block)?;
-            // Past the end of the complete archive, or another block failed while this one
-            // was being written.
-            if start >= written.bytes || stopped.load(Ordering::Relaxed) {
-                return Ok(false);
-            }
-            let len = block.min(written.bytes - start);
+        transfer::upload_while_packing(archive, block, tuning.parallelism, |index, start, len| {
             let id = encode_component(&block_id(&prefix, index));
             let block_url = with_query(url, &format!("comp=block&blockid={id}"));
-            self.put("upload", &block_url, archive.path(), start, len, false)?;
-            Ok(true)
+            self.put("upload", &block_url, archive.path(), start, len, false)
         })?;
         let size = archive.wait_until_complete()?;
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");

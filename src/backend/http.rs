@@ -136,9 +136,20 @@ impl Http {
 
     /// A `GET` with the same timeouts as [`Http::request`].
     pub(crate) fn get(&self, url: &str) -> RequestBuilder<ureq::typestate::WithoutBody> {
+        self.without_body(self.agent.get(url))
+    }
+
+    /// A `DELETE` with the same timeouts as [`Http::get`].
+    pub(crate) fn delete(&self, url: &str) -> RequestBuilder<ureq::typestate::WithoutBody> {
+        self.without_body(self.agent.delete(url))
+    }
+
+    fn without_body(
+        &self,
+        builder: RequestBuilder<ureq::typestate::WithoutBody>,
+    ) -> RequestBuilder<ureq::typestate::WithoutBody> {
         let remaining = self.remaining().unwrap_or(Duration::from_millis(1));
-        self.agent
-            .get(url)
+        builder
             .config()
             .timeout_global(Some(remaining))
             .timeout_connect(Some(self.tuning.connect_timeout))

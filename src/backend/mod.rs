@@ -7,12 +7,14 @@
 
 pub mod archive_file;
 pub mod artifact_cache;
+pub mod aws_credentials;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod github;
 pub mod http;
 pub mod local;
 pub mod mode;
+pub mod s3;
 pub mod transfer;
 
 pub use archive_file::ArchiveFile;
@@ -117,6 +119,9 @@ pub enum BackendError {
     TimedOut { op: &'static str },
     #[error("{op}: {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    /// No usable S3 credentials or bucket address.
+    #[error("s3: {message}")]
+    Credentials { message: String },
     /// A hit handed to another backend than the one that found it (a bug in the caller).
     #[error("download: the entry was not found by the {backend} backend")]
     ForeignHit { backend: String },
@@ -159,6 +164,8 @@ pub enum BackendKind {
     Github { url: String, token: Secret },
     /// A directory store.
     Local { root: PathBuf },
+    /// An S3-compatible bucket.
+    S3(Box<s3::S3Settings>),
 }
 
 /// Opens the backend, limited to what `mode` (`ACTIONS_CACHE_MODE`) allows; every request it
@@ -176,6 +183,9 @@ fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<
         }
         BackendKind::Github { url, token } => {
             Box::new(github::GithubBackend::new(url, token.clone(), deadline, tuning))
+        }
+        BackendKind::S3(settings) => {
+            Box::new(s3::S3Backend::new((**settings).clone(), deadline, Tuning::default()))
         }
     }
 }

@@ -19,7 +19,7 @@ use ureq::typestate::WithBody;
 use ureq::{Body, RequestBuilder, SendBody};
 
 use super::http::{Fail, Http, SafeReader, host_of, status_error};
-use super::{Backend, BackendError, Hit, Secret};
+use super::{ArchiveFile, Backend, BackendError, Hit, Secret};
 
 /// Where the entry found by a runner cache service (v1 or v2) is downloaded from: a URL that
 /// may carry a signature, and the version it was looked up under (to look it up again when
@@ -77,6 +77,28 @@ pub(crate) fn in_parallel(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Sends a growing archive in parts of `part` bytes (the last may be shorter), each as soon
+/// as it is written, from up to `workers` threads: `send(index, start, len)` sends one. A part
+/// waiting for its bytes gives up when another part has failed.
+pub(crate) fn upload_while_packing(
+    archive: &ArchiveFile,
+    part: u64,
+    workers: usize,
+    send: impl Fn(u64, u64, u64) -> Result<(), BackendError> + Sync,
+) -> Result<(), BackendError> {
+    in_parallel(workers, |index, stopped| {
+        let start = index * part;
+        let written = archive.wait_for(start + part)?;
+        // Past the end of the complete archive, or another part failed while this one was
+        // being written.
+        if start >= written.bytes || stopped.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        send(index, start, part.min(written.bytes - start))?;
+        Ok(true)
+    })
 }
 
 /// Sends bytes `start..start + len` of `archive` as the body of the request `build` makes

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
+use crate::s3::ObjectStore;
 use crate::support::action::{Job, Machine, Step};
 use crate::support::cache_server::{CacheServer, Personality};
 
@@ -28,13 +29,16 @@ enum Store {
     V1(Personality),
     /// Twirp + blob (github.com).
     V2,
+    /// An S3 bucket on a real object store (`s3.rs`).
+    S3,
 }
 
-const STORES: [Store; 3] = [Store::Local, Store::V1(Personality::Github), Store::V2];
+const STORES: [Store; 4] = [Store::Local, Store::V1(Personality::Github), Store::V2, Store::S3];
 
 struct Rig {
     machine: Machine,
     server: Option<CacheServer>,
+    object_store: Option<ObjectStore>,
     store: Store,
 }
 
@@ -44,16 +48,21 @@ impl Rig {
             Store::Local => None,
             Store::V1(personality) => Some(CacheServer::start(personality)),
             Store::V2 => Some(CacheServer::start(Personality::Github)),
+            Store::S3 => None,
         };
+        let object_store = (store == Store::S3).then(ObjectStore::start);
         let machine = Machine::new();
         fs::write(machine.workspace.join("uv.lock"), "version = 1\n").unwrap();
-        Rig { machine, server, store }
+        Rig { machine, server, object_store, store }
     }
 
     /// A job caching `.nox` only, talking to this rig's store.
     fn job(&self) -> Job {
         let mut job = self.machine.job();
         job.input("targets", "nox");
+        if let Some(object_store) = &self.object_store {
+            object_store.configure(&mut job);
+        }
         if let Some(server) = &self.server {
             job.set_env("ACTIONS_RUNTIME_TOKEN", server.token());
             job.set_env("GITHUB_SERVER_URL", "https://github.com");
@@ -80,9 +89,15 @@ impl Rig {
     fn plant_for(&self, job: &Job, target: &str, path: &str, archive: Vec<u8>) {
         let key = job.keys()[target].clone();
         let version = uv_nox_cache::backend::version(path, "zstd-without-long");
-        match &self.server {
-            Some(server) => server.plant(&key, &version, archive),
-            None => {
+        match (&self.server, &self.object_store) {
+            (Some(server), _) => server.plant(&key, &version, archive),
+            (None, Some(store)) => {
+                let git_ref = &job.env["GITHUB_REF"];
+                let repository = &job.env["GITHUB_REPOSITORY"];
+                let name = format!("uv-nox-cache/{repository}/{git_ref}/{version}/{}", key.to_lowercase());
+                store.plant(&name, &archive);
+            }
+            (None, None) => {
                 let dir = self.machine.store.join("v1").join(&version);
                 fs::create_dir_all(&dir).unwrap();
                 let name = hex::encode(Sha256::digest(key.to_lowercase().as_bytes()));
@@ -455,6 +470,11 @@ fn hostile_archives_v2() {
     hostile_archives_through(Store::V2);
 }
 
+#[test]
+fn hostile_archives_s3() {
+    hostile_archives_through(Store::S3);
+}
+
 /// A tiny entry holding more than the size cap of zeros is refused from its headers, before a
 /// byte is written, on every store: the v1/v2 services do not report an entry's size, so the
 /// cap relative to it must follow the compressed bytes actually read.
@@ -557,7 +577,9 @@ fn assert_clean(step: &Step, context: &str) {
 /// Two post steps save the same key at the same moment.
 #[test]
 fn two_saves_of_one_key_at_once() {
-    for store in [Store::V1(Personality::Github), Store::V2, Store::V1(Personality::Forgejo), Store::Local] {
+    for store in
+        [Store::V1(Personality::Github), Store::V2, Store::V1(Personality::Forgejo), Store::Local, Store::S3]
+    {
         let rig = Rig::new(store);
         fill(&rig.nox(), 1, 4 << 20);
         let before = tree(&rig.nox(), &|_| false);
@@ -589,6 +611,12 @@ fn two_saves_of_one_key_at_once() {
                 assert_eq!(rig.server.as_ref().unwrap().entries().len(), 2);
             }
             Store::Local => assert_eq!((saved, lost), (2, 0), "{context}"),
+            // The key is checked before the upload: the later save finds it taken, or both
+            // upload at once and the last whole object stays.
+            Store::S3 => {
+                assert_eq!(saved + lost, 2, "{context}");
+                assert_eq!(rig.object_store.as_ref().unwrap().objects().len(), 1, "{context}");
+            }
         }
         fs::remove_dir_all(rig.nox()).unwrap();
         let step = rig.job().main();

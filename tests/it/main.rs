@@ -17,6 +17,7 @@ mod protocols;
 mod real_tools;
 mod release;
 mod runners;
+mod s3;
 mod safety;
 mod secrets;
 mod sh_entry;

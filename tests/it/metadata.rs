@@ -27,6 +27,11 @@ const DESIGN_INPUTS: &[(&str, Option<&str>)] = &[
     ("evict-project", Some("true")),
     ("backend", Some("auto")),
     ("local-dir", None),
+    ("s3-bucket", None),
+    ("s3-prefix", None),
+    ("s3-endpoint", None),
+    ("s3-region", None),
+    ("s3-path-style", None),
     ("compression", Some("zstd")),
     ("timeout", Some("600")),
 ];

@@ -1,0 +1,466 @@
+//! An S3-compatible bucket as the cache (AWS S3, MinIO, Ceph RGW, Garage, SeaweedFS, R2,
+//! versitygw), for runner fleets whose hosts or pods share no runner cache service.
+//!
+//! Layout: `<prefix><repository>/<ref>/<version>/<key>`, the key lower-cased (the runner cache
+//! services compare keys case-insensitively; S3 does not). A restore reads the run's own ref,
+//! then the pull request's base branch, then the default branch; a save writes its own ref only,
+//! so a pull request can never plant an entry that the default branch restores (the scoping of
+//! GitHub's cache). Within one ref, the exact key is one ranged `GET` and each restore key one
+//! `ListObjectsV2` by prefix, the newest object winning. An entry, once there, is kept: a second
+//! save of its key is [`Saved::AlreadyExists`]. Expiry is the bucket's lifecycle rule.
+//!
+//! Every request is a URL presigned by `rusty-s3` (sans-IO SigV4) and sent with the shared
+//! `ureq` agent, so signing never needs the bytes and the transfer code is the one of the other
+//! backends: multipart upload while the archive is packed, ranged parallel downloads. Presigned
+//! URLs carry the signature and any session token in their query, which no message includes.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rusty_s3::actions::{ListObjectsV2, S3Action};
+use rusty_s3::{Bucket, Credentials, UrlStyle};
+
+use super::aws_credentials::{CredentialSource, Keys};
+use super::http::{Fail, Http, Tuning, status_error};
+use super::transfer;
+use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved, Secret};
+
+/// The longest a presigned URL may live (SigV4's limit).
+const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Listing pages read per restore key before giving up on finding the newest.
+const MAX_LIST_PAGES: usize = 20;
+
+/// Which refs a job reads and which one it writes, named as `GITHUB_REF` names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// `owner/name`.
+    pub repository: String,
+    /// The run's own ref: the only one saved to, the first one read.
+    pub own_ref: String,
+    /// Read after the own ref, in order: a pull request's base branch, the default branch.
+    pub fallback_refs: Vec<String>,
+}
+
+/// Everything the S3 backend needs, validated by `config.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Prepended to every object name as it is (`uv-nox-cache/` by default).
+    pub prefix: String,
+    /// `https://s3.<region>.amazonaws.com` unless the fleet names its own store.
+    pub endpoint: String,
+    pub region: String,
+    /// `https://host/bucket/…` rather than `https://bucket.host/…`.
+    pub path_style: bool,
+    pub credentials: CredentialSource,
+    pub scope: Scope,
+}
+
+/// Where a found entry lives: its object name.
+#[derive(Debug, Clone)]
+struct Object {
+    name: String,
+}
+
+/// A client of one bucket.
+pub struct S3Backend {
+    http: Http,
+    settings: S3Settings,
+    bucket: Result<Bucket, String>,
+    /// Resolved on first use (web identity makes a request).
+    keys: Mutex<Option<Credentials>>,
+}
+
+impl S3Backend {
+    pub fn new(settings: S3Settings, deadline: Instant, tuning: Tuning) -> S3Backend {
+        let secrets: Vec<&Secret> = match &settings.credentials {
+            CredentialSource::Keys { secret, session_token, .. } => {
+                std::iter::once(secret).chain(session_token.as_ref()).collect()
+            }
+            _ => Vec::new(),
+        };
+        let http = Http::scrubbing(deadline, tuning, &secrets);
+        let style = if settings.path_style { UrlStyle::Path } else { UrlStyle::VirtualHost };
+        let bucket = settings
+            .endpoint
+            .parse()
+            .map_err(|e| format!("{e}"))
+            .and_then(|url| {
+                Bucket::new(url, style, settings.bucket.clone(), settings.region.clone())
+                    .map_err(|e| format!("{e:?}"))
+            })
+            .map_err(|e| {
+                format!(
+                    "the endpoint {} and bucket {} make no bucket URL: {e}",
+                    settings.endpoint, settings.bucket
+                )
+            });
+        S3Backend { http, settings, bucket, keys: Mutex::new(None) }
+    }
+
+    fn bucket(&self) -> Result<&Bucket, BackendError> {
+        self.bucket.as_ref().map_err(|message| BackendError::Credentials { message: message.clone() })
+    }
+
+    fn credentials(&self) -> Result<Credentials, BackendError> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(credentials) = &*keys {
+            return Ok(credentials.clone());
+        }
+        let Keys { access_key, secret, session_token } = self.settings.credentials.resolve(&self.http)?;
+        let credentials = match session_token {
+            Some(token) => Credentials::new_with_token(access_key, secret.0, token.0),
+            None => Credentials::new(access_key, secret.0),
+        };
+        *keys = Some(credentials.clone());
+        Ok(credentials)
+    }
+
+    /// How long a URL signed now must stay valid: until the deadline (and a little after).
+    fn validity(&self) -> Duration {
+        let left = self.http.deadline().saturating_duration_since(Instant::now());
+        (left + Duration::from_secs(60)).min(MAX_PRESIGN)
+    }
+
+    /// `<prefix><repository>/<ref>/<version>/`.
+    fn directory(&self, git_ref: &str, version: &str) -> String {
+        let scope = &self.settings.scope;
+        format!("{}{}/{git_ref}/{version}/", self.settings.prefix, scope.repository)
+    }
+
+    /// The size of the object `name`, or `None` when there is none: one `GET` of its first
+    /// byte, so a missing bucket is told apart from a missing object by the error body.
+    fn size_of(&self, credentials: &Credentials, name: &str) -> Result<Option<u64>, BackendError> {
+        let op = "lookup";
+        let url = self.bucket()?.get_object(Some(credentials), name).sign(self.validity());
+        let (status, size, body) = self.http.retry(op, || {
+            let response = self.http.check(
+                op,
+                url.as_str(),
+                self.http.get(url.as_str()).header("Range", "bytes=0-0").call(),
+            )?;
+            let status = response.status().as_u16();
+            let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(String::from);
+            // A store that ignores `Range` answers 200 with the whole object: its length says
+            // the size, and the body is not read.
+            let size = match status {
+                206 => header("content-range").as_deref().and_then(transfer::range_total),
+                200 => header("content-length").and_then(|v| v.parse().ok()),
+                _ => None,
+            };
+            let body =
+                if status == 200 { Vec::new() } else { self.http.body_bytes(op, url.as_str(), response)? };
+            Ok::<_, Fail>((status, size, body))
+        })?;
+        match status {
+            200 | 206 => Ok(Some(size.unwrap_or(1))),
+            // An empty object: never an archive.
+            416 => Ok(None),
+            404 if xml_field(&String::from_utf8_lossy(&body), "Code").as_deref() != Some("NoSuchBucket") => {
+                Ok(None)
+            }
+            _ => Err(self.error(op, status, &body)),
+        }
+    }
+
+    /// The newest object whose name starts with `prefix`, with its size.
+    fn newest(&self, credentials: &Credentials, prefix: &str) -> Result<Option<(String, u64)>, BackendError> {
+        let op = "lookup";
+        let bucket = self.bucket()?;
+        let mut best: Option<(String, String, u64)> = None;
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut list: ListObjectsV2 = bucket.list_objects_v2(Some(credentials));
+            list.with_prefix(prefix);
+            if let Some(token) = &token {
+                list.with_continuation_token(token.clone());
+            }
+            let url = list.sign(self.validity());
+            let (status, body) = self.http.retry(op, || {
+                let response = self.http.check(op, url.as_str(), self.http.get(url.as_str()).call())?;
+                let status = response.status().as_u16();
+                Ok::<_, Fail>((status, self.http.body_bytes(op, url.as_str(), response)?))
+            })?;
+            if status != 200 {
+                return Err(self.error(op, status, &body));
+            }
+            let text = String::from_utf8_lossy(&body);
+            let page = ListObjectsV2::parse_response(&text).map_err(|e| BackendError::Decode {
+                op,
+                body: self.http.clip(&body),
+                message: format!("not a ListObjectsV2 answer: {e}"),
+            })?;
+            for object in page.contents {
+                let modified = object.last_modified.unwrap_or_default();
+                let size = object.size.unwrap_or(0);
+                if size > 0 && best.as_ref().is_none_or(|(_, newest, _)| modified > *newest) {
+                    best = Some((object.key, modified, size));
+                }
+            }
+            token = page.next_continuation_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(best.map(|(name, _, size)| (name, size)))
+    }
+
+    fn hit(&self, directory: &str, name: String, size: u64) -> Hit {
+        let key = name.strip_prefix(directory).unwrap_or(&name).to_string();
+        Hit { key, size: Some(size), locator: Locator::new(Object { name }) }
+    }
+
+    /// An S3 error answer as a [`BackendError`]: its `Code` and `Message`.
+    fn error(&self, op: &'static str, status: u16, body: &[u8]) -> BackendError {
+        let message = self.http.clip(error_message(&String::from_utf8_lossy(body)).as_bytes());
+        match status {
+            401 | 403 => BackendError::Denied {
+                op,
+                message: format!("the bucket refused the credentials ({status}): {message}"),
+            },
+            400 if message.contains("ExpiredToken") || message.contains("InvalidToken") => {
+                BackendError::Denied { op, message: format!("the session token was refused: {message}") }
+            }
+            _ => status_error(op, status, message),
+        }
+    }
+
+    /// One `PUT` of the whole archive.
+    fn put_whole(
+        &self,
+        credentials: &Credentials,
+        name: &str,
+        archive: &ArchiveFile,
+        size: u64,
+    ) -> Result<(), BackendError> {
+        let op = "upload";
+        let url = self.bucket()?.put_object(Some(credentials), name).sign(self.validity());
+        let request =
+            || self.http.request("PUT", url.as_str()).header("Content-Type", "application/octet-stream");
+        transfer::send_range(&self.http, op, url.as_str(), archive.path(), (0, size), request, |response| {
+            self.part_answer(op, response).map(|_| ())
+        })
+    }
+
+    /// A `2xx` answer's `ETag`, or the error the answer says.
+    fn part_answer(
+        &self,
+        op: &'static str,
+        response: ureq::http::Response<ureq::Body>,
+    ) -> Result<String, Fail> {
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            let etag =
+                response.headers().get("etag").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            return Ok(etag);
+        }
+        let mut body = Vec::new();
+        let _ = response.into_body().into_reader().take(64 * 1024).read_to_end(&mut body);
+        Err(Fail::Final(self.error(op, status, &body)))
+    }
+
+    /// A multipart upload whose parts are sent as soon as they are packed.
+    fn put_parts(
+        &self,
+        credentials: &Credentials,
+        name: &str,
+        archive: &ArchiveFile,
+    ) -> Result<(), BackendError> {
+        let bucket = self.bucket()?;
+        let part = self.http.tuning.upload_chunk.max(5 << 20);
+        let op = "reserve";
+        let url = bucket.create_multipart_upload(Some(credentials), name).sign(self.validity());
+        let body = self.http.retry(op, || {
+            let response =
+                self.http.check(op, url.as_str(), self.http.request("POST", url.as_str()).send_empty())?;
+            let status = response.status().as_u16();
+            let body = self.http.body_bytes(op, url.as_str(), response)?;
+            if (200..300).contains(&status) {
+                Ok(body)
+            } else {
+                Err(Fail::Final(self.error(op, status, &body)))
+            }
+        })?;
+        let text = String::from_utf8_lossy(&body);
+        let Some(upload_id) = xml_field(&text, "UploadId") else {
+            return Err(BackendError::Decode {
+                op,
+                body: self.http.clip(&body),
+                message: "no UploadId".into(),
+            });
+        };
+        let etags: Mutex<BTreeMap<u64, String>> = Mutex::new(BTreeMap::new());
+        let uploaded = transfer::upload_while_packing(
+            archive,
+            part,
+            self.http.tuning.parallelism,
+            |index, start, len| {
+                let number = u16::try_from(index + 1).ok().filter(|n| *n <= 10_000).ok_or_else(|| {
+                    BackendError::TooBig {
+                        op: "upload",
+                        size: start + len,
+                        message: "S3 takes at most 10 000 parts".into(),
+                    }
+                })?;
+                let url =
+                    bucket.upload_part(Some(credentials), name, number, &upload_id).sign(self.validity());
+                let request = || self.http.request("PUT", url.as_str());
+                let etag = transfer::send_range(
+                    &self.http,
+                    "upload",
+                    url.as_str(),
+                    archive.path(),
+                    (start, len),
+                    request,
+                    |r| self.part_answer("upload", r),
+                )?;
+                etags.lock().unwrap_or_else(|e| e.into_inner()).insert(index, etag);
+                Ok(())
+            },
+        );
+        let completed = uploaded.and_then(|()| {
+            let etags: Vec<String> =
+                etags.into_inner().unwrap_or_else(|e| e.into_inner()).into_values().collect();
+            self.complete(credentials, name, &upload_id, &etags)
+        });
+        if completed.is_err() {
+            // Best effort: parts left behind are also removed by the lifecycle rule of
+            // docs/backends.md (AbortIncompleteMultipartUpload).
+            let url =
+                bucket.abort_multipart_upload(Some(credentials), name, &upload_id).sign(self.validity());
+            let _ = self.http.delete(url.as_str()).call();
+        }
+        completed
+    }
+
+    fn complete(
+        &self,
+        credentials: &Credentials,
+        name: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> Result<(), BackendError> {
+        let op = "finalize";
+        let etags = etags.iter().map(String::as_str);
+        let action = self.bucket()?.complete_multipart_upload(Some(credentials), name, upload_id, etags);
+        let url = action.sign(self.validity());
+        let xml = action.body();
+        self.http.retry(op, || {
+            let result = self
+                .http
+                .request("POST", url.as_str())
+                .header("Content-Type", "application/xml")
+                .send(xml.as_bytes());
+            let response = self.http.check(op, url.as_str(), result)?;
+            let status = response.status().as_u16();
+            let body = self.http.body_bytes(op, url.as_str(), response)?;
+            // S3 may answer 200 and report the failure in the body.
+            let text = String::from_utf8_lossy(&body);
+            if (200..300).contains(&status) && !text.contains("<Error>") {
+                return Ok(());
+            }
+            let status = if status < 300 { 500 } else { status };
+            let error = self.error(op, status, &body);
+            if status == 500 { Err(Fail::Retry(error)) } else { Err(Fail::Final(error)) }
+        })
+    }
+}
+
+impl Backend for S3Backend {
+    fn name(&self) -> String {
+        format!("s3 ({})", self.settings.bucket)
+    }
+
+    fn lookup(&self, keys: &[String], version: &str) -> Result<Option<Hit>, BackendError> {
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let credentials = self.credentials()?;
+        let scope = &self.settings.scope;
+        for git_ref in std::iter::once(&scope.own_ref).chain(&scope.fallback_refs) {
+            let directory = self.directory(git_ref, version);
+            for (i, key) in keys.iter().enumerate() {
+                let name = format!("{directory}{}", key.to_lowercase());
+                if i == 0
+                    && let Some(size) = self.size_of(&credentials, &name)?
+                {
+                    return Ok(Some(self.hit(&directory, name, size)));
+                }
+                if let Some((name, size)) = self.newest(&credentials, &name)? {
+                    return Ok(Some(self.hit(&directory, name, size)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn download(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError> {
+        let Object { name } = hit.locator::<Object>(&self.name())?;
+        let credentials = self.credentials()?;
+        let url = self.bucket()?.get_object(Some(&credentials), name).sign(self.validity());
+        transfer::ranged_download(&self.http, &Secret(url.to_string()))
+    }
+
+    /// Checks that the key is free once the archive has its first bytes, then sends it in one
+    /// `PUT` when it ends up no larger than one part, else in parts while it is packed.
+    fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError> {
+        let first = archive.wait_for(1)?;
+        if first.complete && first.bytes == 0 {
+            let message = format!("{} is empty", archive.path().display());
+            return Err(BackendError::Rejected { op: "save", message });
+        }
+        let credentials = self.credentials()?;
+        let name = format!("{}{}", self.directory(&self.settings.scope.own_ref, version), key.to_lowercase());
+        if self.size_of(&credentials, &name)?.is_some() {
+            return Ok(Saved::AlreadyExists(format!("s3://{}/{name} exists", self.settings.bucket)));
+        }
+        let part = self.http.tuning.upload_chunk.max(5 << 20);
+        let so_far = archive.wait_for(part.saturating_add(1))?;
+        if so_far.complete && so_far.bytes <= part {
+            self.put_whole(&credentials, &name, archive, so_far.bytes)?;
+        } else {
+            self.put_parts(&credentials, &name, archive)?;
+        }
+        Ok(Saved::Stored)
+    }
+}
+
+/// The text of the first `<name>…</name>` element in `xml`, unescaped.
+pub(crate) fn xml_field(xml: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    let text = &xml[start..end];
+    Some(
+        text.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// `Code: Message` of an S3 (or STS) error answer, or the text itself.
+pub(crate) fn error_message(text: &str) -> String {
+    match (xml_field(text, "Code"), xml_field(text, "Message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code,
+        _ if text.trim().is_empty() => "(no body)".to_string(),
+        _ => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_answers_are_read() {
+        let text = "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>The bucket &amp; all</Message></Error>";
+        assert_eq!(error_message(text), "NoSuchBucket: The bucket & all");
+        assert_eq!(xml_field("<UploadId>a/b</UploadId>", "UploadId").as_deref(), Some("a/b"));
+        assert_eq!(error_message(""), "(no body)");
+    }
+}
