@@ -1,6 +1,6 @@
 //! The failure policy, in one place: what a workflow sees of a step's outcome. [`finish`]
 //! turns the typed outcomes of the flows into warnings, outputs and state, the job summary,
-//! and the exit code. The rule (DESIGN.md §3): cache service, network, archive or disk
+//! and the exit code. The rule: cache service, network, archive or disk
 //! trouble is a `::warning::` and a miss (or a skipped save), exit 0; `fail-on-cache-miss`
 //! makes a total miss exit 1. Invalid input never gets this far: `steps.rs` stops on it with
 //! an `::error::`.
