@@ -105,8 +105,13 @@ pub enum BackendError {
     Decode { op: &'static str, body: String, message: String },
     #[error("{op}: rate limited by the cache service{}", retry_after.map(|d| format!(" (retry after {} s)", d.as_secs())).unwrap_or_default())]
     RateLimited { op: &'static str, retry_after: Option<Duration> },
+    /// The service refused by policy: `cache read/write denied:` (a read-only token), or
+    /// `ACTIONS_CACHE_MODE`. A notice, not trouble.
     #[error("{op}: {message}")]
     Denied { op: &'static str, message: String },
+    /// The credentials were refused (a wrong key, an expired session token): trouble.
+    #[error("{op}: {message}")]
+    Unauthorized { op: &'static str, message: String },
     #[error("{op}: the signed URL was refused (expired?)")]
     Expired { op: &'static str },
     /// The service refuses an archive of this size (v1 reserve answered 400).

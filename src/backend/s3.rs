@@ -216,12 +216,15 @@ impl S3Backend {
     fn error(&self, op: &'static str, status: u16, body: &[u8]) -> BackendError {
         let message = self.http.clip(error_message(&String::from_utf8_lossy(body)).as_bytes());
         match status {
-            401 | 403 => BackendError::Denied {
+            401 | 403 => BackendError::Unauthorized {
                 op,
                 message: format!("the bucket refused the credentials ({status}): {message}"),
             },
             400 if message.contains("ExpiredToken") || message.contains("InvalidToken") => {
-                BackendError::Denied { op, message: format!("the session token was refused: {message}") }
+                BackendError::Unauthorized {
+                    op,
+                    message: format!("the session token was refused: {message}"),
+                }
             }
             _ => status_error(op, status, message),
         }

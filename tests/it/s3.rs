@@ -315,10 +315,10 @@ fn refusals_are_errors_that_name_no_secret() {
     let wrong = client(wrong);
     let mut errors = Vec::new();
     let error = wrong.lookup(&["k".to_string()], VERSION).unwrap_err();
-    assert!(matches!(error, BackendError::Denied { .. }), "{error:?}");
+    assert!(matches!(error, BackendError::Unauthorized { .. }), "{error:?}");
     errors.push(error);
     let error = save(&wrong, "k", b"bytes").unwrap_err();
-    assert!(matches!(error, BackendError::Denied { .. }), "{error:?}");
+    assert!(matches!(error, BackendError::Unauthorized { .. }), "{error:?}");
     errors.push(error);
     assert!(store.objects().is_empty());
 
@@ -357,7 +357,7 @@ fn a_session_token_is_sent_and_a_bad_one_refused() {
     assert!(!text.contains("expired-session-token-5b1f"), "{text}");
     let error = result.expect_err("versitygw refuses a session token it never issued");
     eprintln!("session token: {error}");
-    assert!(matches!(error, BackendError::Denied { .. }), "{error:?}");
+    assert!(matches!(error, BackendError::Unauthorized { .. }), "{error:?}");
 }
 
 /// A TCP proxy to `upstream` that forwards every answer's first `limit` bytes on each
