@@ -492,6 +492,16 @@ class Bench:
             tmp.rename(path)
         return path
 
+    def both_clients(self, ds, env, proto, i, flip):
+        """Ours and @actions/cache against the same server, in alternating order across runs."""
+        order = [("official", self.official), ("ours", self.ours)]
+        for who, fn in (order if flip else order[::-1]):
+            if who not in self.who:
+                continue
+            save, restore = fn(ds, env, proto, i)
+            self.record(ds["name"], "save", f"{who}-{proto}", save)
+            self.record(ds["name"], "restore", f"{who}-{proto}", restore)
+
     def run_set(self, ds):
         name = ds["name"]
         for i in range(self.runs):
@@ -505,13 +515,7 @@ class Bench:
                     if proto == "v2":
                         env["ACTIONS_RESULTS_URL"] = server.env["ACTIONS_RESULTS_URL"]
                         env["ACTIONS_CACHE_SERVICE_V2"] = "true"
-                    order = [("official", self.official), ("ours", self.ours)]
-                    for who, fn in (order if flip else order[::-1]):
-                        if who not in self.who:
-                            continue
-                        save, restore = fn(ds, env, proto, i)
-                        self.record(name, "save", f"{who}-{proto}", save)
-                        self.record(name, "restore", f"{who}-{proto}", restore)
+                    self.both_clients(ds, env, proto, i, flip)
                 finally:
                     server.stop()
             for proto in [p for p in RUNNER_SERVERS if p in self.backends]:
@@ -521,13 +525,7 @@ class Bench:
                 try:
                     env = {"ACTIONS_RUNTIME_TOKEN": server.env["ACTIONS_RUNTIME_TOKEN"],
                            "ACTIONS_CACHE_URL": server.env["ACTIONS_CACHE_URL"]}
-                    order = [("official", self.official), ("ours", self.ours)]
-                    for who, fn in (order if flip else order[::-1]):
-                        if who not in self.who:
-                            continue
-                        save, restore = fn(ds, env, proto, i)
-                        self.record(name, "save", f"{who}-{proto}", save)
-                        self.record(name, "restore", f"{who}-{proto}", restore)
+                    self.both_clients(ds, env, proto, i, flip)
                 finally:
                     server.stop()
                     shutil.rmtree(data, ignore_errors=True)

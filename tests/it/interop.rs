@@ -5,7 +5,7 @@
 //! on v2 (as github.com serves it).
 
 use crate::support::action::{Protocol, snapshot};
-use crate::support::official::{Official, Site};
+use crate::support::official::{Endpoint, Official, Site};
 use crate::support::rig::{Rig, Service, assert_clean, fresh_checkout, populate};
 
 /// The targets and the path strings actions/cache would be given for them.
@@ -18,7 +18,7 @@ fn run_official(official: &Official, rig: &Rig, args: &[&str]) -> String {
         if protocol == Protocol::V2 { "https://github.com" } else { "https://forgejo.example.org" };
     let machine = &rig.machine;
     let site = Site {
-        server: rig.server(),
+        endpoint: Endpoint::of(rig.server()),
         protocol,
         server_url,
         workspace: &machine.workspace,

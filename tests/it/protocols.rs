@@ -14,7 +14,7 @@ use uv_nox_cache::backend::{self, Backend, BackendError, CacheMode, Hit, Locator
 
 use crate::support::action::Protocol;
 use crate::support::cache_server::{CacheServer, Fault, LoggedRequest, Personality, Route};
-use crate::support::official::{Official, Site};
+use crate::support::official::{Endpoint, Official, Site};
 
 const CELLS: [(Personality, Protocol); 5] = [
     (Personality::Github, Protocol::V1),
@@ -782,7 +782,9 @@ fn run_official(
     workspace: &Path,
     args: &[&str],
 ) -> String {
-    let site = Site { server, protocol: proto, server_url: "https://github.com", workspace, home: workspace };
+    let endpoint = Endpoint::of(server);
+    let site =
+        Site { endpoint, protocol: proto, server_url: "https://github.com", workspace, home: workspace };
     official.run(&site, args)
 }
 

@@ -280,8 +280,8 @@ mod servers {
     use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
 
-    use crate::support::action::{Job, Machine, snapshot};
-    use crate::support::official::Official;
+    use crate::support::action::{Job, Machine, Protocol, snapshot};
+    use crate::support::official::{Endpoint, Official, Site};
     use crate::support::rig::{assert_clean, checkout, fresh_checkout, populate};
 
     /// A runner's cache server, killed on drop.
@@ -322,32 +322,19 @@ mod servers {
 
         /// `@actions/cache` run as a step of a job on `machine`; returns its `RESULT …` line.
         fn official(&self, machine: &Machine, args: &[&str]) -> String {
-            let official = Official::provision();
-            let temp = tempfile::tempdir().unwrap();
-            let out = Command::new("/usr/bin/node")
-                .arg(&official.driver)
-                .args(args)
-                .current_dir(&machine.workspace)
-                .env_clear()
-                .env("PATH", "/usr/bin:/bin")
-                .env("HOME", &machine.home)
-                .env("ACTIONS_CACHE_MODULE", &official.module)
-                .env("ACTIONS_CACHE_URL", &self.url)
-                .env("ACTIONS_RUNTIME_TOKEN", "job-token")
-                .env("GITHUB_SERVER_URL", "https://forgejo.example.org")
-                .env("GITHUB_WORKSPACE", &machine.workspace)
-                .env("GITHUB_REF", "refs/heads/main")
-                .env("RUNNER_TEMP", temp.path())
-                .stdin(Stdio::null())
-                .output()
-                .expect("run node");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(out.status.success(), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-            stdout
-                .lines()
-                .rfind(|l| l.starts_with("RESULT "))
-                .unwrap_or_else(|| panic!("{stdout}"))
-                .to_string()
+            let endpoint = Endpoint {
+                cache_url: self.url.clone(),
+                results_url: String::new(),
+                token: "job-token".into(),
+            };
+            let site = Site {
+                endpoint,
+                protocol: Protocol::V1,
+                server_url: "https://forgejo.example.org",
+                workspace: &machine.workspace,
+                home: &machine.home,
+            };
+            Official::provision().run(&site, args)
         }
     }
 

@@ -16,9 +16,29 @@ pub struct Official {
     pub driver: PathBuf,
 }
 
+/// The cache service a run of the driver talks to: the test server, or a runner's own.
+pub struct Endpoint {
+    /// `ACTIONS_CACHE_URL` (v1).
+    pub cache_url: String,
+    /// `ACTIONS_RESULTS_URL` (v2); empty where the service has no v2.
+    pub results_url: String,
+    /// `ACTIONS_RUNTIME_TOKEN`.
+    pub token: String,
+}
+
+impl Endpoint {
+    pub fn of(server: &CacheServer) -> Endpoint {
+        Endpoint {
+            cache_url: server.base_url_v1(),
+            results_url: server.results_url(),
+            token: server.token().to_string(),
+        }
+    }
+}
+
 /// Where one run of the driver happens, as the runner would set it up for a node action.
 pub struct Site<'a> {
-    pub server: &'a CacheServer,
+    pub endpoint: Endpoint,
     pub protocol: Protocol,
     /// `GITHUB_SERVER_URL`: github.com, or a GHES-style host.
     pub server_url: &'a str,
@@ -48,9 +68,9 @@ impl Official {
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", site.home)
             .env("ACTIONS_CACHE_MODULE", &self.module)
-            .env("ACTIONS_CACHE_URL", site.server.base_url_v1())
-            .env("ACTIONS_RESULTS_URL", site.server.results_url())
-            .env("ACTIONS_RUNTIME_TOKEN", site.server.token())
+            .env("ACTIONS_CACHE_URL", &site.endpoint.cache_url)
+            .env("ACTIONS_RESULTS_URL", &site.endpoint.results_url)
+            .env("ACTIONS_RUNTIME_TOKEN", &site.endpoint.token)
             .env("GITHUB_SERVER_URL", site.server_url)
             .env("GITHUB_WORKSPACE", site.workspace)
             .env("GITHUB_REF", "refs/heads/main")
