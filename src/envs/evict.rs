@@ -106,6 +106,24 @@ pub fn remove_evicted(envdir: &Path, eviction: &Eviction) -> Vec<String> {
     failed
 }
 
+/// Whether a top-level entry of the uv cache is one of uv's `environments-v*` buckets: the
+/// throw-away envs of `uv run --with` and uvx, and — with uv's centralized project environments —
+/// whole project `.venv`s holding a copy of the project as it was. Never saved: uv recreates
+/// them, `uv cache prune` deletes them anyway, and a restored one could run yesterday's code.
+pub fn is_uv_environments_bucket(name: &str) -> bool {
+    name.starts_with("environments-v")
+}
+
+/// The `environments-v*` buckets of the uv cache at `cache_dir`, relative to it.
+pub fn uv_environment_buckets(cache_dir: &Path) -> HashSet<PathBuf> {
+    let Ok(entries) = fs::read_dir(cache_dir) else { return HashSet::new() };
+    entries
+        .flatten()
+        .map(|e| PathBuf::from(e.file_name()))
+        .filter(|name| is_uv_environments_bucket(&name.to_string_lossy()))
+        .collect()
+}
+
 /// Builds of local paths in the uv cache at `cache_dir`: every `sdists-v*/path/<digest>/` and
 /// `sdists-v*/editable/<digest>/`, plus the unpacked wheels in `archive-v*/` they link to.
 ///

@@ -22,7 +22,10 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-pub use evict::{changed_since_saved, nox_project_eviction, remove_evicted, uv_local_builds};
+pub use evict::{
+    changed_since_saved, is_uv_environments_bucket, nox_project_eviction, remove_evicted,
+    uv_environment_buckets, uv_local_builds,
+};
 pub use marker::{
     MARKER_FILE, MARKER_SCHEMA, Marker, ProjectDist, markers, saved_project_dists, validate_and_prune,
 };

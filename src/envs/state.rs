@@ -46,8 +46,8 @@ pub fn envs_state(envdir: &Path, skip: &HashSet<PathBuf>) -> String {
 
 /// The digest (hex) of what the uv cache at `dir` holds: the names of its entries three levels
 /// deep (`archive-v0/<id>`, `wheels-v5/pypi/<name>`, …), which change when uv adds a download or
-/// a build. `sdists-v*` (local builds, left out of every save) and hidden entries (uv's lock
-/// file) are not counted.
+/// a build. `sdists-v*` (local builds, left out of every save), `environments-v*` (never saved)
+/// and hidden entries (uv's lock file) are not counted.
 pub fn cache_state(dir: &Path) -> String {
     let mut names = Vec::new();
     collect_names(dir, Path::new(""), 3, &mut names);
@@ -64,7 +64,10 @@ fn collect_names(root: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) 
     let Ok(entries) = fs::read_dir(root.join(rel)) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || (rel.as_os_str().is_empty() && name.starts_with("sdists-v")) {
+        let top = rel.as_os_str().is_empty();
+        if name.starts_with('.')
+            || (top && (name.starts_with("sdists-v") || super::is_uv_environments_bucket(&name)))
+        {
             continue;
         }
         let child = rel.join(&name);
@@ -100,11 +103,12 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_digest_moves_with_new_entries_but_not_with_local_builds() {
+    fn the_cache_digest_moves_with_new_entries_but_not_with_local_builds_or_envs() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("archive-v0/abc")).unwrap();
         let before = cache_state(dir.path());
         fs::create_dir_all(dir.path().join("sdists-v9/path/xyz")).unwrap();
+        fs::create_dir_all(dir.path().join("environments-v2/demo-5f1c/lib")).unwrap();
         fs::write(dir.path().join(".lock"), "").unwrap();
         assert_eq!(cache_state(dir.path()), before);
         fs::create_dir_all(dir.path().join("wheels-v5/pypi/idna")).unwrap();

@@ -270,7 +270,7 @@ fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
         }
         Target::Uv => {
             prepare_uv_cache(cfg, plan);
-            out.skip = uv_environment_buckets(&plan.dir);
+            out.skip = envs::uv_environment_buckets(&plan.dir);
             cfg.evict_project.then(|| envs::uv_local_builds(&plan.dir))
         }
     };
@@ -289,19 +289,6 @@ fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
     out.notes = notes.join("; ");
     out.skip.extend(eviction.skip);
     out
-}
-
-/// uv's `environments-v*` buckets, relative to the cache dir: the throw-away envs of `uv run
-/// --with` and uvx, and — with uv's centralized project environments — whole project `.venv`s
-/// holding a copy of the project as it was. Never saved: uv recreates them, `uv cache prune`
-/// deletes them anyway, and a restored one could run yesterday's code.
-fn uv_environment_buckets(cache_dir: &std::path::Path) -> HashSet<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(cache_dir) else { return HashSet::new() };
-    entries
-        .flatten()
-        .map(|e| PathBuf::from(e.file_name()))
-        .filter(|name| name.to_string_lossy().starts_with("environments-v"))
-        .collect()
 }
 
 /// Prunes the uv cache when asked, and warns when uv writes somewhere else than what is saved.
