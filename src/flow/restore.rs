@@ -37,8 +37,8 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
         crate::notice!("{name}: ACTIONS_CACHE_MODE does not allow reading the cache; not restoring");
         return ended(RestoreResult::NotRead);
     }
-    let (hit, _compression) = match find(cfg, backend, plan) {
-        Ok(Some(found)) => found,
+    let hit = match find(cfg, backend, plan) {
+        Ok(Some(hit)) => hit,
         Ok(None) => {
             info!("{name}: miss — nothing stored under {primary}");
             return ended(RestoreResult::Miss);
@@ -81,11 +81,7 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
 
 /// Looks the target up under the chosen compression's version, then — for entries that
 /// actions/cache wrote without zstd — under the other one, preferring an exact match.
-fn find(
-    cfg: &Config,
-    backend: &dyn Backend,
-    plan: &TargetPlan,
-) -> Result<Option<(Hit, Compression)>, BackendError> {
+fn find(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Result<Option<Hit>, BackendError> {
     let primary = plan.key.primary();
     let mut keys = vec![primary.clone()];
     keys.extend(plan.restore_keys.iter().cloned());
@@ -95,11 +91,11 @@ fn find(
     };
     let first = backend.lookup(&keys, &backend::version(&plan.version_path, cfg.compression.label()))?;
     if first.as_ref().is_some_and(|hit| hit.key.to_lowercase() == primary.to_lowercase()) {
-        return Ok(first.map(|hit| (hit, cfg.compression)));
+        return Ok(first);
     }
     let second = backend
         .lookup(std::slice::from_ref(&primary), &backend::version(&plan.version_path, other.label()))?;
-    Ok(second.map(|hit| (hit, other)).or(first.map(|hit| (hit, cfg.compression))))
+    Ok(second.or(first))
 }
 
 /// What a restore put in place.
