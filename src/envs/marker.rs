@@ -211,13 +211,23 @@ fn check_env(
         None => cfg_python_version(&cfg).ok_or("pyvenv.cfg records no `version_info` or `version`")?,
     };
     let actual = versions.version(&runnable)?;
-    if normalize_version(&actual) != recorded_version {
+    if !same_python(&recorded_version, &normalize_version(&actual)) {
         return Err(format!(
             "interpreter {} is Python {actual}, the env was built with Python {recorded_version}",
             python.display()
         ));
     }
     Ok(())
+}
+
+/// Whether an interpreter of version `actual` is the one an env recorded as `recorded`. uv
+/// builds envs on its minor-version links (`cpython-3.12-linux-x86_64-gnu`, so that a patch
+/// upgrade reaches them) and records only `3.12` then: any `3.12.x` is that interpreter.
+fn same_python(recorded: &str, actual: &str) -> bool {
+    let minor_only =
+        recorded.split('.').count() == 2 && recorded.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    recorded == actual
+        || (minor_only && actual.strip_prefix(recorded).is_some_and(|rest| rest.starts_with('.')))
 }
 
 fn read_marker(stage_env: &Path) -> Result<Option<Marker>, String> {
@@ -351,6 +361,17 @@ fn probe_version(python: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_minor_version_record_matches_its_patch_releases_only() {
+        assert!(same_python("3.12.4", "3.12.4"));
+        assert!(same_python("3.12", "3.12.8"));
+        assert!(same_python("3.14", "3.14.0rc1"));
+        assert!(!same_python("3.12", "3.13.1"));
+        assert!(!same_python("3.1", "3.12.1"));
+        assert!(!same_python("3.12.4", "3.12.5"));
+        assert!(!same_python("3.12.4", "3.12"));
+    }
 
     #[test]
     fn marker_json_round_trip() {
