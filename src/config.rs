@@ -12,9 +12,13 @@ use crate::backend::{BackendKind, Secret};
 use crate::env;
 use crate::inputs::RawInputs;
 
-/// What can be cached; one cache entry each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What can be cached; one cache entry each. The order of the variants is the order targets are
+/// restored in: uv's Pythons before the nox envs built on them, so their validation finds the
+/// interpreters in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
+    /// uv's directory of managed Python installations (`uv python dir`).
+    UvPython,
     /// uv's cache directory.
     Uv,
     /// nox's environment directory.
@@ -22,8 +26,12 @@ pub enum Target {
 }
 
 impl Target {
+    /// Every target, in restore order.
+    pub const ALL: [Target; 3] = [Target::UvPython, Target::Uv, Target::Nox];
+
     pub fn name(self) -> &'static str {
         match self {
+            Target::UvPython => "uv-python",
             Target::Uv => "uv",
             Target::Nox => "nox",
         }
@@ -79,6 +87,9 @@ pub struct RunnerEnv {
     pub summary_file: Option<PathBuf>,
     /// `UV_CACHE_DIR` as set for the job.
     pub uv_cache_dir_env: Option<PathBuf>,
+    /// `UV_PYTHON_INSTALL_DIR` as set for the job.
+    pub uv_python_install_dir_env: Option<PathBuf>,
+    pub xdg_data_home: Option<PathBuf>,
     pub uv_link_mode: Option<String>,
     pub xdg_cache_home: Option<PathBuf>,
     /// `GITHUB_RUN_ID` and `GITHUB_RUN_ATTEMPT`: which run a `save: always` entry came from.
@@ -212,6 +223,8 @@ impl RunnerEnv {
             env_file: path(env::GITHUB_ENV),
             summary_file: path(env::GITHUB_STEP_SUMMARY),
             uv_cache_dir_env: path(env::UV_CACHE_DIR),
+            uv_python_install_dir_env: path(env::UV_PYTHON_INSTALL_DIR),
+            xdg_data_home: path(env::XDG_DATA_HOME),
             uv_link_mode: get(env::UV_LINK_MODE),
             xdg_cache_home: path(env::XDG_CACHE_HOME),
             run_id: get(env::GITHUB_RUN_ID),
@@ -221,30 +234,21 @@ impl RunnerEnv {
     }
 }
 
+/// The targets, each once, in restore order (whatever order the input gives them in).
 fn parse_targets(value: &str) -> Result<Vec<Target>, ConfigError> {
+    const KNOWN: &str = "the targets are `uv`, `uv-python` and `nox`";
     let mut targets = Vec::new();
     for word in value.split_whitespace() {
-        let target = match word {
-            "uv" => Target::Uv,
-            "nox" => Target::Nox,
-            other if other.contains(',') => {
-                return Err(invalid(
-                    "targets",
-                    format!(
-                        "`{value}` separates targets with commas; separate them with spaces \
-                         (`targets: uv nox`); the targets are `uv` and `nox`"
-                    ),
-                ));
-            }
-            other => {
-                return Err(invalid(
-                    "targets",
-                    format!(
-                        "`{other}` is not a target; the targets are `uv` and `nox`, \
-                         separated by spaces (`targets: uv nox`)"
-                    ),
-                ));
-            }
+        let Some(target) = Target::ALL.into_iter().find(|t| t.name() == word) else {
+            let message = if word.contains(',') {
+                format!(
+                    "`{value}` separates targets with commas; separate them with spaces \
+                     (`targets: uv nox`); {KNOWN}"
+                )
+            } else {
+                format!("`{word}` is not a target; {KNOWN}, separated by spaces (`targets: uv nox`)")
+            };
+            return Err(invalid("targets", message));
         };
         if !targets.contains(&target) {
             targets.push(target);
@@ -253,9 +257,10 @@ fn parse_targets(value: &str) -> Result<Vec<Target>, ConfigError> {
     if targets.is_empty() {
         return Err(invalid(
             "targets",
-            "no target given; the targets are `uv` and `nox`, separated by spaces (`targets: uv nox`)",
+            format!("no target given; {KNOWN}, separated by spaces (`targets: uv nox`)"),
         ));
     }
+    targets.sort();
     Ok(targets)
 }
 
@@ -849,6 +854,14 @@ mod tests {
         );
         let err = config(&[("INPUT_TARGETS", "uv pip")]).unwrap_err().to_string();
         assert!(err.contains("`pip` is not a target") && err.contains("separated by spaces"), "{err}");
+    }
+
+    #[test]
+    fn targets_are_restored_pythons_first_whatever_the_input_order() {
+        let cfg = config(&[("INPUT_TARGETS", "nox uv-python uv nox")]).unwrap();
+        assert_eq!(cfg.targets, vec![Target::UvPython, Target::Uv, Target::Nox]);
+        let err = config(&[("INPUT_TARGETS", "uv python")]).unwrap_err().to_string();
+        assert!(err.contains("`python` is not a target") && err.contains("`uv-python`"), "{err}");
     }
 
     #[test]

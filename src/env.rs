@@ -43,6 +43,10 @@ pub const UV_CACHE_DIR: &str = "UV_CACHE_DIR";
 pub const UV_LINK_MODE: &str = "UV_LINK_MODE";
 /// Base of per-user caches.
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+/// uv's directory of managed Python installations; wins over everything else, as in uv.
+pub const UV_PYTHON_INSTALL_DIR: &str = "UV_PYTHON_INSTALL_DIR";
+/// Base of per-user data (`$XDG_DATA_HOME/uv/python` holds uv's Pythons).
+pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 /// The user's home directory (`~`).
 pub const HOME: &str = "HOME";
 /// The search path for `python3`, `uv`.

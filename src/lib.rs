@@ -32,6 +32,7 @@ pub mod steps;
 pub mod target;
 pub mod test_tuning;
 pub mod token;
+pub mod uv_python;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

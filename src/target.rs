@@ -9,6 +9,7 @@ use crate::config::{Config, RestoreKeys, Target};
 use crate::hash_files;
 use crate::key::{self, KeyParts};
 use crate::python::{self, Interpreter};
+use crate::uv_python;
 
 /// The lock and manifest files every key hashes (setup-uv's defaults).
 pub const UV_KEY_FILES: &[&str] = &[
@@ -55,13 +56,17 @@ pub enum PlanError {
 
 /// Builds the plans for every configured target, asking each interpreter once.
 pub fn plans(cfg: &Config) -> Result<Vec<TargetPlan>, PlanError> {
-    let (uv_python, nox_python) = interpreters(cfg);
+    let (uv_interpreter, nox_interpreter) = interpreters(cfg);
     let dirs: Vec<(Target, PathBuf, &'static str)> = cfg
         .targets
         .iter()
         .map(|&target| match target {
             Target::Uv => {
                 let (dir, source) = uv_cache_dir(cfg);
+                (target, dir, source)
+            }
+            Target::UvPython => {
+                let (dir, source) = uv_python::install_dir(cfg);
                 (target, dir, source)
             }
             Target::Nox => (target, cfg.nox_envdir.clone(), "nox-envdir"),
@@ -74,8 +79,12 @@ pub fn plans(cfg: &Config) -> Result<Vec<TargetPlan>, PlanError> {
     let unsearched: Vec<&Path> = cached.iter().copied().chain(staging.iter().map(PathBuf::as_path)).collect();
     dirs.iter()
         .map(|(target, dir, source)| {
-            let interpreter = if *target == Target::Uv { &uv_python } else { &nox_python };
-            plan(cfg, *target, interpreter.as_ref(), dir, source, &cached, &unsearched)
+            let interpreter = match target {
+                Target::Uv => uv_interpreter.as_ref(),
+                Target::Nox => nox_interpreter.as_ref(),
+                Target::UvPython => None,
+            };
+            plan(cfg, *target, interpreter, dir, source, &cached, &unsearched)
         })
         .collect()
 }
@@ -132,6 +141,7 @@ fn plan(
                 i.map(|i| (i.realpath.as_str(), i.version.as_str())).unwrap_or(("unknown", ""));
             key::short_hash(&format!("{realpath}\n{version}\n{}", cfg.nox_envdir.display()))
         }
+        (Target::UvPython, _) => uv_python::fingerprint(&cfg.working_directory),
     };
     let hash = hash_files::hash_files_outside(
         &cfg.runner.workspace,
@@ -158,7 +168,9 @@ fn plan(
         });
     }
     let restore_keys = match (cfg.restore_keys, target) {
-        (RestoreKeys::All, _) | (RestoreKeys::Auto, Target::Uv) => vec![key.restore_prefix()],
+        (RestoreKeys::All, _) | (RestoreKeys::Auto, Target::Uv | Target::UvPython) => {
+            vec![key.restore_prefix()]
+        }
         _ => Vec::new(),
     };
     Ok(TargetPlan {
@@ -178,10 +190,12 @@ fn plan(
 /// `pyproject.toml` and `requirements.txt` of their own, and must not move the key they are
 /// stored under.
 pub fn key_file_patterns(cfg: &Config, target: Target, cached: &[&Path]) -> Vec<String> {
-    let mut patterns: Vec<String> = UV_KEY_FILES.iter().map(|p| p.to_string()).collect();
-    if target == Target::Nox {
-        patterns.extend(NOX_KEY_FILES.iter().map(|p| p.to_string()));
-    }
+    let defaults: Vec<&str> = match target {
+        Target::Uv => UV_KEY_FILES.to_vec(),
+        Target::Nox => [UV_KEY_FILES, NOX_KEY_FILES].concat(),
+        Target::UvPython => uv_python::KEY_FILES.to_vec(),
+    };
+    let mut patterns: Vec<String> = defaults.into_iter().map(str::to_string).collect();
     patterns.extend(cfg.key_files.iter().cloned());
     let workspace = &cfg.runner.workspace;
     let rel = |dir: &Path| {
@@ -245,7 +259,7 @@ fn absolute(base: &Path, path: &Path) -> PathBuf {
 }
 
 /// The path string actions/cache would be given: nox's envdir relative to the workspace, uv's
-/// cache with the home directory written `~`.
+/// cache and Python directory with the home directory written `~`.
 fn version_path(cfg: &Config, target: Target, dir: &Path) -> String {
     let slash = |p: &Path| p.to_string_lossy().replace('\\', "/");
     match target {
@@ -253,9 +267,11 @@ fn version_path(cfg: &Config, target: Target, dir: &Path) -> String {
             Ok(rel) if !rel.as_os_str().is_empty() => slash(rel),
             _ => slash(dir),
         },
-        Target::Uv => match cfg.runner.home.as_ref().and_then(|h| dir.strip_prefix(h).ok()) {
-            Some(rel) if !rel.as_os_str().is_empty() => format!("~/{}", slash(rel)),
-            _ => slash(dir),
-        },
+        Target::Uv | Target::UvPython => {
+            match cfg.runner.home.as_ref().and_then(|h| dir.strip_prefix(h).ok()) {
+                Some(rel) if !rel.as_os_str().is_empty() => format!("~/{}", slash(rel)),
+                _ => slash(dir),
+            }
+        }
     }
 }

@@ -84,6 +84,19 @@ pub fn env_list(envdir: &Path) -> Vec<String> {
     env_names(envdir)
 }
 
+/// Each env under `envdir` with the `home` its `pyvenv.cfg` names: the directory of the base
+/// interpreter it was built on.
+pub fn env_homes(envdir: &Path) -> Vec<(String, PathBuf)> {
+    env_names(envdir)
+        .into_iter()
+        .filter_map(|env| {
+            let text = fs::read_to_string(envdir.join(&env).join("pyvenv.cfg")).ok()?;
+            let home = cfg_value(&parse_pyvenv_cfg(&text), "home")?.to_string();
+            Some((env, PathBuf::from(home)))
+        })
+        .collect()
+}
+
 /// The envs under `envdir`: its subdirectories holding a `pyvenv.cfg`, sorted by name.
 fn env_names(envdir: &Path) -> Vec<String> {
     let Ok(entries) = fs::read_dir(envdir) else { return Vec::new() };

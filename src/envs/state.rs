@@ -44,9 +44,10 @@ pub fn envs_state(envdir: &Path, skip: &HashSet<PathBuf>) -> String {
     hex::encode(hash.finalize())
 }
 
-/// The digest (hex) of what the uv cache at `dir` holds: the names of its entries three levels
-/// deep (`archive-v0/<id>`, `wheels-v5/pypi/<name>`, …), which change when uv adds a download or
-/// a build. `sdists-v*` (local builds, left out of every save), `environments-v*` (never saved)
+/// The digest (hex) of what the uv cache (or uv's Python directory) at `dir` holds: the names of
+/// its entries three levels deep (`archive-v0/<id>`, `wheels-v5/pypi/<name>`,
+/// `cpython-3.12.8-linux-x86_64-gnu/bin/python3.12`, …), which change when uv adds a download, a
+/// build or a Python. `sdists-v*` (local builds, left out of every save), `environments-v*` (never saved)
 /// and hidden entries (uv's lock file) are not counted.
 pub fn cache_state(dir: &Path) -> String {
     let mut names = Vec::new();

@@ -181,23 +181,28 @@ impl SaveReport {
     }
 }
 
-/// The state names the restore step leaves for the post step, per target.
+/// The state names the restore step leaves for the post step, per target: `UV_KEY`,
+/// `UV_PYTHON_KEY`, … (no hyphen, so every shell can read `STATE_*` back).
+fn state_name(target: Target, what: &str) -> String {
+    format!("{}_{what}", target.name().to_uppercase().replace('-', "_"))
+}
+
 pub fn state_key(target: Target) -> String {
-    format!("{}_KEY", target.name().to_uppercase())
+    state_name(target, "KEY")
 }
 
 pub fn state_hit(target: Target) -> String {
-    format!("{}_HIT", target.name().to_uppercase())
+    state_name(target, "HIT")
 }
 
 /// The key restored from (empty on a miss).
 pub fn state_matched(target: Target) -> String {
-    format!("{}_MATCHED", target.name().to_uppercase())
+    state_name(target, "MATCHED")
 }
 
 /// The digest of what the restored envs (or uv cache) held, for the post step to compare with.
 pub fn state_envs(target: Target) -> String {
-    format!("{}_ENVS", target.name().to_uppercase())
+    state_name(target, "ENVS")
 }
 
 /// `3.1 s`.

@@ -19,7 +19,7 @@ use crate::key;
 use crate::runner::{self, human_size};
 use crate::target::{self, TargetPlan};
 use crate::token::{self, CacheAccess};
-use crate::{cancel, envs};
+use crate::{cancel, envs, uv_python};
 
 /// Why the whole save is skipped, if it is.
 pub fn skip_reason(cfg: &Config) -> Option<String> {
@@ -60,6 +60,9 @@ pub fn save(
     plans: &[TargetPlan],
     state: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<SaveReport> {
+    if cfg.targets.contains(&Target::Nox) {
+        uv_python::hint_missing_target(cfg, &cfg.nox_envdir);
+    }
     plans.iter().map(|plan| save_target(cfg, backend, plan, state)).collect()
 }
 
@@ -170,7 +173,11 @@ fn save_key(
     let restored = state(&state_envs(plan.target));
     if changed_since_restore(cfg, plan, restored.as_deref(), Some(skip)) == Some(false) {
         let from = state(&state_matched(plan.target)).unwrap_or_default();
-        let what = if plan.target == Target::Nox { "the envs are" } else { "the cache is" };
+        let what = match plan.target {
+            Target::Nox => "the envs are",
+            Target::Uv => "the cache is",
+            Target::UvPython => "the Pythons are",
+        };
         info!("{name}: {what} as restored from {from}; not saving again");
         return Err("unchanged since the restore, not saved");
     }
@@ -223,7 +230,7 @@ fn changed_since_restore(
     skip: Option<&HashSet<PathBuf>>,
 ) -> Option<bool> {
     let restored = restored?;
-    if plan.target == Target::Uv {
+    if plan.target != Target::Nox {
         return Some(envs::cache_state(&plan.dir) != restored);
     }
     let computed;
@@ -272,6 +279,10 @@ fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
             prepare_uv_cache(cfg, plan);
             out.skip = envs::uv_environment_buckets(&plan.dir);
             cfg.evict_project.then(|| envs::uv_local_builds(&plan.dir))
+        }
+        Target::UvPython => {
+            out.skip = uv_python::scratch_entries(&plan.dir);
+            None
         }
     };
     let Some(eviction) = eviction else { return out };

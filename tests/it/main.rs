@@ -25,3 +25,4 @@ mod summary;
 mod support;
 mod tokens;
 mod uv_cache;
+mod uv_python;

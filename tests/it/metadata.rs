@@ -40,12 +40,16 @@ const DESIGN_OUTPUTS: &[&str] = &[
     "cache-hit",
     "uv-cache-hit",
     "nox-cache-hit",
+    "uv-python-cache-hit",
     "uv-restored",
     "nox-restored",
+    "uv-python-restored",
     "uv-key",
     "nox-key",
+    "uv-python-key",
     "uv-matched-key",
     "nox-matched-key",
+    "uv-python-matched-key",
 ];
 
 /// The launcher's `<platform>-<arch>[-<libc>]` → target triple table, as the brief fixes it.

@@ -9,7 +9,7 @@ use crate::support::action::{Machine, repo_root};
 use crate::support::tools;
 
 /// Copies `examples/demo` into the workspace, as a checkout would.
-fn checkout_example(machine: &Machine) {
+pub fn checkout_example(machine: &Machine) {
     let src = repo_root().join("examples/demo");
     let status = Command::new("cp")
         .arg("-a")
