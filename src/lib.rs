@@ -16,6 +16,7 @@ pub mod backend;
 pub mod cancel;
 pub mod config;
 pub mod disk;
+pub mod entry_note;
 pub mod env;
 pub mod envs;
 pub mod flow;

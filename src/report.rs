@@ -92,6 +92,9 @@ fn report_restore(
         for reason in &o.invalidated {
             warn!("{t}: {reason}");
         }
+        if let Some(job_work) = o.costlier_than_the_saving_job() {
+            note_a_costly_restore(cfg, o, job_work);
+        }
         outputs.set(&format!("{t}-cache-hit"), o.hit().to_string());
         outputs.set(&format!("{t}-restored"), o.restored().to_string());
         outputs.set(&format!("{t}-key"), o.key.clone());
@@ -115,6 +118,9 @@ fn report_restore(
             if !o.invalidated.is_empty() {
                 notes.push(format!("{} invalidated", o.invalidated.len()));
             }
+            if let Some(job_work) = o.costlier_than_the_saving_job() {
+                notes.push(format!("slower than the saving job's work ({})", flow::seconds(job_work)));
+            }
             SummaryRow {
                 target: o.target.name().into(),
                 key: o.key.clone(),
@@ -134,6 +140,26 @@ fn report_restore(
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// A restore that took longer than the whole stretch of work of the job that saved the entry
+/// (`entry_note.rs`): the cache may not pay for this target on this runner.
+fn note_a_costly_restore(cfg: &Config, o: &Restored, job_work: std::time::Duration) {
+    let t = o.target.name();
+    let others: Vec<&str> = cfg.targets.iter().filter(|&&x| x != o.target).map(|x| x.name()).collect();
+    let without = if others.is_empty() {
+        "remove this step".to_string()
+    } else {
+        format!("set `targets: {}`", others.join(" "))
+    };
+    crate::notice!(
+        "{t}: restoring took {}, longer than the {} the job that saved {} spent between its restore and \
+         save steps (its installs and tests); on this runner the {t} cache may cost more than it saves. \
+         Compare a job without it: {without}",
+        flow::seconds(o.elapsed),
+        flow::seconds(job_work),
+        o.matched_key().unwrap_or(&o.key)
+    );
 }
 
 fn report_save(cfg: &Config, reports: &[SaveReport]) {

@@ -155,6 +155,7 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
         })
     };
     exit_if_cancelled("restore");
+    files.state.set(flow::STATE_RESTORE_ENDED, crate::entry_note::now_ms().to_string());
     if let Ok(outcomes) = &outcomes {
         flow::restore::hint_reuse(&cfg, outcomes);
     }
@@ -183,6 +184,7 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
                 flow::state_envs(p.target),
             ]
         })
+        .chain([flow::STATE_RESTORE_ENDED.to_string()])
         .filter_map(|name| runner::read_state(lookup, &name).map(|v| (name, v)))
         .collect();
     let reports = {

@@ -95,6 +95,9 @@ pub struct PackSpec<'a> {
     /// 0644, mtime now). One that also exists on disk replaces it; missing parent directories
     /// are added as directories (mode 0755).
     pub extra: &'a [(PathBuf, Vec<u8>)],
+    /// Text for this tool in a PAX `comment` record of the root directory's header: tar, the
+    /// toolkit and every PAX reader ignore it, so the extracted tree stays exactly `root`.
+    pub comment: Option<&'a str>,
 }
 
 /// What [`pack`] wrote.
@@ -128,6 +131,8 @@ pub struct UnpackStats {
     pub entries: u64,
     /// Bytes of regular file content written.
     pub bytes: u64,
+    /// The PAX `comment` of the root directory's header (see [`PackSpec::comment`]).
+    pub comment: Option<String>,
 }
 
 /// Everything that can go wrong packing or unpacking. Messages name the object and, where there

@@ -65,6 +65,7 @@ struct Plan<'a> {
     skip: &'a HashSet<PathBuf>,
     /// Extra files by parent directory (relative to root), then by file name.
     extra: HashMap<PathBuf, HashMap<OsString, &'a [u8]>>,
+    comment: Option<&'a str>,
     now: SystemTime,
 }
 
@@ -105,6 +106,7 @@ impl<'a> Plan<'a> {
             name: name.as_bytes().to_vec(),
             skip: spec.skip,
             extra,
+            comment: spec.comment,
             now: SystemTime::now(),
         })
     }
@@ -123,7 +125,7 @@ impl<'a> Plan<'a> {
             source,
         })?;
         let mut name = self.name.clone();
-        tar.directory(&name, &root_meta)?;
+        tar.root_directory(&name, &root_meta, self.comment)?;
         self.walk(&mut tar, self.root.to_path_buf(), PathBuf::new(), &mut name)?;
         self.remaining_extras(&mut tar)?;
         tar.finish()
@@ -247,6 +249,8 @@ struct Entry<'n> {
     size: u64,
     mtime: (i64, u32),
     link: &'n [u8],
+    /// A PAX `comment` record's value; empty for none.
+    comment: &'n [u8],
 }
 
 struct TarWriter<W: Write> {
@@ -273,9 +277,21 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn directory(&mut self, name: &[u8], meta: &Metadata) -> Result<(), ArchiveError> {
+        self.root_directory(name, meta, None)
+    }
+
+    /// A directory entry, with a PAX `comment` record when given one (only the root has one).
+    fn root_directory(
+        &mut self,
+        name: &[u8],
+        meta: &Metadata,
+        comment: Option<&str>,
+    ) -> Result<(), ArchiveError> {
         let mut dir_name = name.to_vec();
         dir_name.push(b'/');
-        let entry = Entry { name: &dir_name, kind: b'5', size: 0, link: b"", ..from_meta(name, meta) };
+        let comment = comment.map_or(&b""[..], str::as_bytes);
+        let entry =
+            Entry { name: &dir_name, kind: b'5', size: 0, link: b"", comment, ..from_meta(name, meta) };
         self.header(&entry)
     }
 
@@ -291,6 +307,7 @@ impl<W: Write> TarWriter<W> {
             size: 0,
             mtime: unix_time(now),
             link: b"",
+            comment: b"",
         };
         self.header(&entry)
     }
@@ -310,6 +327,7 @@ impl<W: Write> TarWriter<W> {
             size: contents.len() as u64,
             mtime: unix_time(now),
             link: b"",
+            comment: b"",
         };
         self.header(&entry)?;
         self.put(contents)?;
@@ -389,6 +407,9 @@ impl<W: Write> TarWriter<W> {
         if entry.size > USTAR_MAX_SIZE {
             pax_record(&mut pax, "size", entry.size.to_string().as_bytes());
         }
+        if !entry.comment.is_empty() {
+            pax_record(&mut pax, "comment", entry.comment);
+        }
 
         octal(&mut block[100..108], u64::from(entry.mode & 0o7777));
         numeric(&mut block[108..116], entry.uid);
@@ -450,6 +471,7 @@ fn from_meta<'n>(name: &'n [u8], meta: &Metadata) -> Entry<'n> {
         size: 0,
         mtime: (meta.mtime(), meta.mtime_nsec().clamp(0, 999_999_999) as u32),
         link: b"",
+        comment: b"",
     }
 }
 

@@ -113,8 +113,12 @@ fn build_tree(root: &Path) {
 }
 
 fn pack_to_vec(root: &Path, name: &str, compression: Compression) -> Vec<u8> {
+    pack_with_comment(root, name, compression, None)
+}
+
+fn pack_with_comment(root: &Path, name: &str, compression: Compression, comment: Option<&str>) -> Vec<u8> {
     let skip = HashSet::new();
-    let spec = PackSpec { root, name, skip: &skip, extra: &[] };
+    let spec = PackSpec { root, name, skip: &skip, extra: &[], comment };
     let mut out = Vec::new();
     pack(&spec, compression, &mut out).unwrap();
     out
@@ -135,7 +139,22 @@ fn round_trip_keeps_content_modes_links_and_mtimes() {
         let stats = unpack_slice(&bytes, &dest).unwrap();
         assert_eq!(snapshot(&dest), snapshot(&src), "{compression:?}");
         assert_eq!(stats.entries, snapshot(&src).len() as u64);
+        assert_eq!(stats.comment, None);
     }
+}
+
+/// The root's PAX comment comes back to us, and changes nothing in the tree.
+#[test]
+fn the_root_comment_round_trips_outside_the_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    build_tree(&src);
+    let comment = "uv-nox-cache-entry {\"job_work_ms\":1234}";
+    let bytes = pack_with_comment(&src, ".nox", Compression::Zstd, Some(comment));
+    let dest = tmp.path().join("restored");
+    let stats = unpack_slice(&bytes, &dest).unwrap();
+    assert_eq!(stats.comment.as_deref(), Some(comment));
+    assert_eq!(snapshot(&dest), snapshot(&src));
 }
 
 #[test]
@@ -176,7 +195,7 @@ fn skip_and_extra_files() {
         (PathBuf::from("new/dir/x"), b"made up".to_vec()),
         (PathBuf::from("deep/inside"), b"extra wins over skip".to_vec()),
     ];
-    let spec = PackSpec { root: &src, name: ".nox", skip: &skip, extra: &extra };
+    let spec = PackSpec { root: &src, name: ".nox", skip: &skip, extra: &extra, comment: None };
     let mut bytes = Vec::new();
     pack(&spec, Compression::Zstd, &mut bytes).unwrap();
     let dest = tmp.path().join("out");
@@ -192,7 +211,7 @@ fn skip_and_extra_files() {
     assert!(fs::read(dest.join("rel-link")).is_err(), "dangling once a.txt is skipped");
 
     let bad = vec![(PathBuf::from("../escape"), Vec::new())];
-    let spec = PackSpec { root: &src, name: ".nox", skip: &HashSet::new(), extra: &bad };
+    let spec = PackSpec { root: &src, name: ".nox", skip: &HashSet::new(), extra: &bad, comment: None };
     assert!(matches!(pack(&spec, Compression::Zstd, &mut Vec::new()), Err(ArchiveError::BadSpec { .. })));
 }
 
@@ -200,7 +219,7 @@ fn skip_and_extra_files() {
 fn pack_errors_name_the_root() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("missing");
-    let spec = PackSpec { root: &missing, name: ".nox", skip: &HashSet::new(), extra: &[] };
+    let spec = PackSpec { root: &missing, name: ".nox", skip: &HashSet::new(), extra: &[], comment: None };
     let err = pack(&spec, Compression::Zstd, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
@@ -280,16 +299,24 @@ fn packed_archives_extract_with_gnu_tar() {
         build_tree(&uv);
         let name = name_relative_to(&ws, &uv);
         let archive = tmp.path().join(file);
-        fs::write(&archive, pack_to_vec(&uv, &name, compression)).unwrap();
+        // With the note every saved entry carries: GNU tar must not even mention it.
+        let comment = Some("uv-nox-cache-entry {\"job_work_ms\":1234}");
+        fs::write(&archive, pack_with_comment(&uv, &name, compression, comment)).unwrap();
 
         let listing = Command::new("tar").arg("-tf").arg(&archive).args(flags).output().unwrap();
         assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+        let stderr = String::from_utf8_lossy(&listing.stderr);
+        // (Listing without -P, GNU tar says it drops the leading `../`, and nothing else.)
+        assert!(stderr.lines().all(|l| l.contains("Removing leading")), "GNU tar warned: {stderr}");
         let listing = String::from_utf8(listing.stdout).unwrap();
         assert_eq!(listing.lines().next(), Some("../../../.cache/uv/"));
         assert!(listing.lines().any(|l| l.ends_with(&"g".repeat(120))), "long names listed in full");
 
         let (ws2, uv2) = layout(&tmp.path().join("b"));
-        run(Command::new("tar").arg("-xf").arg(&archive).arg("-P").arg("-C").arg(&ws2).args(flags));
+        let extracted =
+            Command::new("tar").arg("-xf").arg(&archive).arg("-P").arg("-C").arg(&ws2).args(flags).output();
+        let extracted = extracted.unwrap();
+        assert!(extracted.status.success() && extracted.stderr.is_empty(), "{extracted:?}");
         assert_eq!(snapshot(&uv2), snapshot(&uv), "{compression:?}");
         // And the compressed stream alone, with the zstd/gzip command line tools.
         let tool = if compression == Compression::Zstd { "zstd" } else { "gzip" };

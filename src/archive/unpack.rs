@@ -266,6 +266,7 @@ fn read_archive(
                 return Err(unsafe_entry("absolute names are refused").into());
             }
             root = Some(trimmed.to_vec());
+            stats.comment = pax_comment(&mut entry);
             send(&tx, Op::Dir { rel: Vec::new(), mode, mtime })?;
             stats.entries += 1;
             last_name = Some(name);
@@ -441,6 +442,15 @@ fn mtime<R: Read>(entry: &mut tar::Entry<R>) -> Option<SystemTime> {
         }
     }
     secs.map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// The entry's PAX `comment` record, when it has one in UTF-8.
+fn pax_comment<R: Read>(entry: &mut tar::Entry<R>) -> Option<String> {
+    let extensions = entry.pax_extensions().ok()??;
+    extensions
+        .flatten()
+        .find(|e| e.key_bytes() == b"comment")
+        .and_then(|e| String::from_utf8(e.value_bytes().to_vec()).ok())
 }
 
 /// A PAX time, `[-]seconds[.fraction]`.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::backend::BackendError;
 use crate::cancel::Cancelled;
 use crate::config::Target;
+use crate::entry_note::EntryNote;
 use crate::runner::human_size;
 
 /// What happened to one target in the restore step.
@@ -26,6 +27,8 @@ pub struct Restored {
     /// The digest of what was restored: the envs ([`crate::envs::envs_state`]) or the uv cache
     /// ([`crate::envs::cache_state`]).
     pub envs_state: Option<String>,
+    /// What the restored entry says about the job that saved it.
+    pub saved_by: Option<EntryNote>,
 }
 
 /// How one target's restore ended.
@@ -75,6 +78,7 @@ impl Restored {
             size: None,
             elapsed: Duration::ZERO,
             envs_state: None,
+            saved_by: None,
         }
     }
 
@@ -86,6 +90,12 @@ impl Restored {
             }
             _ => None,
         }
+    }
+
+    /// The saving job's work, when this restore took longer than it (`entry_note.rs`).
+    pub fn costlier_than_the_saving_job(&self) -> Option<Duration> {
+        let note = self.saved_by?;
+        crate::entry_note::outweighs(self.elapsed, note).then(|| note.job_work())
     }
 
     /// Something was extracted into place.
@@ -180,6 +190,10 @@ impl SaveReport {
         }
     }
 }
+
+/// When the restore step ended (Unix milliseconds): the post step measures the job's own work
+/// from it (`entry_note.rs`).
+pub const STATE_RESTORE_ENDED: &str = "RESTORE_ENDED";
 
 /// The state names the restore step leaves for the post step, per target: `UV_KEY`,
 /// `UV_PYTHON_KEY`, … (no hyphen, so every shell can read `STATE_*` back).

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use crate::archive::{self, Compression, UnpackLimits};
 use crate::backend::{self, Backend, BackendError, Hit};
 use crate::config::{Config, Target};
+use crate::entry_note::EntryNote;
 use crate::flow::{RestoreError, RestoreResult, Restored, seconds};
 use crate::place;
 use crate::progress::Progress;
@@ -72,6 +73,7 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
         size: hit.size.or(Some(extracted.downloaded)),
         elapsed: started.elapsed(),
         envs_state: Some(extracted.envs_state),
+        saved_by: extracted.note,
         ..ended(RestoreResult::Restored { matched_key, exact })
     };
     let size = outcome.size.map(human_size).unwrap_or_default();
@@ -106,6 +108,8 @@ struct Extracted {
     downloaded: u64,
     /// The digest of what the envs (or the uv cache) hold as restored.
     envs_state: String,
+    /// The saving job's note, from the archive's comment.
+    note: Option<EntryNote>,
 }
 
 /// Downloads and extracts into a staging directory, validates, and moves it into place.
@@ -125,7 +129,9 @@ fn download_into_place(
         let reader = backend.download(hit).map_err(|e| e.to_string())?;
         let reader = cancel::Watched(reader);
         let mut reader = Progress::new(reader, format!("{}: downloaded", plan.target.name()), hit.size);
-        archive::unpack(&mut reader, &staging, &unpack_limits(hit.size)).map_err(|e| e.to_string())?;
+        let unpacked =
+            archive::unpack(&mut reader, &staging, &unpack_limits(hit.size)).map_err(|e| e.to_string())?;
+        let note = unpacked.comment.as_deref().and_then(EntryNote::from_comment);
         let nox = plan.target == Target::Nox;
         let saved = if nox { envs::saved_project_dists(&staging) } else { BTreeMap::new() };
         let invalidated = validate_restored(plan, &staging);
@@ -134,7 +140,7 @@ fn download_into_place(
         cancel::check().map_err(|e| e.to_string())?;
         place::swap_into_place(&staging, &plan.dir)
             .map_err(|e| format!("moving into {}: {e}", plan.dir.display()))?;
-        Ok(Extracted { invalidated, downloaded: reader.done(), envs_state })
+        Ok(Extracted { invalidated, downloaded: reader.done(), envs_state, note })
     })();
     if result.is_err() {
         place::discard(&staging);

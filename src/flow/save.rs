@@ -12,8 +12,10 @@ use tracing::{info, warn};
 use crate::archive::{self, PackSpec};
 use crate::backend::{self, ArchiveFile, Backend, BackendError, BackendKind, Saved};
 use crate::config::{Config, SavePolicy, Target, UvPrune};
+use crate::entry_note::{self, EntryNote};
 use crate::flow::{
-    SaveError, SaveReport, SaveResult, seconds, state_envs, state_hit, state_key, state_matched,
+    STATE_RESTORE_ENDED, SaveError, SaveReport, SaveResult, seconds, state_envs, state_hit, state_key,
+    state_matched,
 };
 use crate::key;
 use crate::runner::{self, human_size};
@@ -97,11 +99,12 @@ fn save_target(
         return ended(&primary, SaveResult::NothingToSave);
     }
     let leave_out = leave_out(cfg, plan);
+    let note = entry_note::of_job(state(STATE_RESTORE_ENDED).as_deref(), entry_note::now_ms());
     let key = match save_key(cfg, plan, &primary, &leave_out.skip, state) {
         Ok(key) => key,
         Err(why) => return ended(&primary, SaveResult::Skipped(why)),
     };
-    let (size, result) = pack_and_store(cfg, backend, plan, &key, &leave_out);
+    let (size, result) = pack_and_store(cfg, backend, plan, &key, &leave_out, note);
     if matches!(result, SaveResult::Saved) {
         let size = size.map(human_size).unwrap_or_default();
         info!("{name}: saved {key}, {size} in {}", seconds(started.elapsed()));
@@ -119,6 +122,7 @@ fn pack_and_store(
     plan: &TargetPlan,
     key: &str,
     leave_out: &LeaveOut,
+    note: Option<EntryNote>,
 ) -> (Option<u64>, SaveResult) {
     let archive = match create_archive_file(cfg) {
         Ok(archive) => archive,
@@ -135,7 +139,7 @@ fn pack_and_store(
             archive.abandon();
             saved
         });
-        let packed = pack(cfg, plan, leave_out, &archive);
+        let packed = pack(cfg, plan, leave_out, note, &archive);
         (packed, upload.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     });
     let size = packed.as_ref().ok().copied();
@@ -277,11 +281,11 @@ fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
         }
         Target::Uv => {
             prepare_uv_cache(cfg, plan);
-            out.skip = envs::uv_environment_buckets(&plan.dir);
+            out.skip.extend(envs::uv_environment_buckets(&plan.dir));
             cfg.evict_project.then(|| envs::uv_local_builds(&plan.dir))
         }
         Target::UvPython => {
-            out.skip = uv_python::scratch_entries(&plan.dir);
+            out.skip.extend(uv_python::scratch_entries(&plan.dir));
             None
         }
     };
@@ -334,12 +338,20 @@ fn create_archive_file(cfg: &Config) -> std::io::Result<ArchiveFile> {
 }
 
 /// Packs the target into `archive` and marks it complete (or failed); returns its size.
-fn pack(cfg: &Config, plan: &TargetPlan, leave_out: &LeaveOut, archive: &ArchiveFile) -> Result<u64, String> {
+fn pack(
+    cfg: &Config,
+    plan: &TargetPlan,
+    leave_out: &LeaveOut,
+    note: Option<EntryNote>,
+    archive: &ArchiveFile,
+) -> Result<u64, String> {
+    let comment = note.map(|note| note.to_comment());
     let spec = PackSpec {
         root: &plan.dir,
         name: &plan.archive_name,
         skip: &leave_out.skip,
         extra: &leave_out.extra,
+        comment: comment.as_deref(),
     };
     let started = Instant::now();
     let mut out = BufWriter::with_capacity(1 << 20, cancel::Watched(archive.writer()));

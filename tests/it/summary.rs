@@ -1,10 +1,12 @@
 //! The job summary a person reads: per target the primary key, on a fallback the key restored
-//! from and which key component changed, and the size, time and throughput of each transfer.
+//! from and which key component changed, and the size, time and throughput of each transfer;
+//! and a restore that cost more than the work of the job that saved it.
 
 use std::fs;
 
-use crate::support::action::Machine;
-use crate::support::rig::{assert_clean, checkout, fresh_checkout, populate};
+use crate::support::action::{Machine, snapshot};
+use crate::support::cache_server::{Fault, Route};
+use crate::support::rig::{Rig, Service, assert_clean, checkout, fresh_checkout, populate, save_job};
 
 #[test]
 fn a_fallback_row_names_both_keys_the_changed_component_and_the_rate() {
@@ -33,4 +35,55 @@ fn a_fallback_row_names_both_keys_the_changed_component_and_the_rate() {
     assert!(row.to_lowercase().contains(&old_key.to_lowercase()), "{row}");
     assert!(row.contains("fallback: `hash` changed"), "{row}");
     assert!(row.contains("B/s)"), "{row}");
+}
+
+/// A restore that took longer than the saving job spent on its own work (from the end of its
+/// restore step to the start of its save step) is called out, for that target alone; the same
+/// restore of an entry whose job worked longer is not.
+#[test]
+fn a_restore_slower_than_the_saving_jobs_work_is_called_out() {
+    let rig = Rig::new(Service::ForgejoV1);
+    // The cold job's work between its steps is `populate`: milliseconds.
+    let saved = save_job(&rig, "quick");
+    fresh_checkout(&rig.machine);
+    // The service makes the first lookup (uv's) wait 2 s, so uv's restore outlasts that work.
+    rig.server().inject(Fault::RateLimit { route: Route::Lookup, retry_after_secs: 2, times: 1 });
+    let main = rig.job().main();
+    assert_eq!((main.code, main.output("cache-hit")), (0, "true"), "{}", main.log());
+    let called_out: Vec<&str> =
+        main.stdout.lines().filter(|l| l.contains("may cost more than it saves")).collect();
+    assert_eq!(called_out.len(), 1, "{}", main.log());
+    assert!(
+        called_out[0].starts_with("::notice::uv: restoring took")
+            && called_out[0].contains("Compare a job without it: set `targets: nox`"),
+        "{}",
+        called_out[0]
+    );
+    let row = |target: &str| {
+        let prefix = format!("| {target} |");
+        main.summary
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{}", main.summary))
+            .to_string()
+    };
+    assert!(row("uv").contains("slower than the saving job's work"), "{}", row("uv"));
+    assert!(!row("nox").contains("slower than"), "{}", row("nox"));
+    // The note rides in the archive's headers, not in the trees.
+    assert_eq!((snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir())), saved);
+
+    // A job that works longer than the restore takes: new keys, and 6 s between its steps
+    // (the sleep is the work being measured, a lower bound, not a wait for an event).
+    fs::write(rig.machine.workspace.join("uv.lock"), "version = 1\n# another lock\n").unwrap();
+    let mut job = rig.job();
+    assert_eq!(job.main().code, 0);
+    populate(&rig.machine, "slow");
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let post = job.post();
+    assert!(post.stdout.contains("uv: saved") && post.stdout.contains("nox: saved"), "{}", post.log());
+    fresh_checkout(&rig.machine);
+    rig.server().inject(Fault::RateLimit { route: Route::Lookup, retry_after_secs: 2, times: 1 });
+    let main = rig.job().main();
+    assert_eq!((main.code, main.output("cache-hit")), (0, "true"), "{}", main.log());
+    assert!(!main.stdout.contains("may cost more than it saves"), "{}", main.log());
 }
