@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::archive::Compression;
+use crate::backend::artifact_cache::Reservation;
 use crate::backend::aws_credentials::CredentialSource;
 use crate::backend::s3::{S3Settings, Scope};
 use crate::backend::{BackendKind, Secret};
@@ -448,7 +449,17 @@ fn select_backend(
 ) -> Result<(BackendKind, String), ConfigError> {
     let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
     let token = runner.token.clone().unwrap_or_else(|| Secret(String::new()));
-    let v1 = get(env::ACTIONS_CACHE_URL).map(|url| BackendKind::ArtifactCache { url, token: token.clone() });
+    // The runners' own servers take a reservation without a size, so the upload can overlap
+    // packing; GHES is left to the toolkit's way (docs/decisions.md).
+    let runners_own = [env::ACT, env::FORGEJO_ACTIONS, env::GITEA_ACTIONS]
+        .iter()
+        .any(|name| get(name).is_some_and(|v| v.eq_ignore_ascii_case("true")));
+    let reservation = if runners_own { Reservation::WhilePacking } else { Reservation::SizeFirst };
+    let v1 = get(env::ACTIONS_CACHE_URL).map(|url| BackendKind::ArtifactCache {
+        url,
+        token: token.clone(),
+        reservation,
+    });
     let v2 = get(env::ACTIONS_RESULTS_URL).map(|url| BackendKind::Github { url, token: token.clone() });
     let local = || {
         let default = runner
@@ -906,6 +917,24 @@ mod tests {
         assert!(matches!(cfg.backend, BackendKind::Local { .. }));
         let err = config(&[("INPUT_BACKEND", "github")]).unwrap_err();
         assert_eq!(err.input, "backend");
+    }
+
+    #[test]
+    fn v1_reserves_while_packing_on_the_runners_own_servers_only() {
+        let v1 = ("ACTIONS_CACHE_URL", "http://c/");
+        let reservation = |extra: &[(&str, &str)]| {
+            let mut vars = vec![v1];
+            vars.extend_from_slice(extra);
+            match config(&vars).unwrap().backend {
+                BackendKind::ArtifactCache { reservation, .. } => reservation,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(reservation(&[]), Reservation::SizeFirst, "GHES: the toolkit's way");
+        for runner in ["ACT", "FORGEJO_ACTIONS", "GITEA_ACTIONS"] {
+            assert_eq!(reservation(&[(runner, "true")]), Reservation::WhilePacking, "{runner}");
+        }
+        assert_eq!(reservation(&[("ACT", "")]), Reservation::SizeFirst);
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub const SAVE_ON_FAILURE: &str = "UV_NOX_CACHE_SAVE_ON_FAILURE";
 /// The run and its attempt, named in the keys of `save: always` entries.
 pub const GITHUB_RUN_ID: &str = "GITHUB_RUN_ID";
 pub const GITHUB_RUN_ATTEMPT: &str = "GITHUB_RUN_ATTEMPT";
+/// `true` in jobs run by nektos/act (and Gitea's act, which both runners embed).
+pub const ACT: &str = "ACT";
+/// `true` in jobs run by a Forgejo runner.
+pub const FORGEJO_ACTIONS: &str = "FORGEJO_ACTIONS";
+/// `true` in jobs run by a Gitea (or Forgejo) runner.
+pub const GITEA_ACTIONS: &str = "GITEA_ACTIONS";
 /// The workflow file of the run, `owner/repo/<path>@<ref>`.
 pub const GITHUB_WORKFLOW_REF: &str = "GITHUB_WORKFLOW_REF";
 

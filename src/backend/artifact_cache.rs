@@ -6,6 +6,9 @@
 //! that is fetched with one streaming `GET` and no credentials. Save: `POST caches` with
 //! `cacheSize` (409 or any other refusal = someone else holds the key, 400 = too big), equal
 //! `PATCH` chunks with `Content-Range: bytes a-b/*` from a few threads, then `POST caches/{id}`.
+//! The runners' own servers (act, Forgejo, Gitea) also take a reservation without `cacheSize`
+//! and then skip their size check, which lets the chunks go out while the archive is still
+//! being packed ([`Reservation::WhilePacking`]).
 
 use std::io::Read;
 use std::path::Path;
@@ -20,19 +23,37 @@ use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved, Secret};
 
 const ACCEPT: &str = "application/json;api-version=6.0-preview.1";
 
+/// How a save reserves its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// With the archive's size, so once it is packed: what the toolkit does, and what a server
+    /// that checks sizes (GHES) needs.
+    SizeFirst,
+    /// Without a size, as soon as the first bytes are packed, sending each chunk as soon as it
+    /// is written: the runners' own servers (act, Forgejo, Gitea) skip their size check then.
+    WhilePacking,
+}
+
 /// A client of one `ACTIONS_CACHE_URL`.
 pub struct ArtifactCacheBackend {
     http: Http,
     /// The base URL, ending in exactly one `/`.
     base: String,
     token: Secret,
+    reservation: Reservation,
 }
 
 impl ArtifactCacheBackend {
     /// `url` is `ACTIONS_CACHE_URL` (it may carry a path); requests give up at `deadline`.
-    pub fn new(url: &str, token: Secret, deadline: Instant, tuning: Tuning) -> ArtifactCacheBackend {
+    pub fn new(
+        url: &str,
+        token: Secret,
+        reservation: Reservation,
+        deadline: Instant,
+        tuning: Tuning,
+    ) -> ArtifactCacheBackend {
         let http = Http::new(deadline, tuning, &token);
-        ArtifactCacheBackend { http, base: format!("{}/", url.trim_end_matches('/')), token }
+        ArtifactCacheBackend { http, base: format!("{}/", url.trim_end_matches('/')), token, reservation }
     }
 
     fn api_url(&self, resource: &str) -> String {
@@ -77,9 +98,18 @@ impl ArtifactCacheBackend {
         }
     }
 
-    fn reserve(&self, key: &str, version: &str, size: u64) -> Result<Result<u64, Saved>, BackendError> {
+    /// `POST caches`, with the archive's size when it is known.
+    fn reserve(
+        &self,
+        key: &str,
+        version: &str,
+        size: Option<u64>,
+    ) -> Result<Result<u64, Saved>, BackendError> {
         let op = "reserve";
-        let body = json!({ "key": key, "version": version, "cacheSize": size });
+        let body = match size {
+            Some(size) => json!({ "key": key, "version": version, "cacheSize": size }),
+            None => json!({ "key": key, "version": version }),
+        };
         let (status, bytes) = self.call(op, "POST", &self.api_url("caches"), Some(&body))?;
         let message = self.message(&bytes);
         transfer::check_denied(op, &message)?;
@@ -90,46 +120,55 @@ impl ArtifactCacheBackend {
                     Saved::AlreadyExists(format!("no cache id in the answer to reserving {key}: {message}"))
                 }))
             }
-            400 => Err(BackendError::TooBig { op, size, message }),
+            400 => Err(BackendError::TooBig { op, size: size.unwrap_or_default(), message }),
             401 | 429 => Err(status_error(op, status, message)),
             _ => Ok(Err(Saved::AlreadyExists(message))),
         }
     }
 
-    /// Sends the archive in equal chunks (the last may be shorter) from a few threads.
+    /// Sends the complete archive in equal chunks (the last may be shorter) from a few threads.
     fn upload(&self, id: u64, archive: &Path, size: u64) -> Result<(), BackendError> {
-        let op = "upload";
         let chunk = self.http.tuning.upload_chunk.max(1);
-        let url = self.api_url(&format!("caches/{id}"));
-        let auth = format!("Bearer {}", self.token.expose());
         let workers = self.http.tuning.parallelism.min(size.div_ceil(chunk) as usize);
         transfer::in_parallel(workers, |index, _| {
             let start = index * chunk;
             if start >= size {
                 return Ok(false);
             }
-            let end = (start + chunk).min(size) - 1;
-            let request = || {
-                self.http
-                    .request("PATCH", &url)
-                    .header("Authorization", &auth)
-                    .header("Accept", ACCEPT)
-                    .header("Content-Type", "application/octet-stream")
-                    .header("Content-Range", format!("bytes {start}-{end}/*"))
-            };
-            transfer::send_range(
-                &self.http,
-                op,
-                &url,
-                archive,
-                (start, end - start + 1),
-                request,
-                |response| match response.status().as_u16() {
-                    200..=299 => Ok(()),
-                    status => Err(Fail::Final(status_error(op, status, self.http.body_text(response)))),
-                },
-            )?;
+            self.send_chunk(id, archive, start, chunk.min(size - start))?;
             Ok(true)
+        })
+    }
+
+    /// Sends the archive in equal chunks as it grows; returns its size once complete.
+    fn upload_while_packing(&self, id: u64, archive: &ArchiveFile) -> Result<u64, BackendError> {
+        let chunk = self.http.tuning.upload_chunk.max(1);
+        transfer::upload_while_packing(archive, chunk, self.http.tuning.parallelism, |_, start, len| {
+            self.send_chunk(id, archive.path(), start, len)
+        })?;
+        Ok(archive.wait_until_complete()?)
+    }
+
+    /// One `PATCH caches/{id}` of bytes `start..start + len`.
+    fn send_chunk(&self, id: u64, archive: &Path, start: u64, len: u64) -> Result<(), BackendError> {
+        let op = "upload";
+        let url = self.api_url(&format!("caches/{id}"));
+        let auth = format!("Bearer {}", self.token.expose());
+        let end = start + len - 1;
+        let request = || {
+            self.http
+                .request("PATCH", &url)
+                .header("Authorization", &auth)
+                .header("Accept", ACCEPT)
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Range", format!("bytes {start}-{end}/*"))
+        };
+        transfer::send_range(&self.http, op, &url, archive, (start, len), request, |response| match response
+            .status()
+            .as_u16()
+        {
+            200..=299 => Ok(()),
+            status => Err(Fail::Final(status_error(op, status, self.http.body_text(response)))),
         })
     }
 
@@ -168,14 +207,26 @@ impl Backend for ArtifactCacheBackend {
     }
 
     fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError> {
-        // Reserving takes the size, so the upload starts once the archive is complete.
-        let size = archive.wait_until_complete()?;
-        let archive = archive.path();
-        let id = match self.reserve(key, version, size)? {
-            Ok(id) => id,
-            Err(saved) => return Ok(saved),
+        let (id, size) = match self.reservation {
+            Reservation::SizeFirst => {
+                let size = archive.wait_until_complete()?;
+                let id = match self.reserve(key, version, Some(size))? {
+                    Ok(id) => id,
+                    Err(saved) => return Ok(saved),
+                };
+                self.upload(id, archive.path(), size)?;
+                (id, size)
+            }
+            Reservation::WhilePacking => {
+                // An archive that fails at once reserves nothing.
+                archive.wait_for(1)?;
+                let id = match self.reserve(key, version, None)? {
+                    Ok(id) => id,
+                    Err(saved) => return Ok(saved),
+                };
+                (id, self.upload_while_packing(id, archive)?)
+            }
         };
-        self.upload(id, archive, size)?;
         let op = "commit";
         let (status, bytes) =
             self.call(op, "POST", &self.api_url(&format!("caches/{id}")), Some(&json!({ "size": size })))?;

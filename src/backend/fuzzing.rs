@@ -28,7 +28,13 @@ pub fn service_answers(body: &[u8]) -> Vec<Hit> {
     }
     let twirp = github::twirp_message(&http, body);
     assert!(!twirp.contains(TOKEN), "the token leaked into a message");
-    let v1 = ArtifactCacheBackend::new("http://127.0.0.1:9/", token, Instant::now(), Tuning::default());
+    let v1 = ArtifactCacheBackend::new(
+        "http://127.0.0.1:9/",
+        token,
+        artifact_cache::Reservation::SizeFirst,
+        Instant::now(),
+        Tuning::default(),
+    );
     let message = v1.message(body);
     assert!(!message.contains(TOKEN), "the token leaked into a message");
     if let Ok(text) = std::str::from_utf8(body) {

@@ -164,7 +164,7 @@ pub trait Backend: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendKind {
     /// `_apis/artifactcache` (GHES, Forgejo, Gitea, act); `url` is `ACTIONS_CACHE_URL`.
-    ArtifactCache { url: String, token: Secret },
+    ArtifactCache { url: String, token: Secret, reservation: artifact_cache::Reservation },
     /// Twirp + blob (github.com); `url` is `ACTIONS_RESULTS_URL`.
     Github { url: String, token: Secret },
     /// A directory store.
@@ -183,9 +183,9 @@ pub fn open(kind: &BackendKind, mode: CacheMode, deadline: Instant, tuning: Tuni
 fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
     match kind {
         BackendKind::Local { root } => Box::new(local::LocalBackend::new(root.clone())),
-        BackendKind::ArtifactCache { url, token } => {
-            Box::new(artifact_cache::ArtifactCacheBackend::new(url, token.clone(), deadline, tuning))
-        }
+        BackendKind::ArtifactCache { url, token, reservation } => Box::new(
+            artifact_cache::ArtifactCacheBackend::new(url, token.clone(), *reservation, deadline, tuning),
+        ),
         BackendKind::Github { url, token } => {
             Box::new(github::GithubBackend::new(url, token.clone(), deadline, tuning))
         }

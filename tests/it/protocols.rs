@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use uv_nox_cache::backend::artifact_cache::ArtifactCacheBackend;
+use uv_nox_cache::backend::artifact_cache::{ArtifactCacheBackend, Reservation};
 use uv_nox_cache::backend::github::GithubBackend;
 use uv_nox_cache::backend::transfer::SignedUrl;
 use uv_nox_cache::backend::{self, Backend, BackendError, CacheMode, Hit, Locator, Saved, Secret, Tuning};
@@ -52,7 +52,13 @@ fn client_tuned(
     let token = Secret(server.token().to_string());
     let deadline = Instant::now() + deadline;
     match proto {
-        Protocol::V1 => Box::new(ArtifactCacheBackend::new(&server.base_url_v1(), token, deadline, tuning)),
+        Protocol::V1 => Box::new(ArtifactCacheBackend::new(
+            &server.base_url_v1(),
+            token,
+            Reservation::SizeFirst,
+            deadline,
+            tuning,
+        )),
         Protocol::V2 => Box::new(GithubBackend::new(&server.results_url(), token, deadline, tuning)),
     }
 }
@@ -748,7 +754,11 @@ fn open_builds_both_runner_backends() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let token = Secret(server.token().into());
     let v1 = backend::open(
-        &backend::BackendKind::ArtifactCache { url: server.base_url_v1(), token: token.clone() },
+        &backend::BackendKind::ArtifactCache {
+            url: server.base_url_v1(),
+            token: token.clone(),
+            reservation: Reservation::SizeFirst,
+        },
         CacheMode::READ_WRITE,
         deadline,
         Tuning::default(),
@@ -766,6 +776,7 @@ fn open_builds_both_runner_backends() {
         &backend::BackendKind::ArtifactCache {
             url: server.base_url_v1().trim_end_matches('/').into(),
             token: Secret(server.token().into()),
+            reservation: Reservation::WhilePacking,
         },
         CacheMode::READ_WRITE,
         deadline,
@@ -1068,6 +1079,37 @@ fn v2_uploads_blocks_while_the_archive_grows() {
     assert_eq!(commit.json.as_ref().unwrap()["size_bytes"], "5500");
     let hit = backend.lookup(&keys(&["growing"]), VERSION).unwrap().expect("hit");
     assert_eq!(fetch(&*backend, &hit), bytes);
+}
+
+/// On the runners' own servers a v1 save reserves without a size as soon as packing starts,
+/// and sends chunks while the archive is still being written; the commit carries the size.
+#[test]
+fn v1_sends_chunks_while_the_archive_grows_when_reserving_without_a_size() {
+    let server = CacheServer::start(Personality::Forgejo);
+    let token = Secret(server.token().to_string());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let backend =
+        ArtifactCacheBackend::new(&server.base_url_v1(), token, Reservation::WhilePacking, deadline, fast());
+    let dir = tempfile::tempdir().unwrap();
+    let archive = backend::ArchiveFile::create_in(dir.path()).unwrap();
+    let bytes = payload(5500, 7);
+    std::thread::scope(|s| {
+        let upload = s.spawn(|| backend.save("growing", VERSION, &archive));
+        archive.writer().write_all(&bytes[..3000]).unwrap();
+        eventually("chunks uploaded from an unfinished archive", || {
+            routed(&server, Route::Upload).len() >= 3
+        });
+        let reserve = &routed(&server, Route::Reserve)[0];
+        assert!(reserve.json.as_ref().unwrap().get("cacheSize").is_none(), "{:?}", reserve.json);
+        assert!(routed(&server, Route::Commit).is_empty(), "nothing committed before the archive ends");
+        archive.writer().write_all(&bytes[3000..]).unwrap();
+        assert_eq!(archive.finish().unwrap(), 5500);
+        assert_eq!(upload.join().unwrap().expect("save"), Saved::Stored);
+    });
+    assert_eq!(routed(&server, Route::Upload).len(), 6, "5500 bytes in chunks of 1000");
+    assert_eq!(routed(&server, Route::Commit)[0].json.as_ref().unwrap()["size"], 5500);
+    let hit = backend.lookup(&keys(&["growing"]), VERSION).unwrap().expect("hit");
+    assert_eq!(fetch(&backend, &hit), bytes);
 }
 
 /// When the key is taken, v2 says so while the archive is still being written and abandons it,

@@ -72,6 +72,10 @@ impl Rig {
         if let (Some(server), Some(protocol)) = (&self.server, self.service.protocol()) {
             job.use_service(server, protocol);
         }
+        if self.service == Service::ForgejoV1 {
+            // As a Forgejo runner sets them for every job.
+            job.set_env("FORGEJO_ACTIONS", "true").set_env("GITEA_ACTIONS", "true");
+        }
         job.input("timeout", "60");
         job
     }
