@@ -50,6 +50,143 @@ def make_set_a(bench: Path, root: Path, tools: Path) -> dict:
         "name": "A (demo uv cache + .nox)",
         "base": base,
         "ws": ws,
+        "project": root / "examples/demo",
+        "dirs": [uv_cache, ws / ".nox"],
+        "inputs": {"INPUT_TARGETS": "uv nox", "INPUT_UV-CACHE-DIR": str(uv_cache)},
+        "extra_env": {"UV_CACHE_DIR": str(uv_cache)},
+        "official_paths": [str(uv_cache), ".nox"],
+    }
+
+
+# Data set C: a scientific stack and a test stack, pinned to what `uv pip compile` chose for
+# Python 3.11 on manylinux x86_64 on 2026-12-02 (each has a cp311 manylinux wheel or is pure).
+SET_C_DEPENDENCIES = ["numpy==2.4.6", "scipy==1.17.1", "pandas==3.1.1", "matplotlib==3.11.2", "scikit-learn==1.9.1"]
+SET_C_TEST = ["pytest==9.2.0", "hypothesis==6.170.17", "coverage==7.17.5"]
+SET_C_CONSTRAINTS = [  # what the above pull in
+    "cloudpickle==3.1.3", "contourpy==1.3.3", "cycler==0.12.1", "fonttools==4.68.0", "iniconfig==2.3.1",
+    "joblib==1.6.0", "kiwisolver==1.5.1", "narwhals==2.29.0", "packaging==26.4", "pillow==13.0.0",
+    "pluggy==1.7.0", "pygments==2.21.0", "pyparsing==3.3.3", "python-dateutil==4.0.0",
+    "sortedcontainers==2.4.0", "threadpoolctl==3.8.0", "tzdata==2026.6",
+]
+SET_C_BUILD = ["hatchling==1.33.0"]
+SET_C_BUILD_CONSTRAINTS = ["pathspec==1.1.1", "tomlkit==0.15.2", "trove-classifiers==2026.9.21.13"]
+
+SET_C_PACKAGE = '''"""Data set C's package: one small function that touches every library of the stack."""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+from sklearn.linear_model import LinearRegression  # noqa: E402
+
+
+def fit_slope(xs, ys) -> dict:
+    """The slope of ys over xs by scikit-learn and by scipy, their mean, the size of a plot."""
+    frame = pd.DataFrame({"x": xs, "y": ys})
+    model = LinearRegression().fit(frame[["x"]].to_numpy(), frame["y"].to_numpy())
+    fig, ax = plt.subplots()
+    ax.plot(frame["x"], frame["y"], "o")
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    plt.close(fig)
+    return {
+        "sklearn": float(model.coef_[0]),
+        "scipy": float(stats.linregress(frame["x"], frame["y"]).slope),
+        "mean": float(np.mean(frame["y"])),
+        "png_bytes": png.tell(),
+    }
+'''
+
+SET_C_TEST_FILE = '''from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench_stack import fit_slope
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.floats(-100, 100), st.floats(-100, 100))
+def test_slope_of_a_line(slope, intercept):
+    xs = list(range(10))
+    fit = fit_slope(xs, [slope * x + intercept for x in xs])
+    assert abs(fit["sklearn"] - slope) < 1e-6
+    assert abs(fit["scipy"] - slope) < 1e-6
+    assert fit["png_bytes"] > 0
+'''
+
+SET_C_NOXFILE = '''"""Data set C's session: a uv env filled from uv.lock, as examples/demo's is."""
+
+import nox
+
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests"]
+
+
+@nox.session(venv_backend="uv")
+def tests(session: nox.Session) -> None:
+    session.run_install("uv", "sync", "--locked", "--group=test")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+'''
+
+
+def toml_list(items) -> str:
+    """A TOML array of strings, one a line, for the generated pyproject.toml."""
+    return "[\n" + "".join(f'    "{item}",\n' for item in items) + "]"
+
+
+def write_set_c_project(project: Path):
+    """The project of data set C: a pyproject.toml that pins every version (build ones too), a
+    package, a test and a noxfile. Its uv.lock is made at generation time (`make_set_c`)."""
+    (project / "src/bench_stack").mkdir(parents=True)
+    (project / "tests").mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "bench-stack"\nversion = "0.1.0"\nrequires-python = "==3.11.*"\n'
+        f"dependencies = {toml_list(SET_C_DEPENDENCIES)}\n\n"
+        f"[dependency-groups]\ntest = {toml_list(SET_C_TEST)}\n\n"
+        f'[build-system]\nrequires = {toml_list(SET_C_BUILD)}\nbuild-backend = "hatchling.build"\n\n'
+        f"[tool.uv]\nconstraint-dependencies = {toml_list(SET_C_CONSTRAINTS)}\n"
+        f"build-constraint-dependencies = {toml_list(SET_C_BUILD_CONSTRAINTS)}\n\n"
+        '[tool.hatch.build.targets.wheel]\npackages = ["src/bench_stack"]\n'
+    )
+    (project / "src/bench_stack/__init__.py").write_text(SET_C_PACKAGE)
+    (project / "tests/test_stack.py").write_text(SET_C_TEST_FILE)
+    (project / "noxfile.py").write_text(SET_C_NOXFILE)
+
+
+def make_set_c(bench: Path, tools: Path) -> dict:
+    """Real data: the uv cache and .nox of numpy, scipy, pandas, matplotlib, scikit-learn,
+    pytest, hypothesis and coverage, installed from PyPI by a cold `nox --reuse-venv=yes` of a
+    generated project, once (nothing of it is in the repository)."""
+    base = bench / "c"
+    project = base / "project"
+    ws = base / "ws"
+    uv_cache = base / "uv-cache"
+    stamp = base / "generated"
+    if not stamp.exists():
+        print("== data set C: uv lock and a cold nox run of the scientific stack (from PyPI)", file=sys.stderr)
+        shutil.rmtree(base, ignore_errors=True)
+        write_set_c_project(project)
+        env = dict(os.environ, PATH=f"{tools}/bin:{os.environ['PATH']}", MPLCONFIGDIR=str(base / "mplconfig"))
+        # The .nox a CI job saves after its tests holds the bytecode of what they imported.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        # The lock's downloads go to a cache of their own, so that the data set's uv cache holds
+        # only what the nox run put there, as on a runner that runs `uv sync --locked`.
+        sh([str(tools / "bin/uv"), "lock", "--quiet"], cwd=project, env=dict(env, UV_CACHE_DIR=str(base / "lock-cache")))
+        shutil.rmtree(base / "lock-cache")
+        shutil.copytree(project, ws)
+        env["UV_CACHE_DIR"] = str(uv_cache)
+        sh([str(tools / "bin/nox"), "--reuse-venv=yes"], cwd=ws, env=env, stdout=subprocess.DEVNULL)
+        stamp.touch()
+    return {
+        "name": "C (scientific stack uv cache + .nox)",
+        "base": base,
+        "ws": ws,
+        "project": project,
         "dirs": [uv_cache, ws / ".nox"],
         "inputs": {"INPUT_TARGETS": "uv nox", "INPUT_UV-CACHE-DIR": str(uv_cache)},
         "extra_env": {"UV_CACHE_DIR": str(uv_cache)},
@@ -147,6 +284,21 @@ def tree_stats(dirs) -> tuple:
                 files += 1
             files += len(dirnames)
     return size, files
+
+
+def linked_bytes(dirs) -> int:
+    """Bytes of the files that are hard links between two of dirs (uv links the files of its
+    cache into the envs it fills): tree_stats counts them in each dir, and so does an archive
+    per target."""
+    where, size = {}, {}  # (dev, inode) -> indexes of the dirs holding it; -> its size
+    for n, d in enumerate(dirs):
+        for dirpath, _, filenames in os.walk(d):
+            for f in filenames:
+                st = os.lstat(os.path.join(dirpath, f))
+                inode = (st.st_dev, st.st_ino)
+                where.setdefault(inode, set()).add(n)
+                size[inode] = st.st_size
+    return sum(size[inode] for inode, ns in where.items() if len(ns) > 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -565,7 +717,7 @@ def main():
     parser.add_argument("--bin-dir", required=True)
     parser.add_argument("--quick", action="store_true", help="small synthetic set, 1 run")
     parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--sets", default="a,b")
+    parser.add_argument("--sets", default="a,b", help="a, b, c (c installs a scientific stack from PyPI)")
     parser.add_argument("--who", default="ours,official,baseline", help="for trying things out")
     parser.add_argument("--backends", default="v2,v1,v1-act,v1-gitea,local,s3",
                         help="v2 and v1: the test server; v1-act, v1-gitea: the runners' own servers; "
@@ -585,6 +737,8 @@ def main():
         sets.append(make_set_a(b.bench, b.root, tools))
     if "b" in args.sets.split(","):
         sets.append(make_set_b(b.bench, args.quick))
+    if "c" in args.sets.split(","):
+        sets.append(make_set_c(b.bench, tools))
     (b.bench / "home").mkdir(exist_ok=True)
     load_before = os.getloadavg()
     info = []
@@ -642,6 +796,11 @@ def main():
     print("|---|---:|---:|---:|---:|---:|")
     for name, size, files, ours, base in info:
         print(f"| {name} | {size:,} | {files:,} | {ours:,} | {base:,} | {b.rss.get(name, 0) / 1024:.0f} MiB |")
+    print()
+    for ds in sets:
+        if len(ds["dirs"]) > 1:
+            print(f"{ds['name']}: {linked_bytes(ds['dirs']):,} of its bytes are files hard-linked between "
+                  "the uv cache and .nox (counted in both above, and stored in both archives).")
     print()
     print("Peak RSS of the binary per step (max over runs): " + "; ".join(
         f"{n} {step} {max(k for n2, s2, k in b.rss_steps if (n2, s2) == (n, step)) / 1024:.0f} MiB"
