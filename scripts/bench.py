@@ -12,6 +12,7 @@ protocol and run, so it holds only that run's entries.
 """
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -711,13 +712,159 @@ class Bench:
         return statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
 
 
+# ---------------------------------------------------------------------------------------------
+# --jobs: whole CI jobs on the local backend, cold then warm, per target choice
+
+JOB_TARGETS = ("uv", "nox", "uv nox")
+# The machine's way to PyPI, handed to the install step (the runner env is built from scratch).
+NETWORK_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "UV_NATIVE_TLS", "UV_SYSTEM_CERTS", "UV_INDEX_URL",
+                "UV_DEFAULT_INDEX", "UV_INDEX", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def network_env() -> dict:
+    """The variables of NETWORK_VARS (either case for the proxies) that this machine sets."""
+    names = NETWORK_VARS + tuple(n.lower() for n in NETWORK_VARS if n.endswith("PROXY"))
+    return {n: os.environ[n] for n in names if n in os.environ}
+
+
+@contextlib.contextmanager
+def fresh_runner(b: Bench, runner: Path):
+    """The runner's directory for one job (workspace, HOME with the uv cache, RUNNER_TEMP), new
+    each time but always at the same path, as on a hosted runner: cached venvs and the nox key
+    hold absolute paths. It is a new ext4 file system where the bench can mount one (as for
+    every restore of the main bench), else an emptied directory on the disk."""
+    shutil.rmtree(runner, ignore_errors=True)
+    runner.mkdir(parents=True)
+    image = b.bench / "job-fs.img"
+    if b.fresh_fs:
+        with open(image, "wb") as f:
+            f.truncate(b.fresh_fs_bytes)
+        sh(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image)])
+        sh(["mount", "-o", "loop", str(image), str(runner)])
+    try:
+        yield runner
+    finally:
+        if b.fresh_fs:
+            sh(["umount", str(runner)])
+            image.unlink(missing_ok=True)
+        shutil.rmtree(runner, ignore_errors=True)
+
+
+def job_set(ds, runner: Path, targets: str, store: Path) -> dict:
+    """A data set dict (the shape `ours_step` takes) for one job of ds's project on runner."""
+    home = runner / "home"
+    uv_cache = home / ".cache/uv"
+    ws = runner / "work/project"
+    return {
+        "name": ds["name"],
+        "base": runner,
+        "ws": ws,
+        "project": ds["project"],
+        "dirs": [uv_cache, ws / ".nox"],
+        "inputs": {"INPUT_TARGETS": targets, "INPUT_UV-CACHE-DIR": str(uv_cache),
+                   "INPUT_BACKEND": "local", "INPUT_LOCAL-DIR": str(store)},
+        "extra_env": {"HOME": str(home), "UV_CACHE_DIR": str(uv_cache)},
+    }
+
+
+def run_job(b: Bench, ds, targets: str, store: Path, logs: Path) -> dict:
+    """One CI job on a fresh runner: checkout (a copy of the project with new mtimes, as git
+    gives), the restore step, `nox --install-only`, the save step. Returns the (wall, cpu) of
+    the three, the restore's outputs and the save's log; the logs stay in logs."""
+    shutil.rmtree(logs, ignore_errors=True)
+    with fresh_runner(b, b.bench / "jobs/runner") as runner:
+        job = job_set(ds, runner, targets, store)
+        shutil.copytree(job["project"], job["ws"], copy_function=shutil.copyfile,
+                        ignore=shutil.ignore_patterns(".nox", "__pycache__", ".venv"))
+        Path(job["extra_env"]["HOME"]).mkdir()
+        temp = runner / "temp"
+        temp.mkdir()
+        restore, main_dir = b.ours_step(job, "restore", {}, "jobs", logs / "main", temp=temp)
+        env = b.base_env(job, logs / "install", temp)
+        env.update(read_runner_file(main_dir / "env"))  # what the runner hands to later steps
+        env.update(network_env())
+        nox = [str(b.bench / "tools/bin/nox"), "--install-only", "--reuse-venv=yes"]
+        install = timed(nox, env, job["ws"], logs / "install/install.log")
+        state = read_runner_file(main_dir / "state")
+        save, save_dir = b.ours_step(job, "save", {}, "jobs", logs / "post", state, temp=temp)
+    return {"restore": restore, "install": install, "save": save,
+            "outputs": read_runner_file(main_dir / "output"), "save_log": (save_dir / "save.log").read_text()}
+
+
+def run_jobs(b: Bench, ds, runs: int) -> dict:
+    """Cold job then warm job against one new local store, per target choice and run (the
+    choices rotate across runs, so drift in the machine's load spreads over all of them).
+    Returns {targets: {"cold"|"warm": [job], "stored": bytes}}."""
+    results = {t: {"cold": [], "warm": [], "stored": 0} for t in JOB_TARGETS}
+    store = b.bench / "jobs/store"
+    for i in range(runs):
+        for k in range(len(JOB_TARGETS)):
+            targets = JOB_TARGETS[(i + k) % len(JOB_TARGETS)]
+            print(f"== jobs, {ds['name']}: run {i + 1}/{runs}, targets: {targets}", file=sys.stderr)
+            shutil.rmtree(store, ignore_errors=True)
+            logs = b.bench / "jobs/logs" / targets.replace(" ", "-")
+            cold = run_job(b, ds, targets, store, logs / "cold")
+            if cold["outputs"].get("cache-hit") != "false" or "saved" not in cold["save_log"]:
+                sys.exit(f"the cold job hit or did not save; see {logs / 'cold'}")
+            results[targets]["stored"] = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+            warm = run_job(b, ds, targets, store, logs / "warm")
+            if warm["outputs"].get("cache-hit") != "true":
+                sys.exit(f"the warm job missed ({warm['outputs']}); see {logs / 'warm'}")
+            results[targets]["cold"].append(cold)
+            results[targets]["warm"].append(warm)
+    shutil.rmtree(store, ignore_errors=True)
+    return results
+
+
+def print_jobs(sets, results, runs, load_before, load_after, fresh_fs):
+    """The Markdown table of --jobs, and which target choice wins on each set."""
+
+    def med(jobs, *steps):
+        return statistics.median(sum(j[s][0] for s in steps) for j in jobs)
+
+    busy = load_before[0] > 1.5
+    print()
+    print(f"`scripts/bench {' '.join(sys.argv[7:])}`: "
+          f"{', '.join(f'{n} run(s) of {name.split()[0]}' for name, n in runs.items())}; "
+          f"medians, wall s. Local backend; every job on a fresh runner directory"
+          + (" (a new ext4 file system)" if fresh_fs else "")
+          + "; cold installs download from PyPI. "
+          f"Load average before {load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} CPUs"
+          + (" — **the machine was busy** (load above 1.5 at the start)." if busy else "."))
+    print()
+    print("| data set | targets | cold restore | cold install | cold phase | warm restore | warm install "
+          "| warm phase | warm / cold | cold save | warm save | stored |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    wins = []
+    for ds in sets:
+        r = results[ds["name"]]
+        warm_phase = {t: med(r[t]["warm"], "restore", "install") for t in JOB_TARGETS}
+        best = min(JOB_TARGETS, key=warm_phase.get)
+        for t in JOB_TARGETS:
+            cold, warm = r[t]["cold"], r[t]["warm"]
+            cold_phase = med(cold, "restore", "install")
+            ratio = warm_phase[t] / cold_phase
+            mark = "**" if t == best else ""
+            print(f"| {ds['name']} | `{t}` | {med(cold, 'restore'):.2f} | {med(cold, 'install'):.2f} "
+                  f"| {cold_phase:.2f} | {med(warm, 'restore'):.2f} | {med(warm, 'install'):.2f} "
+                  f"| {mark}{warm_phase[t]:.2f}{mark} | {ratio:.2f} | {med(cold, 'save'):.2f} "
+                  f"| {med(warm, 'save'):.2f} | {r[t]['stored'] / 1e6:.1f} MB |")
+        wins.append(f"{ds['name']}: `{best}` ({warm_phase[best]:.2f} s)")
+    print()
+    print("Phase = restore step + `nox --install-only`. Lowest warm install phase: " + "; ".join(wins) + ".")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", required=True)
     parser.add_argument("--bin-dir", required=True)
     parser.add_argument("--quick", action="store_true", help="small synthetic set, 1 run")
-    parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--sets", default="a,b", help="a, b, c (c installs a scientific stack from PyPI)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="default 3 (1 with --quick); with --jobs 3 for A and 2 for C")
+    parser.add_argument("--sets", help="a, b, c (c installs a scientific stack from PyPI); default a,b, "
+                                       "with --jobs a,c")
+    parser.add_argument("--jobs", action="store_true",
+                        help="whole CI jobs on the local backend, cold and warm, per target choice (sets a, c)")
     parser.add_argument("--who", default="ours,official,baseline", help="for trying things out")
     parser.add_argument("--backends", default="v2,v1,v1-act,v1-gitea,local,s3",
                         help="v2 and v1: the test server; v1-act, v1-gitea: the runners' own servers; "
@@ -728,6 +875,11 @@ def main():
     parser.add_argument("--no-fresh-fs", action="store_true",
                         help="restore onto the disk the data sets are on, not a new ext4 per restore")
     args = parser.parse_args()
+    if args.sets is None:
+        args.sets = "a,c" if args.jobs else "a,b"
+    if args.jobs and "b" in args.sets.split(","):
+        sys.exit("--jobs runs sets a and c: b has no project to install")
+    runs = args.runs
     if args.runs is None:
         args.runs = 1 if args.quick else 3
     b = Bench(args)
@@ -740,6 +892,12 @@ def main():
     if "c" in args.sets.split(","):
         sets.append(make_set_c(b.bench, tools))
     (b.bench / "home").mkdir(exist_ok=True)
+    if args.jobs:
+        load_before = os.getloadavg()
+        job_runs = {ds["name"]: runs or (2 if ds["name"].startswith("C") else 3) for ds in sets}
+        results = {ds["name"]: run_jobs(b, ds, job_runs[ds["name"]]) for ds in sets}
+        print_jobs(sets, results, job_runs, load_before, os.getloadavg(), b.fresh_fs)
+        return
     load_before = os.getloadavg()
     info = []
     if args.net_rate:
