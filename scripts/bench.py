@@ -822,6 +822,13 @@ def print_jobs(sets, results, runs, load_before, load_after, fresh_fs):
     def med(jobs, *steps):
         return statistics.median(sum(j[s][0] for s in steps) for j in jobs)
 
+    def spread(jobs, *steps):
+        """The median, and the range over the runs: cold installs move with the network."""
+        walls = [sum(j[s][0] for s in steps) for j in jobs]
+        if len(walls) == 1:
+            return f"{walls[0]:.2f}"
+        return f"{statistics.median(walls):.2f} ({min(walls):.2f}–{max(walls):.2f})"
+
     busy = load_before[0] > 1.5
     print()
     print(f"`scripts/bench {' '.join(sys.argv[7:])}`: "
@@ -846,12 +853,13 @@ def print_jobs(sets, results, runs, load_before, load_after, fresh_fs):
             ratio = warm_phase[t] / cold_phase
             mark = "**" if t == best else ""
             print(f"| {ds['name']} | `{t}` | {med(cold, 'restore'):.2f} | {med(cold, 'install'):.2f} "
-                  f"| {cold_phase:.2f} | {med(warm, 'restore'):.2f} | {med(warm, 'install'):.2f} "
-                  f"| {mark}{warm_phase[t]:.2f}{mark} | {ratio:.2f} | {med(cold, 'save'):.2f} "
+                  f"| {spread(cold, 'restore', 'install')} | {med(warm, 'restore'):.2f} | {med(warm, 'install'):.2f} "
+                  f"| {mark}{spread(warm, 'restore', 'install')}{mark} | {ratio:.2f} | {med(cold, 'save'):.2f} "
                   f"| {med(warm, 'save'):.2f} | {r[t]['stored'] / 1e6:.1f} MB |")
         wins.append(f"{ds['name']}: `{best}` ({warm_phase[best]:.2f} s)")
     print()
-    print("Phase = restore step + `nox --install-only`. Lowest warm install phase: " + "; ".join(wins) + ".")
+    print("Phase = restore step + `nox --install-only`, median (range over the runs); warm / cold is the "
+          "ratio of the medians. Lowest warm install phase: " + "; ".join(wins) + ".")
 
 
 def main():
