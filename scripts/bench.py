@@ -12,6 +12,7 @@ protocol and run, so it holds only that run's entries.
 """
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -50,6 +51,143 @@ def make_set_a(bench: Path, root: Path, tools: Path) -> dict:
         "name": "A (demo uv cache + .nox)",
         "base": base,
         "ws": ws,
+        "project": root / "examples/demo",
+        "dirs": [uv_cache, ws / ".nox"],
+        "inputs": {"INPUT_TARGETS": "uv nox", "INPUT_UV-CACHE-DIR": str(uv_cache)},
+        "extra_env": {"UV_CACHE_DIR": str(uv_cache)},
+        "official_paths": [str(uv_cache), ".nox"],
+    }
+
+
+# Data set C: a scientific stack and a test stack, pinned to what `uv pip compile` chose for
+# Python 3.11 on manylinux x86_64 on 2026-12-02 (each has a cp311 manylinux wheel or is pure).
+SET_C_DEPENDENCIES = ["numpy==2.4.6", "scipy==1.17.1", "pandas==3.1.1", "matplotlib==3.11.2", "scikit-learn==1.9.1"]
+SET_C_TEST = ["pytest==9.2.0", "hypothesis==6.170.17", "coverage==7.17.5"]
+SET_C_CONSTRAINTS = [  # what the above pull in
+    "cloudpickle==3.1.3", "contourpy==1.3.3", "cycler==0.12.1", "fonttools==4.68.0", "iniconfig==2.3.1",
+    "joblib==1.6.0", "kiwisolver==1.5.1", "narwhals==2.29.0", "packaging==26.4", "pillow==13.0.0",
+    "pluggy==1.7.0", "pygments==2.21.0", "pyparsing==3.3.3", "python-dateutil==4.0.0",
+    "sortedcontainers==2.4.0", "threadpoolctl==3.8.0", "tzdata==2026.6",
+]
+SET_C_BUILD = ["hatchling==1.33.0"]
+SET_C_BUILD_CONSTRAINTS = ["pathspec==1.1.1", "tomlkit==0.15.2", "trove-classifiers==2026.9.21.13"]
+
+SET_C_PACKAGE = '''"""Data set C's package: one small function that touches every library of the stack."""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+from sklearn.linear_model import LinearRegression  # noqa: E402
+
+
+def fit_slope(xs, ys) -> dict:
+    """The slope of ys over xs by scikit-learn and by scipy, their mean, the size of a plot."""
+    frame = pd.DataFrame({"x": xs, "y": ys})
+    model = LinearRegression().fit(frame[["x"]].to_numpy(), frame["y"].to_numpy())
+    fig, ax = plt.subplots()
+    ax.plot(frame["x"], frame["y"], "o")
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    plt.close(fig)
+    return {
+        "sklearn": float(model.coef_[0]),
+        "scipy": float(stats.linregress(frame["x"], frame["y"]).slope),
+        "mean": float(np.mean(frame["y"])),
+        "png_bytes": png.tell(),
+    }
+'''
+
+SET_C_TEST_FILE = '''from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench_stack import fit_slope
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.floats(-100, 100), st.floats(-100, 100))
+def test_slope_of_a_line(slope, intercept):
+    xs = list(range(10))
+    fit = fit_slope(xs, [slope * x + intercept for x in xs])
+    assert abs(fit["sklearn"] - slope) < 1e-6
+    assert abs(fit["scipy"] - slope) < 1e-6
+    assert fit["png_bytes"] > 0
+'''
+
+SET_C_NOXFILE = '''"""Data set C's session: a uv env filled from uv.lock, as examples/demo's is."""
+
+import nox
+
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests"]
+
+
+@nox.session(venv_backend="uv")
+def tests(session: nox.Session) -> None:
+    session.run_install("uv", "sync", "--locked", "--group=test")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+'''
+
+
+def toml_list(items) -> str:
+    """A TOML array of strings, one a line, for the generated pyproject.toml."""
+    return "[\n" + "".join(f'    "{item}",\n' for item in items) + "]"
+
+
+def write_set_c_project(project: Path):
+    """The project of data set C: a pyproject.toml that pins every version (build ones too), a
+    package, a test and a noxfile. Its uv.lock is made at generation time (`make_set_c`)."""
+    (project / "src/bench_stack").mkdir(parents=True)
+    (project / "tests").mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "bench-stack"\nversion = "0.1.0"\nrequires-python = "==3.11.*"\n'
+        f"dependencies = {toml_list(SET_C_DEPENDENCIES)}\n\n"
+        f"[dependency-groups]\ntest = {toml_list(SET_C_TEST)}\n\n"
+        f'[build-system]\nrequires = {toml_list(SET_C_BUILD)}\nbuild-backend = "hatchling.build"\n\n'
+        f"[tool.uv]\nconstraint-dependencies = {toml_list(SET_C_CONSTRAINTS)}\n"
+        f"build-constraint-dependencies = {toml_list(SET_C_BUILD_CONSTRAINTS)}\n\n"
+        '[tool.hatch.build.targets.wheel]\npackages = ["src/bench_stack"]\n'
+    )
+    (project / "src/bench_stack/__init__.py").write_text(SET_C_PACKAGE)
+    (project / "tests/test_stack.py").write_text(SET_C_TEST_FILE)
+    (project / "noxfile.py").write_text(SET_C_NOXFILE)
+
+
+def make_set_c(bench: Path, tools: Path) -> dict:
+    """Real data: the uv cache and .nox of numpy, scipy, pandas, matplotlib, scikit-learn,
+    pytest, hypothesis and coverage, installed from PyPI by a cold `nox --reuse-venv=yes` of a
+    generated project, once (nothing of it is in the repository)."""
+    base = bench / "c"
+    project = base / "project"
+    ws = base / "ws"
+    uv_cache = base / "uv-cache"
+    stamp = base / "generated"
+    if not stamp.exists():
+        print("== data set C: uv lock and a cold nox run of the scientific stack (from PyPI)", file=sys.stderr)
+        shutil.rmtree(base, ignore_errors=True)
+        write_set_c_project(project)
+        env = dict(os.environ, PATH=f"{tools}/bin:{os.environ['PATH']}", MPLCONFIGDIR=str(base / "mplconfig"))
+        # The .nox a CI job saves after its tests holds the bytecode of what they imported.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        # The lock's downloads go to a cache of their own, so that the data set's uv cache holds
+        # only what the nox run put there, as on a runner that runs `uv sync --locked`.
+        sh([str(tools / "bin/uv"), "lock", "--quiet"], cwd=project, env=dict(env, UV_CACHE_DIR=str(base / "lock-cache")))
+        shutil.rmtree(base / "lock-cache")
+        shutil.copytree(project, ws)
+        env["UV_CACHE_DIR"] = str(uv_cache)
+        sh([str(tools / "bin/nox"), "--reuse-venv=yes"], cwd=ws, env=env, stdout=subprocess.DEVNULL)
+        stamp.touch()
+    return {
+        "name": "C (scientific stack uv cache + .nox)",
+        "base": base,
+        "ws": ws,
+        "project": project,
         "dirs": [uv_cache, ws / ".nox"],
         "inputs": {"INPUT_TARGETS": "uv nox", "INPUT_UV-CACHE-DIR": str(uv_cache)},
         "extra_env": {"UV_CACHE_DIR": str(uv_cache)},
@@ -147,6 +285,21 @@ def tree_stats(dirs) -> tuple:
                 files += 1
             files += len(dirnames)
     return size, files
+
+
+def linked_bytes(dirs) -> int:
+    """Bytes of the files that are hard links between two of dirs (uv links the files of its
+    cache into the envs it fills): tree_stats counts them in each dir, and so does an archive
+    per target."""
+    where, size = {}, {}  # (dev, inode) -> indexes of the dirs holding it; -> its size
+    for n, d in enumerate(dirs):
+        for dirpath, _, filenames in os.walk(d):
+            for f in filenames:
+                st = os.lstat(os.path.join(dirpath, f))
+                inode = (st.st_dev, st.st_ino)
+                where.setdefault(inode, set()).add(n)
+                size[inode] = st.st_size
+    return sum(size[inode] for inode, ns in where.items() if len(ns) > 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -559,13 +712,167 @@ class Bench:
         return statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
 
 
+# ---------------------------------------------------------------------------------------------
+# --jobs: whole CI jobs on the local backend, cold then warm, per target choice
+
+JOB_TARGETS = ("uv", "nox", "uv nox")
+# The machine's way to PyPI, handed to the install step (the runner env is built from scratch).
+NETWORK_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "UV_NATIVE_TLS", "UV_SYSTEM_CERTS", "UV_INDEX_URL",
+                "UV_DEFAULT_INDEX", "UV_INDEX", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+def network_env() -> dict:
+    """The variables of NETWORK_VARS (either case for the proxies) that this machine sets."""
+    names = NETWORK_VARS + tuple(n.lower() for n in NETWORK_VARS if n.endswith("PROXY"))
+    return {n: os.environ[n] for n in names if n in os.environ}
+
+
+@contextlib.contextmanager
+def fresh_runner(b: Bench, runner: Path):
+    """The runner's directory for one job (workspace, HOME with the uv cache, RUNNER_TEMP), new
+    each time but always at the same path, as on a hosted runner: cached venvs and the nox key
+    hold absolute paths. It is a new ext4 file system where the bench can mount one (as for
+    every restore of the main bench), else an emptied directory on the disk."""
+    shutil.rmtree(runner, ignore_errors=True)
+    runner.mkdir(parents=True)
+    image = b.bench / "job-fs.img"
+    if b.fresh_fs:
+        with open(image, "wb") as f:
+            f.truncate(b.fresh_fs_bytes)
+        sh(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image)])
+        sh(["mount", "-o", "loop", str(image), str(runner)])
+    try:
+        yield runner
+    finally:
+        if b.fresh_fs:
+            sh(["umount", str(runner)])
+            image.unlink(missing_ok=True)
+        shutil.rmtree(runner, ignore_errors=True)
+
+
+def job_set(ds, runner: Path, targets: str, store: Path) -> dict:
+    """A data set dict (the shape `ours_step` takes) for one job of ds's project on runner."""
+    home = runner / "home"
+    uv_cache = home / ".cache/uv"
+    ws = runner / "work/project"
+    return {
+        "name": ds["name"],
+        "base": runner,
+        "ws": ws,
+        "project": ds["project"],
+        "dirs": [uv_cache, ws / ".nox"],
+        "inputs": {"INPUT_TARGETS": targets, "INPUT_UV-CACHE-DIR": str(uv_cache),
+                   "INPUT_BACKEND": "local", "INPUT_LOCAL-DIR": str(store)},
+        "extra_env": {"HOME": str(home), "UV_CACHE_DIR": str(uv_cache)},
+    }
+
+
+def run_job(b: Bench, ds, targets: str, store: Path, logs: Path) -> dict:
+    """One CI job on a fresh runner: checkout (a copy of the project with new mtimes, as git
+    gives), the restore step, `nox --install-only`, the save step. Returns the (wall, cpu) of
+    the three, the restore's outputs and the save's log; the logs stay in logs."""
+    shutil.rmtree(logs, ignore_errors=True)
+    with fresh_runner(b, b.bench / "jobs/runner") as runner:
+        job = job_set(ds, runner, targets, store)
+        shutil.copytree(job["project"], job["ws"], copy_function=shutil.copyfile,
+                        ignore=shutil.ignore_patterns(".nox", "__pycache__", ".venv"))
+        Path(job["extra_env"]["HOME"]).mkdir()
+        temp = runner / "temp"
+        temp.mkdir()
+        restore, main_dir = b.ours_step(job, "restore", {}, "jobs", logs / "main", temp=temp)
+        env = b.base_env(job, logs / "install", temp)
+        env.update(read_runner_file(main_dir / "env"))  # what the runner hands to later steps
+        env.update(network_env())
+        nox = [str(b.bench / "tools/bin/nox"), "--install-only", "--reuse-venv=yes"]
+        install = timed(nox, env, job["ws"], logs / "install/install.log")
+        state = read_runner_file(main_dir / "state")
+        save, save_dir = b.ours_step(job, "save", {}, "jobs", logs / "post", state, temp=temp)
+    return {"restore": restore, "install": install, "save": save,
+            "outputs": read_runner_file(main_dir / "output"), "save_log": (save_dir / "save.log").read_text()}
+
+
+def run_jobs(b: Bench, ds, runs: int) -> dict:
+    """Cold job then warm job against one new local store, per target choice and run (the
+    choices rotate across runs, so drift in the machine's load spreads over all of them).
+    Returns {targets: {"cold"|"warm": [job], "stored": bytes}}."""
+    results = {t: {"cold": [], "warm": [], "stored": 0} for t in JOB_TARGETS}
+    store = b.bench / "jobs/store"
+    for i in range(runs):
+        for k in range(len(JOB_TARGETS)):
+            targets = JOB_TARGETS[(i + k) % len(JOB_TARGETS)]
+            print(f"== jobs, {ds['name']}: run {i + 1}/{runs}, targets: {targets}", file=sys.stderr)
+            shutil.rmtree(store, ignore_errors=True)
+            logs = b.bench / "jobs/logs" / targets.replace(" ", "-")
+            cold = run_job(b, ds, targets, store, logs / "cold")
+            if cold["outputs"].get("cache-hit") != "false" or "saved" not in cold["save_log"]:
+                sys.exit(f"the cold job hit or did not save; see {logs / 'cold'}")
+            results[targets]["stored"] = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+            warm = run_job(b, ds, targets, store, logs / "warm")
+            if warm["outputs"].get("cache-hit") != "true":
+                sys.exit(f"the warm job missed ({warm['outputs']}); see {logs / 'warm'}")
+            results[targets]["cold"].append(cold)
+            results[targets]["warm"].append(warm)
+    shutil.rmtree(store, ignore_errors=True)
+    return results
+
+
+def print_jobs(sets, results, runs, load_before, load_after, fresh_fs):
+    """The Markdown table of --jobs, and which target choice wins on each set."""
+
+    def med(jobs, *steps):
+        return statistics.median(sum(j[s][0] for s in steps) for j in jobs)
+
+    def spread(jobs, *steps):
+        """The median, and the range over the runs: cold installs move with the network."""
+        walls = [sum(j[s][0] for s in steps) for j in jobs]
+        if len(walls) == 1:
+            return f"{walls[0]:.2f}"
+        return f"{statistics.median(walls):.2f} ({min(walls):.2f}–{max(walls):.2f})"
+
+    busy = load_before[0] > 1.5
+    print()
+    print(f"`scripts/bench {' '.join(sys.argv[7:])}`: "
+          f"{', '.join(f'{n} run(s) of {name.split()[0]}' for name, n in runs.items())}; "
+          f"medians, wall s. Local backend; every job on a fresh runner directory"
+          + (" (a new ext4 file system)" if fresh_fs else "")
+          + "; cold installs download from PyPI. "
+          f"Load average before {load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} CPUs"
+          + (" — **the machine was busy** (load above 1.5 at the start)." if busy else "."))
+    print()
+    print("| data set | targets | cold restore | cold install | cold phase | warm restore | warm install "
+          "| warm phase | warm / cold | cold save | warm save | stored |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    wins = []
+    for ds in sets:
+        r = results[ds["name"]]
+        warm_phase = {t: med(r[t]["warm"], "restore", "install") for t in JOB_TARGETS}
+        best = min(JOB_TARGETS, key=warm_phase.get)
+        for t in JOB_TARGETS:
+            cold, warm = r[t]["cold"], r[t]["warm"]
+            cold_phase = med(cold, "restore", "install")
+            ratio = warm_phase[t] / cold_phase
+            mark = "**" if t == best else ""
+            print(f"| {ds['name']} | `{t}` | {med(cold, 'restore'):.2f} | {med(cold, 'install'):.2f} "
+                  f"| {spread(cold, 'restore', 'install')} | {med(warm, 'restore'):.2f} | {med(warm, 'install'):.2f} "
+                  f"| {mark}{spread(warm, 'restore', 'install')}{mark} | {ratio:.2f} | {med(cold, 'save'):.2f} "
+                  f"| {med(warm, 'save'):.2f} | {r[t]['stored'] / 1e6:.1f} MB |")
+        wins.append(f"{ds['name']}: `{best}` ({warm_phase[best]:.2f} s)")
+    print()
+    print("Phase = restore step + `nox --install-only`, median (range over the runs); warm / cold is the "
+          "ratio of the medians. Lowest warm install phase: " + "; ".join(wins) + ".")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", required=True)
     parser.add_argument("--bin-dir", required=True)
     parser.add_argument("--quick", action="store_true", help="small synthetic set, 1 run")
-    parser.add_argument("--runs", type=int, default=None)
-    parser.add_argument("--sets", default="a,b")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="default 3 (1 with --quick); with --jobs 3 for A and 2 for C")
+    parser.add_argument("--sets", help="a, b, c (c installs a scientific stack from PyPI); default a,b, "
+                                       "with --jobs a,c")
+    parser.add_argument("--jobs", action="store_true",
+                        help="whole CI jobs on the local backend, cold and warm, per target choice (sets a, c)")
     parser.add_argument("--who", default="ours,official,baseline", help="for trying things out")
     parser.add_argument("--backends", default="v2,v1,v1-act,v1-gitea,local,s3",
                         help="v2 and v1: the test server; v1-act, v1-gitea: the runners' own servers; "
@@ -576,6 +883,11 @@ def main():
     parser.add_argument("--no-fresh-fs", action="store_true",
                         help="restore onto the disk the data sets are on, not a new ext4 per restore")
     args = parser.parse_args()
+    if args.sets is None:
+        args.sets = "a,c" if args.jobs else "a,b"
+    if args.jobs and "b" in args.sets.split(","):
+        sys.exit("--jobs runs sets a and c: b has no project to install")
+    runs = args.runs
     if args.runs is None:
         args.runs = 1 if args.quick else 3
     b = Bench(args)
@@ -585,7 +897,15 @@ def main():
         sets.append(make_set_a(b.bench, b.root, tools))
     if "b" in args.sets.split(","):
         sets.append(make_set_b(b.bench, args.quick))
+    if "c" in args.sets.split(","):
+        sets.append(make_set_c(b.bench, tools))
     (b.bench / "home").mkdir(exist_ok=True)
+    if args.jobs:
+        load_before = os.getloadavg()
+        job_runs = {ds["name"]: runs or (2 if ds["name"].startswith("C") else 3) for ds in sets}
+        results = {ds["name"]: run_jobs(b, ds, job_runs[ds["name"]]) for ds in sets}
+        print_jobs(sets, results, job_runs, load_before, os.getloadavg(), b.fresh_fs)
+        return
     load_before = os.getloadavg()
     info = []
     if args.net_rate:
@@ -642,6 +962,11 @@ def main():
     print("|---|---:|---:|---:|---:|---:|")
     for name, size, files, ours, base in info:
         print(f"| {name} | {size:,} | {files:,} | {ours:,} | {base:,} | {b.rss.get(name, 0) / 1024:.0f} MiB |")
+    print()
+    for ds in sets:
+        if len(ds["dirs"]) > 1:
+            print(f"{ds['name']}: {linked_bytes(ds['dirs']):,} of its bytes are files hard-linked between "
+                  "the uv cache and .nox (counted in both above, and stored in both archives).")
     print()
     print("Peak RSS of the binary per step (max over runs): " + "; ".join(
         f"{n} {step} {max(k for n2, s2, k in b.rss_steps if (n2, s2) == (n, step)) / 1024:.0f} MiB"
