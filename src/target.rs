@@ -229,7 +229,7 @@ fn escape_glob(text: &str) -> String {
 
 /// uv's cache directory, resolved in uv's order: `UV_CACHE_DIR`, the `uv-cache-dir` input,
 /// `uv cache dir`, `$XDG_CACHE_HOME/uv`, `~/.cache/uv`.
-fn uv_cache_dir(cfg: &Config) -> (PathBuf, &'static str) {
+pub fn uv_cache_dir(cfg: &Config) -> (PathBuf, &'static str) {
     if let Some(dir) = &cfg.runner.uv_cache_dir_env {
         return (absolute(&cfg.working_directory, dir), "UV_CACHE_DIR");
     }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::links::Link;
 use super::{
     Eviction, Invalid, cfg_python_version, cfg_value, env_names, normalize_lexically, parse_pyvenv_cfg,
 };
@@ -28,6 +29,10 @@ pub const MARKER_FILE: &str = ".uv-nox-cache-env.json";
 
 /// Bumped when [`Marker`] changes meaning; an env with another schema is rebuilt.
 pub const MARKER_SCHEMA: u32 = 1;
+/// The schema of a marker that lists files the env shares with the uv cache (left out of its
+/// archive): a version that cannot put them back rejects the env instead of running it
+/// without them.
+pub const MARKER_SCHEMA_WITH_LINKS: u32 = 2;
 
 /// How long asking an interpreter for its version may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +56,10 @@ pub struct Marker {
     /// restore log can say it (absent in markers of older versions).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub project: Vec<ProjectDist>,
+    /// The env's files left out of its archive because the uv cache saved beside it holds them
+    /// (`links.rs`); only with [`MARKER_SCHEMA_WITH_LINKS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uv_cache_files: Vec<Link>,
 }
 
 /// One workspace distribution as the save found it in an env.
@@ -82,6 +91,7 @@ impl Marker {
             interpreter: interpreter.to_string_lossy().into_owned(),
             python_version: cfg_python_version(&cfg)?,
             project: Vec::new(),
+            uv_cache_files: Vec::new(),
         })
     }
 }
@@ -94,13 +104,24 @@ const PYTHON: &str = "Scripts/python.exe";
 
 /// One marker file per env under `envdir`, as `(<env>/.uv-nox-cache-env.json, JSON bytes)` with
 /// paths relative to `envdir`, for the archive packer to add; each records what `eviction` did
-/// with the workspace's own distributions in that env. Writes nothing to disk.
-pub fn markers(envdir: &Path, os: &str, arch: &str, eviction: &Eviction) -> Vec<(PathBuf, Vec<u8>)> {
+/// with the workspace's own distributions in that env, and which of its files the archive
+/// leaves to the uv cache (`shared`). Writes nothing to disk.
+pub fn markers(
+    envdir: &Path,
+    os: &str,
+    arch: &str,
+    eviction: &Eviction,
+    shared: &BTreeMap<String, Vec<Link>>,
+) -> Vec<(PathBuf, Vec<u8>)> {
     env_names(envdir)
         .into_iter()
         .filter_map(|name| {
             let mut marker = Marker::of_env(envdir, &name, os, arch)?;
             marker.project = project_dists(eviction, &name);
+            if let Some(links) = shared.get(&name) {
+                marker.schema = MARKER_SCHEMA_WITH_LINKS;
+                marker.uv_cache_files = links.clone();
+            }
             let mut json = serde_json::to_vec_pretty(&marker).expect("a marker serialises");
             json.push(b'\n');
             Some((PathBuf::from(name).join(MARKER_FILE), json))
@@ -230,7 +251,7 @@ fn same_python(recorded: &str, actual: &str) -> bool {
         || (minor_only && actual.strip_prefix(recorded).is_some_and(|rest| rest.starts_with('.')))
 }
 
-fn read_marker(stage_env: &Path) -> Result<Option<Marker>, String> {
+pub(super) fn read_marker(stage_env: &Path) -> Result<Option<Marker>, String> {
     let path = stage_env.join(MARKER_FILE);
     let Ok(text) = fs::read_to_string(&path) else { return Ok(None) };
     serde_json::from_str(&text).map(Some).map_err(|e| format!("marker {MARKER_FILE} is unreadable: {e}"))
@@ -243,8 +264,11 @@ fn check_marker(
     os: &str,
     arch: &str,
 ) -> Result<(), String> {
-    if marker.schema != MARKER_SCHEMA {
-        return Err(format!("marker schema is {}, this version writes {MARKER_SCHEMA}", marker.schema));
+    if ![MARKER_SCHEMA, MARKER_SCHEMA_WITH_LINKS].contains(&marker.schema) {
+        return Err(format!(
+            "marker schema is {}, this version reads {MARKER_SCHEMA} and {MARKER_SCHEMA_WITH_LINKS}",
+            marker.schema
+        ));
     }
     if marker.os != os {
         return Err(format!("env was built on OS {}, this runner is {os}", marker.os));
@@ -383,9 +407,11 @@ mod tests {
             interpreter: "/usr/bin/python3.12".into(),
             python_version: "3.12.4".into(),
             project: Vec::new(),
+            uv_cache_files: Vec::new(),
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains(r#""interpreter":"/usr/bin/python3.12""#), "{json}");
+        assert!(!json.contains("uv_cache_files"), "a marker without links reads as before: {json}");
         assert_eq!(serde_json::from_str::<Marker>(&json).unwrap(), m);
     }
 

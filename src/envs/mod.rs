@@ -12,6 +12,7 @@
 //! to leave out and extra files for it to add, so a failed save cannot damage a live env.
 
 mod evict;
+mod links;
 mod marker;
 mod noxfile;
 mod prune;
@@ -26,8 +27,10 @@ pub use evict::{
     changed_since_saved, is_uv_environments_bucket, nox_project_eviction, remove_evicted,
     uv_environment_buckets, uv_local_builds,
 };
+pub use links::{Link, restore_shared, shared_paths, shared_with_uv_cache};
 pub use marker::{
-    MARKER_FILE, MARKER_SCHEMA, Marker, ProjectDist, markers, saved_project_dists, validate_and_prune,
+    MARKER_FILE, MARKER_SCHEMA, MARKER_SCHEMA_WITH_LINKS, Marker, ProjectDist, markers, saved_project_dists,
+    validate_and_prune,
 };
 pub use noxfile::{WorkflowReuse, noxfile_enables_reuse, workflow_path, workflow_reuse};
 pub use prune::{PruneError, uv_prune_ci};

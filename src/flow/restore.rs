@@ -15,16 +15,28 @@ use crate::flow::{RestoreError, RestoreResult, Restored, seconds};
 use crate::place;
 use crate::progress::Progress;
 use crate::runner::{self, human_size};
-use crate::target::TargetPlan;
+use crate::target::{self, TargetPlan};
 use crate::{cancel, disk, envs};
 
 /// Restores every planned target; never fails: trouble is a [`RestoreError`] in the outcome,
 /// which `report.rs` turns into a warning and a miss.
 pub fn restore(cfg: &Config, backend: &dyn Backend, plans: &[TargetPlan]) -> Vec<Restored> {
-    plans.iter().map(|plan| restore_target(cfg, backend, plan)).collect()
+    // Where nox envs get the files they share with the uv cache, restored before them
+    // (`Target`'s order): the uv target's directory, or uv's own when it is not a target.
+    let uv_cache = match plans.iter().find(|p| p.target == Target::Uv) {
+        Some(uv) => Some(uv.dir.clone()),
+        None if cfg.targets.contains(&Target::Nox) => Some(target::uv_cache_dir(cfg).0),
+        None => None,
+    };
+    plans.iter().map(|plan| restore_target(cfg, backend, plan, uv_cache.as_deref())).collect()
 }
 
-fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Restored {
+fn restore_target(
+    cfg: &Config,
+    backend: &dyn Backend,
+    plan: &TargetPlan,
+    uv_cache: Option<&Path>,
+) -> Restored {
     let name = plan.target.name();
     let _group = runner::group(&format!("{name}: restore from {}", backend.name()));
     let started = Instant::now();
@@ -63,7 +75,7 @@ fn restore_target(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Res
             free,
         }));
     }
-    let extracted = match download_into_place(cfg, backend, plan, &hit) {
+    let extracted = match download_into_place(cfg, backend, plan, &hit, uv_cache) {
         Ok(extracted) => extracted,
         Err(why) => return ended(RestoreResult::Failed(RestoreError::Restore { key: matched_key, why })),
     };
@@ -118,6 +130,7 @@ fn download_into_place(
     backend: &dyn Backend,
     plan: &TargetPlan,
     hit: &Hit,
+    uv_cache: Option<&Path>,
 ) -> Result<Extracted, String> {
     for stale in place::remove_stale(&plan.dir) {
         info!("{}: removed {}, left by a run that was killed", plan.target.name(), stale.display());
@@ -134,7 +147,7 @@ fn download_into_place(
         let note = unpacked.comment.as_deref().and_then(EntryNote::from_comment);
         let nox = plan.target == Target::Nox;
         let saved = if nox { envs::saved_project_dists(&staging) } else { BTreeMap::new() };
-        let invalidated = validate_restored(plan, &staging);
+        let invalidated = validate_restored(plan, &staging, uv_cache);
         let envs_state =
             if nox { review_project(cfg, &staging, &saved) } else { envs::cache_state(&staging) };
         cancel::check().map_err(|e| e.to_string())?;
@@ -197,12 +210,16 @@ fn explain_match(plan: &TargetPlan, hit: &Hit, exact: bool) {
     }
 }
 
-/// Checks the environments that came back; returns each deleted one with its reason.
-fn validate_restored(plan: &TargetPlan, staging: &Path) -> Vec<String> {
-    if plan.target != Target::Nox {
+/// Completes the environments that came back with the files they share with the uv cache,
+/// and checks them; returns each deleted one with its reason.
+fn validate_restored(plan: &TargetPlan, staging: &Path, uv_cache: Option<&Path>) -> Vec<String> {
+    let Some(uv_cache) = uv_cache.filter(|_| plan.target == Target::Nox) else {
         return Vec::new();
-    }
-    envs::validate_and_prune(staging, &plan.dir, &plan.key.os, &plan.key.arch, plan.interpreter.as_ref())
+    };
+    let mut invalid = envs::restore_shared(staging, uv_cache);
+    let (os, arch) = (&plan.key.os, &plan.key.arch);
+    invalid.extend(envs::validate_and_prune(staging, &plan.dir, os, arch, plan.interpreter.as_ref()));
+    invalid
         .into_iter()
         .map(|invalid| format!("env `{}` removed after restore: {}", invalid.env, invalid.reason))
         .collect()

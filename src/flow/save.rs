@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::io::BufWriter;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tracing::{info, warn};
@@ -65,7 +65,16 @@ pub fn save(
     if cfg.targets.contains(&Target::Nox) {
         uv_python::hint_missing_target(cfg, &cfg.nox_envdir);
     }
-    plans.iter().map(|plan| save_target(cfg, backend, plan, state)).collect()
+    let mut reports: Vec<SaveReport> = Vec::new();
+    for plan in plans {
+        // The uv cache stored a moment ago holds the files uv linked into the envs, so the nox
+        // archive leaves them to it (envs/links.rs). uv is saved before nox (`Target`'s order).
+        let uv_stored =
+            reports.iter().any(|r| r.target == Target::Uv && matches!(r.result, SaveResult::Saved));
+        let uv_cache = plans.iter().find(|p| p.target == Target::Uv).filter(|_| uv_stored);
+        reports.push(save_target(cfg, backend, plan, state, uv_cache.map(|p| p.dir.as_path())));
+    }
+    reports
 }
 
 fn save_target(
@@ -73,6 +82,7 @@ fn save_target(
     backend: &dyn Backend,
     plan: &TargetPlan,
     state: &dyn Fn(&str) -> Option<String>,
+    stored_uv_cache: Option<&Path>,
 ) -> SaveReport {
     let name = plan.target.name();
     let _group = runner::group(&format!("{name}: save to {}", backend.name()));
@@ -98,7 +108,7 @@ fn save_target(
         crate::notice!("{name}: nothing to save, {} does not exist", plan.dir.display());
         return ended(&primary, SaveResult::NothingToSave);
     }
-    let leave_out = leave_out(cfg, plan);
+    let leave_out = leave_out(cfg, plan, stored_uv_cache);
     let note = entry_note::of_job(state(STATE_RESTORE_ENDED).as_deref(), entry_note::now_ms());
     let key = match save_key(cfg, plan, &primary, &leave_out.skip, state) {
         Ok(key) => key,
@@ -261,16 +271,27 @@ struct LeaveOut {
 }
 
 /// Decides what this target's archive leaves out and adds: the workspace's own packages in
-/// nox envs and uv's builds of local paths (`evict-project`), a marker per env; for uv, the
-/// optional `uv cache prune --ci` happens first.
-fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
+/// nox envs and uv's builds of local paths (`evict-project`), a marker per env, and the env
+/// files the uv cache stored in this step holds (`stored_uv_cache`); for uv, the optional
+/// `uv cache prune --ci` happens first.
+fn leave_out(cfg: &Config, plan: &TargetPlan, stored_uv_cache: Option<&Path>) -> LeaveOut {
     let mut out = LeaveOut::default();
     let eviction = match plan.target {
         Target::Nox => {
             let eviction =
                 cfg.evict_project.then(|| envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace));
             let recorded = eviction.clone().unwrap_or_default();
-            out.extra = envs::markers(&plan.dir, &plan.key.os, &plan.key.arch, &recorded);
+            let shared = stored_uv_cache
+                .map(|uv| {
+                    envs::shared_with_uv_cache(&plan.dir, uv, &uv_archive_skip(cfg, uv), &recorded.skip)
+                })
+                .unwrap_or_default();
+            out.extra = envs::markers(&plan.dir, &plan.key.os, &plan.key.arch, &recorded, &shared);
+            if !shared.is_empty() {
+                let (files, bytes) = shared.values().flatten().fold((0, 0), |(n, b), l| (n + 1, b + l.size));
+                info!("nox: {files} env files ({}) left to the uv cache saved with them", human_size(bytes));
+                out.skip.extend(envs::shared_paths(&shared));
+            }
             for k in &recorded.kept {
                 info!("nox: env `{}`: kept {} — {}", k.env, k.dist, k.reason);
             }
@@ -304,6 +325,16 @@ fn leave_out(cfg: &Config, plan: &TargetPlan) -> LeaveOut {
     out.notes = notes.join("; ");
     out.skip.extend(eviction.skip);
     out
+}
+
+/// What the uv archive of `dir` leaves out: uv's environments buckets, and with
+/// `evict-project` its builds of local paths (as `leave_out` decides for the uv target).
+fn uv_archive_skip(cfg: &Config, dir: &Path) -> HashSet<PathBuf> {
+    let mut skip = envs::uv_environment_buckets(dir);
+    if cfg.evict_project {
+        skip.extend(envs::uv_local_builds(dir).skip);
+    }
+    skip
 }
 
 /// Prunes the uv cache when asked, and warns when uv writes somewhere else than what is saved.

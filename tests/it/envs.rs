@@ -373,7 +373,7 @@ fn glob_whl(cache: &Path) -> Vec<PathBuf> {
 
 /// Writes the markers `markers()` computes into the envs, as a restore would unpack them.
 fn write_markers(envdir: &Path, os: &str, arch: &str) -> usize {
-    let markers = markers(envdir, os, arch, &Eviction::default());
+    let markers = markers(envdir, os, arch, &Eviction::default(), &Default::default());
     for (rel, bytes) in &markers {
         fs::write(envdir.join(rel), bytes).unwrap();
     }
@@ -393,7 +393,7 @@ fn markers_record_the_interpreter_the_version_and_the_env_path() {
     let env = w.venv(&python, "tests");
     let envdir = w.ws.join(".nox");
 
-    let markers = markers(&envdir, "Linux", "X64", &Eviction::default());
+    let markers = markers(&envdir, "Linux", "X64", &Eviction::default(), &Default::default());
 
     assert_eq!(markers.len(), 1);
     assert_eq!(markers[0].0, Path::new("tests").join(MARKER_FILE));
@@ -408,6 +408,7 @@ fn markers_record_the_interpreter_the_version_and_the_env_path() {
             interpreter: python.to_string_lossy().into_owned(),
             python_version: version,
             project: Vec::new(),
+            uv_cache_files: Vec::new(),
         }
     );
     assert!(!env.join(MARKER_FILE).exists(), "markers() writes nothing");
@@ -484,7 +485,7 @@ fn validation_deletes_an_env_from_another_os_or_arch() {
     w.venv(&python, "a");
     w.venv(&python, "b");
     let envdir = w.ws.join(".nox");
-    let markers = markers(&envdir, "Linux", "X64", &Eviction::default());
+    let markers = markers(&envdir, "Linux", "X64", &Eviction::default(), &Default::default());
     fs::write(envdir.join(&markers[0].0), &markers[0].1).unwrap();
     let arm: Vec<u8> =
         String::from_utf8(markers[1].1.clone()).unwrap().replace("\"X64\"", "\"ARM64\"").into();
@@ -562,7 +563,7 @@ fn validation_deletes_an_env_whose_interpreter_changed_version() {
     let (python, version) = base_python();
     let env = w.venv(&python, "tests");
     let envdir = w.ws.join(".nox");
-    let markers = markers(&envdir, "Linux", "X64", &Eviction::default());
+    let markers = markers(&envdir, "Linux", "X64", &Eviction::default(), &Default::default());
     let mut marker: Marker = serde_json::from_slice(&markers[0].1).unwrap();
     marker.python_version = "3.0.1".into();
     fs::write(env.join(MARKER_FILE), serde_json::to_vec(&marker).unwrap()).unwrap();
