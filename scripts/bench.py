@@ -676,8 +676,11 @@ class Bench:
                 shutil.rmtree(data, ignore_errors=True)
                 server = Server(self.runner_servers[proto], "--dir", str(data))
                 try:
+                    # ACT=true, as these runners set it for every job: our save reserves without
+                    # a size and uploads while packing, which their servers accept.
                     env = {"ACTIONS_RUNTIME_TOKEN": server.env["ACTIONS_RUNTIME_TOKEN"],
-                           "ACTIONS_CACHE_URL": server.env["ACTIONS_CACHE_URL"]}
+                           "ACTIONS_CACHE_URL": server.env["ACTIONS_CACHE_URL"],
+                           "ACT": "true"}
                     self.both_clients(ds, env, proto, i, flip)
                 finally:
                     server.stop()
