@@ -100,7 +100,8 @@ pub fn restore_shared(envdir: &Path, uv_dir: &Path) -> Vec<Invalid> {
 }
 
 fn put_back(env: &Path, uv_dir: &Path, links: &[Link]) -> Result<(), String> {
-    let missing: Vec<&Link> = links.iter().filter(|l| !is_cached(uv_dir, l)).collect();
+    let mut cache_dirs = RealDirs::under(uv_dir);
+    let missing: Vec<&Link> = links.iter().filter(|l| !is_cached(&mut cache_dirs, l)).collect();
     if let Some(first) = missing.first() {
         return Err(format!(
             "{} of its files come from the uv cache, which {} does not hold (such as {}): restore the uv target \
@@ -110,28 +111,44 @@ fn put_back(env: &Path, uv_dir: &Path, links: &[Link]) -> Result<(), String> {
             first.uv
         ));
     }
+    let mut env_dirs = RealDirs::under(env);
     for link in links {
         let target =
             plain_path(&link.path).ok_or_else(|| format!("its marker names the file {:?}", link.path))?;
         let parent = target.parent().unwrap_or(Path::new(""));
-        if !real_directory(env, parent) {
+        if !env_dirs.contain(parent) {
             return Err(format!("{} is not a directory of the env", parent.display()));
         }
         let (from, to) = (uv_dir.join(&link.uv), env.join(&target));
+        if fs::symlink_metadata(&to).is_ok() {
+            return Err(format!(
+                "{} is in its archive although its marker says the uv cache has it",
+                link.path
+            ));
+        }
         if fs::hard_link(&from, &to).is_err() {
-            fs::copy(&from, &to).map_err(|e| format!("copying {} from the uv cache: {e}", link.uv))?;
+            copy_new(&from, &to).map_err(|e| format!("copying {} from the uv cache: {e}", link.uv))?;
         }
     }
     Ok(())
 }
 
+/// Copies `from` to a new file `to` (another file system, where no hard link can be made). The
+/// copy never opens an existing path, so it cannot write through a link planted there.
+fn copy_new(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut source = fs::File::open(from)?;
+    let mut target = fs::OpenOptions::new().write(true).create_new(true).open(to)?;
+    std::io::copy(&mut source, &mut target)?;
+    target.set_permissions(source.metadata()?.permissions())
+}
+
 /// Whether the uv cache holds `link`'s file: a regular file of its size, reached without
 /// passing through a symlink.
-fn is_cached(uv_dir: &Path, link: &Link) -> bool {
+fn is_cached(cache_dirs: &mut RealDirs, link: &Link) -> bool {
     let Some(rel) = plain_path(&link.uv) else { return false };
     let parent = rel.parent().unwrap_or(Path::new(""));
-    real_directory(uv_dir, parent)
-        && fs::symlink_metadata(uv_dir.join(&rel)).is_ok_and(|m| m.is_file() && m.len() == link.size)
+    cache_dirs.contain(parent)
+        && fs::symlink_metadata(cache_dirs.root.join(&rel)).is_ok_and(|m| m.is_file() && m.len() == link.size)
 }
 
 /// `text` as a relative path of plain names only (no `..`, no root, not empty).
@@ -141,13 +158,31 @@ fn plain_path(text: &str) -> Option<PathBuf> {
     (plain && path.components().next().is_some()).then_some(path)
 }
 
-/// Whether every component of `rel` below `root` is a directory, none a symlink.
-fn real_directory(root: &Path, rel: &Path) -> bool {
-    let mut at = root.to_path_buf();
-    rel.components().all(|c| {
-        at.push(c);
-        fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir())
-    })
+/// The directories below `root` found to be real directories all the way down (no component a
+/// symlink), remembered: an env's thousands of files share a few hundred directories.
+struct RealDirs {
+    root: PathBuf,
+    known: HashSet<PathBuf>,
+}
+
+impl RealDirs {
+    fn under(root: &Path) -> RealDirs {
+        RealDirs { root: root.to_path_buf(), known: HashSet::new() }
+    }
+
+    /// Whether every component of `rel` (relative to the root) is a directory, none a symlink.
+    fn contain(&mut self, rel: &Path) -> bool {
+        if rel.as_os_str().is_empty() || self.known.contains(rel) {
+            return true;
+        }
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let real =
+            self.contain(parent) && fs::symlink_metadata(self.root.join(rel)).is_ok_and(|m| m.is_dir());
+        if real {
+            self.known.insert(rel.to_path_buf());
+        }
+        real
+    }
 }
 
 /// Calls `found` for every regular file below `root/rel`, never following symlinks.
@@ -242,6 +277,19 @@ mod tests {
     }
 
     #[test]
+    fn the_copy_across_file_systems_makes_a_new_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+        fs::write(&from, "data").unwrap();
+        copy_new(&from, &to).unwrap();
+        assert_eq!(fs::read_to_string(&to).unwrap(), "data");
+        let (outside, planted) = (dir.path().join("outside"), dir.path().join("planted"));
+        std::os::unix::fs::symlink(&outside, &planted).unwrap();
+        assert!(copy_new(&from, &planted).is_err());
+        assert!(!outside.exists(), "the copy went through a planted link");
+    }
+
+    #[test]
     fn a_hostile_marker_links_nothing_outside() {
         for (path, from) in [
             ("../../outside/planted", "archive-v0/abc/pkg/mod.py"),
@@ -249,6 +297,7 @@ mod tests {
             ("/tmp/planted", "archive-v0/abc/pkg/mod.py"),
             ("lib/leak", "away/secret"),
             ("lib/leak", "../outside/secret"),
+            ("lib/planted-link", "archive-v0/abc/pkg/mod.py"),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let (uv, envdir) = layout(dir.path());
@@ -257,6 +306,7 @@ mod tests {
             fs::write(outside.join("secret"), "s3cret").unwrap();
             std::os::unix::fs::symlink(&outside, envdir.join("e/escape")).unwrap();
             std::os::unix::fs::symlink(&outside, uv.join("away")).unwrap();
+            std::os::unix::fs::symlink(outside.join("planted"), envdir.join("e/lib/planted-link")).unwrap();
             // The size is right, so only the path checks stand in the way.
             write_marker(&envdir.join("e"), vec![Link { path: path.into(), uv: from.into(), size: 6 }]);
             assert_eq!(restore_shared(&envdir, &uv).len(), 1, "{path} from {from}");
