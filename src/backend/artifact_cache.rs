@@ -3,7 +3,7 @@
 //! commit) and its error shapes share nothing with the v2 Twirp protocol but the HTTP helpers.
 //!
 //! Lookup and download: `GET cache?keys=…&version=…` (204 = miss) gives an `archiveLocation`
-//! that is fetched with one streaming `GET` and no credentials. Save: `POST caches` with
+//! that is fetched without credentials, in parallel ranges where the host serves them. Save: `POST caches` with
 //! `cacheSize` (409 or any other refusal = someone else holds the key, 400 = too big), equal
 //! `PATCH` chunks with `Content-Range: bytes a-b/*` from a few threads, then `POST caches/{id}`.
 //! The runners' own servers (act, Forgejo, Gitea) also take a reservation without `cacheSize`
@@ -172,10 +172,12 @@ impl ArtifactCacheBackend {
         })
     }
 
-    /// One streaming `GET` of the entry's `archiveLocation`, without credentials.
+    /// The entry's `archiveLocation`, without credentials: parallel ranges where the host
+    /// serves `Range` (act's, Forgejo's and Gitea's servers do, as do GHES's blob stores), one
+    /// streaming `GET` where it does not.
     fn fetch(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError> {
         let location = hit.locator::<SignedUrl>(&self.name())?;
-        Ok(Box::new(self.http.stream_get("download", location.url.expose())?))
+        transfer::ranged_download(&self.http, &location.url)
     }
 }
 

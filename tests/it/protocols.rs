@@ -321,11 +321,19 @@ fn ranged_parallel_download_and_range_ignoring_host() {
     assert_eq!(fetch(&*backend, &hit), bytes);
     assert_eq!(routed(&server, Route::Download).len(), 1, "one streaming GET");
 
-    // The v1 archive host too.
+    // The v1 archive host too: ranges where it serves them, one GET where it does not.
     let v1 = backend_for(&server, Protocol::V1);
     save(&*v1, "ranged-v1", VERSION, &bytes);
     let hit = v1.lookup(&keys(&["ranged-v1"]), VERSION).unwrap().unwrap();
+    server.clear_requests();
     assert_eq!(fetch(&*v1, &hit), bytes);
+    assert_eq!(routed(&server, Route::Download).len(), 1, "one streaming GET");
+    server.set_ignore_range(false);
+    server.clear_requests();
+    assert_eq!(fetch(&*v1, &hit), bytes);
+    let gets = routed(&server, Route::Download);
+    assert_eq!(gets.len(), 5, "1 KiB ranges of a 5000-byte archive");
+    assert!(gets.iter().all(|g| g.header("range").is_some() && g.header("authorization").is_none()));
 }
 
 #[test]
