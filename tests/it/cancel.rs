@@ -127,14 +127,10 @@ fn rig_with_a_stalling_download(service: Service) -> (Rig, (Snapshot, Snapshot))
     populate(&rig.machine, "already here");
     let before = (snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir()));
     rig.server().clear_requests();
+    // Downloads go in ranges (both protocols, the server serving `Range`), and a range is
+    // handed on only once it is whole: the first one is served, the later ones stall.
     let stall = Fault::Stall { route: Route::Download, times: usize::MAX };
-    // v2 downloads in ranges and hands a range on only once it is whole: the first one is
-    // served, the later ones stall.
-    let stall = match service {
-        Service::GithubV2 => Fault::Later { skip: 1, fault: Box::new(stall) },
-        _ => stall,
-    };
-    rig.server().inject(stall);
+    rig.server().inject(Fault::Later { skip: 1, fault: Box::new(stall) });
     (rig, before)
 }
 
