@@ -46,8 +46,9 @@ fn a_restore_slower_than_the_saving_jobs_work_is_called_out() {
     // The cold job's work between its steps is `populate`: milliseconds.
     let saved = save_job(&rig, "quick");
     fresh_checkout(&rig.machine);
-    // The service makes the first lookup (uv's) wait 2 s, so uv's restore outlasts that work.
-    rig.server().inject(Fault::RateLimit { route: Route::Lookup, retry_after_secs: 2, times: 1 });
+    // The service makes the first lookup (uv's) wait 4 s, so uv's restore outlasts that work
+    // (with room for a busy machine to take seconds starting the save step).
+    rig.server().inject(Fault::RateLimit { route: Route::Lookup, retry_after_secs: 4, times: 1 });
     let main = rig.job().main();
     assert_eq!((main.code, main.output("cache-hit")), (0, "true"), "{}", main.log());
     let called_out: Vec<&str> =
@@ -72,17 +73,18 @@ fn a_restore_slower_than_the_saving_jobs_work_is_called_out() {
     // The note rides in the archive's headers, not in the trees.
     assert_eq!((snapshot(&rig.uv_dir()), snapshot(&rig.nox_dir())), saved);
 
-    // A job that works longer than the restore takes: new keys, and 6 s between its steps
-    // (the sleep is the work being measured, a lower bound, not a wait for an event).
+    // A job that works longer than the restore takes: new keys, and 12 s between its steps
+    // (the sleep is the work being measured, a lower bound, not a wait for an event; the
+    // restore below waits 4 s, with room for a busy machine).
     fs::write(rig.machine.workspace.join("uv.lock"), "version = 1\n# another lock\n").unwrap();
     let mut job = rig.job();
     assert_eq!(job.main().code, 0);
     populate(&rig.machine, "slow");
-    std::thread::sleep(std::time::Duration::from_secs(6));
+    std::thread::sleep(std::time::Duration::from_secs(12));
     let post = job.post();
     assert!(post.stdout.contains("uv: saved") && post.stdout.contains("nox: saved"), "{}", post.log());
     fresh_checkout(&rig.machine);
-    rig.server().inject(Fault::RateLimit { route: Route::Lookup, retry_after_secs: 2, times: 1 });
+    rig.server().inject(Fault::RateLimit { route: Route::Lookup, retry_after_secs: 4, times: 1 });
     let main = rig.job().main();
     assert_eq!((main.code, main.output("cache-hit")), (0, "true"), "{}", main.log());
     assert!(!main.stdout.contains("may cost more than it saves"), "{}", main.log());
