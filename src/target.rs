@@ -236,7 +236,7 @@ pub fn uv_cache_dir(cfg: &Config) -> (PathBuf, &'static str) {
     if let Some(dir) = &cfg.uv_cache_dir {
         return (dir.clone(), "uv-cache-dir input");
     }
-    if let Some(dir) = uv_reported_cache_dir(&cfg.working_directory) {
+    if let Some(dir) = uv_reported_dir(&cfg.working_directory, "cache") {
         return (dir, "`uv cache dir`");
     }
     if let Some(xdg) = &cfg.runner.xdg_cache_home {
@@ -246,15 +246,16 @@ pub fn uv_cache_dir(cfg: &Config) -> (PathBuf, &'static str) {
     (home.join(".cache").join("uv"), "~/.cache/uv")
 }
 
-/// What `uv cache dir` prints, when uv is on PATH.
-pub fn uv_reported_cache_dir(cwd: &Path) -> Option<PathBuf> {
-    let out = Command::new("uv").args(["cache", "dir"]).current_dir(cwd).output().ok()?;
+/// What `uv <what> dir` prints (`uv cache dir`, `uv python dir`), when uv is on PATH.
+pub fn uv_reported_dir(cwd: &Path, what: &str) -> Option<PathBuf> {
+    let out = Command::new("uv").args([what, "dir"]).current_dir(cwd).output().ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
     let dir = text.trim();
     (out.status.success() && !dir.is_empty()).then(|| PathBuf::from(dir))
 }
 
-fn absolute(base: &Path, path: &Path) -> PathBuf {
+/// `path`, relative paths taken from `base`.
+pub fn absolute(base: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
 }
 

@@ -9,10 +9,9 @@
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::config::{Config, Target};
-use crate::{envs, key};
+use crate::{envs, key, target};
 
 /// The files that say which Pythons a job installs, hashed into the key: uv's version pins and
 /// the noxfile's `python=` lists. `requires-python` is read out of `pyproject.toml` into the
@@ -26,10 +25,9 @@ pub const ANY_PYTHON: &str = "anypython";
 /// `$XDG_DATA_HOME/uv/python`, `~/.local/share/uv/python`; with where the answer came from.
 pub fn install_dir(cfg: &Config) -> (PathBuf, &'static str) {
     if let Some(dir) = &cfg.runner.uv_python_install_dir_env {
-        let dir = if dir.is_absolute() { dir.clone() } else { cfg.working_directory.join(dir) };
-        return (dir, "UV_PYTHON_INSTALL_DIR");
+        return (target::absolute(&cfg.working_directory, dir), "UV_PYTHON_INSTALL_DIR");
     }
-    if let Some(dir) = uv_reported_python_dir(&cfg.working_directory) {
+    if let Some(dir) = target::uv_reported_dir(&cfg.working_directory, "python") {
         return (dir, "`uv python dir`");
     }
     if let Some(xdg) = &cfg.runner.xdg_data_home {
@@ -37,14 +35,6 @@ pub fn install_dir(cfg: &Config) -> (PathBuf, &'static str) {
     }
     let home = cfg.runner.home.clone().unwrap_or_else(|| cfg.runner.temp.clone());
     (home.join(".local/share/uv/python"), "~/.local/share/uv/python")
-}
-
-/// What `uv python dir` prints, when uv is on PATH.
-fn uv_reported_python_dir(cwd: &Path) -> Option<PathBuf> {
-    let out = Command::new("uv").args(["python", "dir"]).current_dir(cwd).output().ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    let dir = text.trim();
-    (out.status.success() && !dir.is_empty()).then(|| PathBuf::from(dir))
 }
 
 /// The key's fingerprint: a short hash of the project's `requires-python`, or [`ANY_PYTHON`].

@@ -339,7 +339,7 @@ fn uv_archive_skip(cfg: &Config, dir: &Path) -> HashSet<PathBuf> {
 
 /// Prunes the uv cache when asked, and warns when uv writes somewhere else than what is saved.
 fn prepare_uv_cache(cfg: &Config, plan: &TargetPlan) {
-    let uv_dir = target::uv_reported_cache_dir(&cfg.working_directory);
+    let uv_dir = target::uv_reported_dir(&cfg.working_directory, "cache");
     if let Some(uv_dir) = &uv_dir
         && uv_dir != &plan.dir
     {
