@@ -283,7 +283,9 @@ fn leave_out(cfg: &Config, plan: &TargetPlan, stored_uv_cache: Option<&Path>) ->
             let recorded = eviction.clone().unwrap_or_default();
             let shared = stored_uv_cache
                 .map(|uv| {
-                    envs::shared_with_uv_cache(&plan.dir, uv, &uv_archive_skip(cfg, uv), &recorded.skip)
+                    let (mut uv_skip, builds) = uv_left_out(cfg, uv);
+                    uv_skip.extend(builds.map(|b| b.skip).unwrap_or_default());
+                    envs::shared_with_uv_cache(&plan.dir, uv, &uv_skip, &recorded.skip)
                 })
                 .unwrap_or_default();
             out.extra = envs::markers(&plan.dir, &plan.key.os, &plan.key.arch, &recorded, &shared);
@@ -302,8 +304,9 @@ fn leave_out(cfg: &Config, plan: &TargetPlan, stored_uv_cache: Option<&Path>) ->
         }
         Target::Uv => {
             prepare_uv_cache(cfg, plan);
-            out.skip.extend(envs::uv_environment_buckets(&plan.dir));
-            cfg.evict_project.then(|| envs::uv_local_builds(&plan.dir))
+            let (buckets, builds) = uv_left_out(cfg, &plan.dir);
+            out.skip.extend(buckets);
+            builds
         }
         Target::UvPython => {
             out.skip.extend(uv_python::scratch_entries(&plan.dir));
@@ -327,14 +330,11 @@ fn leave_out(cfg: &Config, plan: &TargetPlan, stored_uv_cache: Option<&Path>) ->
     out
 }
 
-/// What the uv archive of `dir` leaves out: uv's environments buckets, and with
-/// `evict-project` its builds of local paths (as `leave_out` decides for the uv target).
-fn uv_archive_skip(cfg: &Config, dir: &Path) -> HashSet<PathBuf> {
-    let mut skip = envs::uv_environment_buckets(dir);
-    if cfg.evict_project {
-        skip.extend(envs::uv_local_builds(dir).skip);
-    }
-    skip
+/// What the archive of the uv cache at `dir` leaves out: uv's environments buckets, and with
+/// `evict-project` its builds of local paths (an eviction, for the log). The uv target's save
+/// and the nox save that leaves shared files to it both ask here, so they agree.
+fn uv_left_out(cfg: &Config, dir: &Path) -> (HashSet<PathBuf>, Option<envs::Eviction>) {
+    (envs::uv_environment_buckets(dir), cfg.evict_project.then(|| envs::uv_local_builds(dir)))
 }
 
 /// Prunes the uv cache when asked, and warns when uv writes somewhere else than what is saved.
