@@ -125,7 +125,7 @@ impl<'a> Plan<'a> {
             source,
         })?;
         let mut name = self.name.clone();
-        tar.root_directory(&name, &root_meta, self.comment)?;
+        tar.directory(&name, &root_meta, self.comment.map_or(&b""[..], str::as_bytes))?;
         self.walk(&mut tar, self.root.to_path_buf(), PathBuf::new(), &mut name)?;
         self.remaining_extras(&mut tar)?;
         tar.finish()
@@ -186,7 +186,7 @@ impl<'a> Plan<'a> {
         };
         let kind = meta.file_type();
         if kind.is_dir() {
-            tar.directory(name, &meta)?;
+            tar.directory(name, &meta, b"")?;
             self.walk(tar, path, rel, name)
         } else if kind.is_file() {
             tar.file(name, &path, &meta)
@@ -276,20 +276,11 @@ impl<W: Write> TarWriter<W> {
         Ok(())
     }
 
-    fn directory(&mut self, name: &[u8], meta: &Metadata) -> Result<(), ArchiveError> {
-        self.root_directory(name, meta, None)
-    }
-
-    /// A directory entry, with a PAX `comment` record when given one (only the root has one).
-    fn root_directory(
-        &mut self,
-        name: &[u8],
-        meta: &Metadata,
-        comment: Option<&str>,
-    ) -> Result<(), ArchiveError> {
+    /// A directory entry; `comment` is a PAX `comment` record's value (empty for none: only the
+    /// root has one).
+    fn directory(&mut self, name: &[u8], meta: &Metadata, comment: &[u8]) -> Result<(), ArchiveError> {
         let mut dir_name = name.to_vec();
         dir_name.push(b'/');
-        let comment = comment.map_or(&b""[..], str::as_bytes);
         let entry =
             Entry { name: &dir_name, kind: b'5', size: 0, link: b"", comment, ..from_meta(name, meta) };
         self.header(&entry)
