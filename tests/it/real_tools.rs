@@ -25,8 +25,13 @@ pub fn checkout_example(machine: &Machine) {
 
 /// Runs nox in the workspace with the job's PATH and HOME; returns its combined output.
 fn nox(machine: &Machine, args: &[&str], offline: bool) -> String {
+    nox_with(machine, args, &[], offline)
+}
+
+/// [`nox`] with more environment variables.
+pub fn nox_with(machine: &Machine, args: &[&str], env: &[(&str, &str)], offline: bool) -> String {
     let mut cmd = machine.command(&tools::nox(), &tools::python_tools_bin());
-    cmd.args(args);
+    cmd.args(args).envs(env.iter().copied());
     if offline {
         cmd.env("UV_OFFLINE", "1");
     }
@@ -36,7 +41,8 @@ fn nox(machine: &Machine, args: &[&str], offline: bool) -> String {
     text
 }
 
-fn tools_path(machine: &Machine) -> String {
+/// The job's PATH with uv and nox on it.
+pub fn tools_path(machine: &Machine) -> String {
     format!("{}:{}", tools::python_tools_bin().display(), machine.path)
 }
 

@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::real_tools::checkout_example;
+use crate::real_tools::{self, checkout_example};
 use crate::support::action::{Job, Machine};
 use crate::support::tools;
 
@@ -94,22 +94,14 @@ fn checkout_on_python(machine: &Machine, minor: &str) {
 /// `nox --download-python always`: nox has uv install the session's Python (it finds the one
 /// installed) and builds the env on it. uv may use managed Pythons only, and download none.
 fn nox(machine: &Machine, offline: bool) -> String {
-    let mut cmd = machine.command(&tools::nox(), &tools::python_tools_bin());
-    cmd.args(["--download-python", "always", "--reuse-venv=yes"])
-        .env("UV_PYTHON_PREFERENCE", "only-managed")
-        .env("UV_PYTHON_DOWNLOADS", "never");
-    if offline {
-        cmd.env("UV_OFFLINE", "1");
-    }
-    let out = cmd.output().expect("run nox");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "nox failed:\n{text}");
-    text
+    let args = ["--download-python", "always", "--reuse-venv=yes"];
+    let env = [("UV_PYTHON_PREFERENCE", "only-managed"), ("UV_PYTHON_DOWNLOADS", "never")];
+    real_tools::nox_with(machine, &args, &env, offline)
 }
 
 fn job(machine: &Machine, targets: &str) -> Job {
     let mut job = machine.job();
-    job.set_env("PATH", &format!("{}:{}", tools::python_tools_bin().display(), machine.path));
+    job.set_env("PATH", &real_tools::tools_path(machine));
     job.input("targets", targets);
     job
 }
