@@ -3,6 +3,7 @@
 mod cancel;
 mod contract;
 mod dist;
+mod docs;
 mod editable;
 mod end_to_end;
 mod envs;
