@@ -138,13 +138,22 @@ function resolveBinary(env = process.env) {
   if (cargo) return buildFromSource(cargo, h, env);
 
   const where = `${h.platform}/${h.arch}${h.libc ? ` (${h.libc})` : ''}`;
-  const why = t
-    ? `no prebuilt binary for ${where} in this copy of the action (dist/${t}/ is missing)`
-    : `no build for ${where} (builds exist for ${Object.keys(PLATFORMS).join(', ')})`;
+  // A supported platform whose binary is missing is a ref that carries only the Linux x64 build
+  // (a branch or a commit between releases): release tags carry every platform's binary.
+  const [why, fix] = t
+    ? [
+        `no prebuilt binary for ${where} in this copy of the action (dist/${t}/ is missing)`,
+        'use a release tag (@vX.Y.Z, or its commit SHA), whose dist/ holds binaries for every ' +
+          'supported platform',
+      ]
+    : [
+        `no build for ${where} (builds exist for ${Object.keys(PLATFORMS).join(', ')})`,
+        'run this job on a supported runner (Linux x64/arm64, macOS x64/arm64, Windows x64)',
+      ];
   return fail(
     `${NAME}: ${why}, and cargo is not on PATH to build it from source. ` +
-      'Fix: run this job on a supported runner (Linux x64/arm64, macOS x64/arm64, Windows x64), ' +
-      'or install Rust (https://rustup.rs) in a step before this one so the launcher can build it.',
+      `Fix: ${fix}, or install Rust (https://rustup.rs) in a step before this one so the ` +
+      'launcher can build it.',
   );
 }
 

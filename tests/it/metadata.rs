@@ -323,6 +323,21 @@ mod launcher {
         assert!(stdout.contains("dist/aarch64-unknown-linux-musl/"), "{stdout}");
     }
 
+    /// On a supported platform whose binary this ref lacks (a branch between releases), the fix is
+    /// a release tag, not another runner: the runner is fine.
+    #[test]
+    fn launcher_on_a_supported_platform_without_its_binary_says_to_use_a_release_tag() {
+        let launcher = Launcher::new();
+        for platform in ["darwin-arm64", "darwin-x64", "win32-x64", "linux-arm64-gnu"] {
+            let out = launcher.run("main", platform);
+            let stdout = text(&out.stdout);
+            assert_eq!(out.status.code(), Some(1), "{platform}: {stdout}");
+            assert!(stdout.contains("use a release tag (@vX.Y.Z"), "{platform}: {stdout}");
+            assert!(!stdout.contains("supported runner"), "{platform}: blames the runner: {stdout}");
+            assert!(stdout.contains("install Rust"), "{platform}: {stdout}");
+        }
+    }
+
     #[test]
     fn launcher_runs_the_prebuilt_binary_and_passes_its_exit_code_on() {
         let launcher = Launcher::new();
