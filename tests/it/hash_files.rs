@@ -505,7 +505,7 @@ fn hash_files_matches_the_runner() {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    let project = tools::npm_project("glob", &["@actions/glob@0.4.0", "minimatch@3.1.2"]);
+    let project = tools::npm_project("glob", tools::ACTIONS_GLOB_PACKAGES);
     // Node start-up dominates, so a few cases run at once.
     let next = AtomicUsize::new(0);
     let outcomes = Mutex::new(Vec::new());
@@ -648,7 +648,7 @@ fn random_tree(ws: &Path) {
 #[test]
 fn hash_files_random_patterns_match_the_runner() {
     const CASES: usize = 3000;
-    let project = tools::npm_project("glob", &["@actions/glob@0.4.0", "minimatch@3.1.2"]);
+    let project = tools::npm_project("glob", tools::ACTIONS_GLOB_PACKAGES);
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
     random_tree(&ws);

@@ -15,6 +15,7 @@ mod interop;
 mod keys;
 mod metadata;
 mod protocols;
+mod provision;
 mod real_tools;
 mod release;
 mod runners;

@@ -21,8 +21,8 @@ fn runs(field: &str) -> String {
         .to_string()
 }
 
-/// The shells that drop hyphenated names, as argv prefixes. Both must be installed (.ci/run
-/// installs busybox): a missing shell fails the test.
+/// The shells that drop hyphenated names, as argv prefixes. Both must be installed (scripts/test
+/// installs them): a missing shell fails the test.
 fn shells() -> Vec<Vec<String>> {
     let dash = Path::new("/usr/bin/dash");
     assert!(dash.exists(), "dash is not installed (apt-get install dash)");

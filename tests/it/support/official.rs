@@ -48,7 +48,7 @@ pub struct Site<'a> {
 
 impl Official {
     pub fn provision() -> Official {
-        let project = tools::npm_project("actions-cache", &["@actions/cache@6.3.0"]);
+        let project = tools::npm_project("actions-cache", tools::ACTIONS_CACHE_PACKAGES);
         let module = project.join("node_modules/@actions/cache/lib/cache.js");
         assert!(module.exists(), "{} is missing", module.display());
         let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/actions-cache.js");

@@ -11,6 +11,10 @@ use std::process::Command;
 /// Versions the tests pin, so runs are repeatable.
 pub const UV_VERSION: &str = "0.13.9";
 pub const NOX_VERSION: &str = "2026.10.20";
+/// The official cache client the interop tests and benchmarks run (`npm_project("actions-cache", …)`).
+pub const ACTIONS_CACHE_PACKAGES: &[&str] = &["@actions/cache@6.3.0"];
+/// The runner's own glob library, for comparing `hashFiles()` (`npm_project("glob", …)`).
+pub const ACTIONS_GLOB_PACKAGES: &[&str] = &["@actions/glob@0.4.0", "minimatch@3.1.2"];
 
 /// `target/test-tools`, next to the test binary's own target directory.
 pub fn tools_dir() -> PathBuf {
