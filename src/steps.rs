@@ -133,6 +133,10 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
         Err(code) => return code,
     };
     let mut files = RunnerFiles::default();
+    // The `sh` entry's post step gets only the inputs written in `with:` (src/sh_entry.rs).
+    for (name, value) in crate::sh_entry::inputs_to_record(lookup) {
+        files.state.set(&name, value);
+    }
     if cfg.save == config::SavePolicy::Always {
         files.job_env.set(env::SAVE_ON_FAILURE, "true");
     }
