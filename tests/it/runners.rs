@@ -23,50 +23,67 @@ struct Runner {
     bin: PathBuf,
 }
 
-/// Builds (once) and lists the runners. A runner that cannot be built fails every test here.
-fn runners() -> Vec<Runner> {
-    static BUILT: std::sync::OnceLock<Vec<Runner>> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let out = Command::new(repo_root().join("scripts/runners"))
-                .output()
-                .expect("start scripts/runners (it needs bash and go)");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "scripts/runners could not build the runners:\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let list: Vec<Runner> = stdout
-                .lines()
-                .map(|line| {
-                    let mut parts = line.splitn(3, ' ');
-                    let (name, version, bin) = (parts.next(), parts.next(), parts.next());
-                    Runner {
-                        name: name.unwrap().into(),
-                        version: version.unwrap().into(),
-                        bin: bin.unwrap_or_else(|| panic!("scripts/runners: {line}")).into(),
-                    }
-                })
-                .collect();
-            for runner in &list {
-                println!("runner: {} {} ({})", runner.name, runner.version, runner.bin.display());
-            }
-            assert!(list.len() >= 2, "scripts/runners listed {list:?}");
-            list
-        })
-        .clone()
+/// What `scripts/runners` printed: `<name> <version> <path>` per binary, or `(not built: …)`.
+struct Listing {
+    lines: Vec<String>,
+    stderr: String,
 }
 
+/// Builds (once) and lists the runners.
+fn listing() -> &'static Listing {
+    static BUILT: std::sync::OnceLock<Listing> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new(repo_root().join("scripts/runners"))
+            .output()
+            .expect("start scripts/runners (it needs bash and go)");
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        for line in &lines {
+            println!("runner: {line}");
+        }
+        Listing { lines, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    })
+}
+
+/// One built runner; one that could not be built fails the test with what the script said
+/// (for the Forgejo runner and act_runner without `../shared/runners-src`: where to get them).
 fn runner(name: &str) -> Runner {
-    runners().into_iter().find(|r| r.name == name).unwrap_or_else(|| panic!("scripts/runners has no {name}"))
+    let listing = listing();
+    let line = listing.lines.iter().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| {
+        panic!("scripts/runners lists no {name}:\n{}\n{}", listing.lines.join("\n"), listing.stderr)
+    });
+    let mut parts = line.splitn(3, ' ');
+    let (name, version, bin) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap_or(""));
+    assert!(
+        !bin.starts_with('(') && Path::new(bin).is_file(),
+        "the runner {name} {version} is not built: {bin}\n{}",
+        listing.stderr
+    );
+    Runner { name: name.into(), version: version.into(), bin: bin.into() }
 }
 
-/// What one runner machine keeps between jobs: the runner's cache server storage.
+/// The event a job runs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Push,
+    /// A pull request from a fork: on the Forgejo runner, its saves are kept apart under a
+    /// write-isolation key (`refs/pull/1/head`).
+    PullRequest,
+}
+
+/// What one runner machine keeps between jobs: the runner's cache storage, and a fixed place
+/// for the nox envs.
 struct Host {
     root: tempfile::TempDir,
     runner: Runner,
+    /// The envs' fixed place outside the runners' per-job workspace (see tests/workflows/node.yml).
+    envs: PathBuf,
+    /// The Forgejo runner: an external `forgejo-runner cache-server` (`cache.external_server`)
+    /// instead of a cache server of this host's own.
+    external_cache: Option<String>,
 }
+
+/// The Forgejo runner's cache secret in these tests (`cache.secret`).
+const CACHE_SECRET: &str = "uv-nox-cache-test-secret";
 
 /// What one run printed, and how it ended.
 struct Run {
@@ -91,54 +108,104 @@ impl Run {
 
 impl Host {
     fn new(runner: &str) -> Self {
-        Host { root: tempfile::tempdir().unwrap(), runner: self::runner(runner) }
+        let root = tempfile::tempdir().unwrap();
+        let envs = root.path().join("envs");
+        Host { root, runner: self::runner(runner), envs, external_cache: None }
     }
 
+    /// Where the runner's cache server keeps its entries.
     fn cache_dir(&self) -> PathBuf {
-        self.root.path().join("runner-cache")
+        match self.runner.name.as_str() {
+            // act_runner's `exec` puts them in the runner's home (~/.cache/actcache).
+            "act_runner" => self.runner_home().join(".cache/actcache"),
+            _ => self.root.path().join("runner-cache"),
+        }
+    }
+
+    /// The home of the user the runner runs as: act_runner's `exec` keeps its cache there, so
+    /// it survives between jobs, while everything else in it is wiped (a fresh home per job).
+    fn runner_home(&self) -> PathBuf {
+        self.root.path().join("runner-home")
+    }
+
+    fn run(&self, workflow: &str) -> Run {
+        self.run_for(workflow, Event::Push)
     }
 
     /// A fresh job: a new repository (the test's "checkout" of the demo with this action in
-    /// it), a new home, and the runner started on `workflow` for a push event.
-    fn run(&self, workflow: &str) -> Run {
+    /// it), a new home, and the runner started on `workflow` for `event`.
+    fn run_for(&self, workflow: &str, event: Event) -> Run {
         let n = fs::read_dir(self.root.path()).unwrap().count();
         let job = self.root.path().join(format!("job-{n}"));
         let repo = job.join("repo");
-        let home = job.join("home");
+        let home = if self.runner.name == "act_runner" {
+            let home = self.runner_home();
+            wipe_except(&home, Path::new(".cache/actcache"));
+            home
+        } else {
+            job.join("home")
+        };
         fs::create_dir_all(&home).unwrap();
-        // The envs' fixed place outside act's per-run workspace (see tests/workflows/node.yml),
-        // empty at the start of every job as on a fresh machine.
-        let envs = self.root.path().join("envs");
-        let _ = fs::remove_dir_all(&envs);
+        // Empty at the start of every job, as on a fresh machine.
+        let _ = fs::remove_dir_all(&self.envs);
         make_repo(&repo, workflow);
         let path = format!("{}:{}:/usr/bin:/bin", tools::python_tools_bin().display(), node_dir().display());
-        let out = Command::new(&self.runner.bin)
-            .current_dir(&repo)
+        let mut cmd = Command::new(&self.runner.bin);
+        cmd.current_dir(&repo)
             .env_clear()
             .envs(network_env())
             .env("HOME", &home)
             .env("PATH", &path)
-            .env("ACT_DISABLE_VERSION_CHECK", "1")
-            .args(["push", "-W"])
-            .arg(format!(".github/workflows/{workflow}"))
-            .args(["-P", "ubuntu-latest=-self-hosted"])
-            .args(["--cache-server-addr", "127.0.0.1"])
-            .arg("--cache-server-path")
-            .arg(self.cache_dir())
-            .arg("--env")
+            .env("ACT_DISABLE_VERSION_CHECK", "1");
+        let event_name = match event {
+            Event::Push => "push",
+            Event::PullRequest => "pull_request",
+        };
+        let mut proxy = None;
+        match self.runner.name.as_str() {
+            "act" | "gitea-act" => {
+                cmd.args([event_name, "-W"])
+                    .arg(format!(".github/workflows/{workflow}"))
+                    .args(["-P", "ubuntu-latest=-self-hosted"])
+                    .args(["--cache-server-addr", "127.0.0.1"])
+                    .arg("--cache-server-path")
+                    .arg(self.cache_dir());
+            }
+            "forgejo-runner" | "act_runner" => {
+                cmd.args(["exec", "-i", "-self-hosted", "-E", event_name, "-W"])
+                    .arg(format!(".github/workflows/{workflow}"));
+            }
+            other => panic!("no way to run {other}"),
+        }
+        if self.runner.name == "act_runner" {
+            // Its `exec` also starts an artifact server, on port 34567 unless told otherwise:
+            // jobs running side by side need one port each.
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            cmd.args(["--artifact-server-port", &port.to_string()]);
+        }
+        if self.runner.name == "forgejo-runner" {
+            // `exec` gives the job its own cache server with no proxy in front, which refuses
+            // every call; the job gets one wired as the runner's daemon wires it instead.
+            let started = CacheProxy::start(self, event);
+            cmd.arg("--env").arg(format!("JOB_ACTIONS_CACHE_URL={}", started.url));
+            proxy = Some(started);
+        }
+        cmd.arg("--env")
             .arg(format!("UV_NOX_CACHE_BINARY={}", binary().display()))
             .arg("--env")
-            .arg(format!("NOX_ENVDIR={}", envs.display()))
-            .output()
-            .unwrap_or_else(|e| panic!("start {}: {e}", self.runner.bin.display()));
+            .arg(format!("NOX_ENVDIR={}", self.envs.display()));
+        let out = cmd.output().unwrap_or_else(|e| panic!("start {}: {e}", self.runner.bin.display()));
+        let proxy_log = proxy.map(CacheProxy::stop).unwrap_or_default();
         let log = format!(
-            "--- {} {} on {workflow}: {}\n{}{}",
+            "--- {} {} on {workflow} ({event_name}): {}\n{}{}{proxy_log}",
             self.runner.name,
             self.runner.version,
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // Shown with --nocapture (and for a failing test).
+        println!("{log}");
         Run { success: out.status.success(), log }
     }
 
@@ -159,6 +226,70 @@ impl Host {
     }
 }
 
+/// Removes everything under `dir` but `keep` (a path relative to it).
+fn wipe_except(dir: &Path, keep: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let mut first = keep.components();
+    let head = first.next().map(|c| c.as_os_str().to_owned());
+    for entry in entries.flatten() {
+        if Some(entry.file_name()) == head {
+            let rest = first.as_path();
+            if !rest.as_os_str().is_empty() {
+                wipe_except(&entry.path(), rest);
+            }
+            continue;
+        }
+        let path = entry.path();
+        let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+    }
+}
+
+/// The Forgejo runner's cache as its daemon wires it for one task (`forgejo-runner-cache-proxy`,
+/// tests/forgejo-cache-proxy): its cache server (or the host's external one) behind its cache
+/// proxy, the run registered with the secret, a pull request's under its write-isolation key.
+struct CacheProxy {
+    child: std::process::Child,
+    url: String,
+}
+
+impl CacheProxy {
+    fn start(host: &Host, event: Event) -> Self {
+        use std::io::{BufRead, BufReader};
+        let bin = runner("forgejo-runner-cache-proxy").bin;
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--secret", CACHE_SECRET, "--repo", "owner/demo", "--run", "7"]);
+        match &host.external_cache {
+            Some(url) => cmd.args(["--external", url]),
+            None => cmd.arg("--dir").arg(host.cache_dir()),
+        };
+        if event == Event::PullRequest {
+            cmd.args(["--write-isolation-key", "refs/pull/1/head"]);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let Some(url) = line.trim().strip_prefix("ACTIONS_CACHE_URL=").map(str::to_string) else {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{} printed `{line}`: {}", bin.display(), String::from_utf8_lossy(&out.stderr))
+        };
+        assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "{url}");
+        CacheProxy { child, url }
+    }
+
+    /// Stops the proxy (closing its input); returns what it logged.
+    fn stop(mut self) -> String {
+        drop(self.child.stdin.take());
+        let out = self.child.wait_with_output().unwrap();
+        format!("--- cache proxy ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr))
+    }
+}
+
 /// The folder holding `node` for the launcher.
 fn node_dir() -> PathBuf {
     let node = Path::new("/usr/bin/node");
@@ -166,7 +297,8 @@ fn node_dir() -> PathBuf {
     node.parent().unwrap().to_path_buf()
 }
 
-/// A git repository as a user's would be: the demo project in `demo/`, this action at the root
+/// A git repository as a user's would be: the demo project in `demo/` (at the root for the
+/// `sh-*` workflows), this action at the root
 /// (its metadata, launchers and entries; the binary comes from UV_NOX_CACHE_BINARY) and the
 /// workflow under `.github/workflows/`.
 fn make_repo(repo: &Path, workflow: &str) {
@@ -183,8 +315,15 @@ fn make_repo(repo: &Path, workflow: &str) {
     for launcher in ["launch.js", "main.js", "post.js", "restore.js", "save.js"] {
         cp(&root.join("dist").join(launcher), &repo.join("dist"));
     }
-    cp(&root.join("examples/demo"), &repo.join("demo"));
-    let _ = fs::remove_dir_all(repo.join("demo/.nox"));
+    // The `sh` workflows leave `working-directory` at its default: the project is the
+    // repository's root there.
+    let project = if workflow.starts_with("sh-") { repo.to_path_buf() } else { repo.join("demo") };
+    fs::create_dir_all(&project).unwrap();
+    for entry in fs::read_dir(root.join("examples/demo")).unwrap().flatten() {
+        if entry.file_name() != ".nox" {
+            cp(&entry.path(), &project);
+        }
+    }
     cp(&root.join("tests/workflows").join(workflow), &repo.join(".github/workflows"));
     for args in [
         &["init", "-q", "-b", "main"][..],
@@ -271,6 +410,163 @@ mod gitea_act {
     fn a_failing_job_saves_with_save_always() {
         super::failing_job_saves_with_save_always("gitea-act");
     }
+}
+
+mod forgejo_runner {
+    #[test]
+    fn node_entry_misses_then_hits() {
+        super::miss_then_exact_hit("forgejo-runner", "node.yml");
+    }
+
+    #[test]
+    fn restore_and_save_entries_miss_then_hit() {
+        super::miss_then_exact_hit("forgejo-runner", "pair.yml");
+    }
+
+    #[test]
+    fn a_failing_job_saves_with_save_always() {
+        super::failing_job_saves_with_save_always("forgejo-runner");
+    }
+
+    #[test]
+    fn sh_entry_with_no_with_saves_in_the_post_step() {
+        super::sh_entry_with_no_with("forgejo-runner");
+    }
+
+    #[test]
+    fn sh_entry_with_a_with_lacking_working_directory_misses_then_hits() {
+        super::miss_then_exact_hit("forgejo-runner", "sh-partial.yml");
+    }
+
+    #[test]
+    fn a_pull_request_saves_apart_from_what_pushes_read() {
+        super::pull_request_saves_are_isolated();
+    }
+
+    #[test]
+    fn two_runner_homes_share_an_external_cache_server() {
+        super::external_cache_server_shared_by_two_homes();
+    }
+}
+
+mod act_runner {
+    #[test]
+    fn node_entry_misses_then_hits() {
+        super::miss_then_exact_hit("act_runner", "node.yml");
+    }
+
+    #[test]
+    fn restore_and_save_entries_miss_then_hit() {
+        super::miss_then_exact_hit("act_runner", "pair.yml");
+    }
+
+    #[test]
+    fn a_failing_job_saves_with_save_always() {
+        super::failing_job_saves_with_save_always("act_runner");
+    }
+}
+
+/// The bare `sh` entry: both targets saved by the post step of a job whose workflow gives no
+/// input at all; the next job hits uv exactly (nox's key holds the workspace's path, which
+/// moves with every host job) and saves nothing for it.
+fn sh_entry_with_no_with(runner: &str) {
+    let host = Host::new(runner);
+    let cold = host.run("sh-bare.yml");
+    assert!(cold.success, "{}", cold.log);
+    assert!(cold.outputs().starts_with("cache-hit=false uv=false nox=false"), "{}", cold.log);
+    assert!(cold.log.contains("uv: saved") && cold.log.contains("nox: saved"), "{}", cold.log);
+    assert!(!cold.log.contains("::error::"), "{}", cold.log);
+    assert_eq!(host.stored_archives(), 2, "{}", cold.log);
+
+    let warm = host.run("sh-bare.yml");
+    assert!(warm.success, "{}", warm.log);
+    assert!(warm.outputs().starts_with("cache-hit=false uv=true nox=false"), "{}", warm.log);
+    assert!(!warm.log.contains("uv: saved"), "{}", warm.log);
+}
+
+/// A pull request's job saves under the run's write-isolation key: a push job after it finds
+/// nothing and saves its own; a later job of the same pull request hits.
+fn pull_request_saves_are_isolated() {
+    let host = Host::new("forgejo-runner");
+    let pr = host.run_for("node.yml", Event::PullRequest);
+    assert!(pr.success, "{}", pr.log);
+    assert!(pr.log.contains("uv: saved") && pr.log.contains("nox: saved"), "{}", pr.log);
+    assert_eq!(host.stored_archives(), 2, "{}", pr.log);
+
+    let push = host.run("node.yml");
+    assert!(push.success, "{}", push.log);
+    assert!(push.outputs().starts_with("cache-hit=false uv=false nox=false"), "{}", push.log);
+    assert!(push.log.contains("uv: saved") && push.log.contains("nox: saved"), "{}", push.log);
+    assert_eq!(host.stored_archives(), 4, "{}", push.log);
+}
+
+/// `forgejo-runner cache-server`, started on its own with a secret; stopped on drop.
+struct ExternalCacheServer {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ExternalCacheServer {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader};
+        let bin = runner("forgejo-runner").bin;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(&bin)
+            .arg("cache-server")
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--host", "127.0.0.1", "--secret", CACHE_SECRET])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {} cache-server: {e}", bin.display()));
+        // It logs `cache server is listening on http://127.0.0.1:<port>` (logrus, stderr).
+        let mut seen = Vec::new();
+        let url = BufReader::new(child.stderr.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                let url = line
+                    .split("listening on ")
+                    .nth(1)
+                    .map(|u| u.trim_matches(|c| c == '"' || c == ' ').to_string());
+                seen.push(line);
+                url
+            })
+            .unwrap_or_else(|| {
+                panic!("forgejo-runner cache-server did not say where it listens:\n{}", seen.join("\n"))
+            });
+        ExternalCacheServer { child, url, _dir: dir }
+    }
+}
+
+impl Drop for ExternalCacheServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two runner machines pointed at one `forgejo-runner cache-server` with the same secret
+/// (`cache.external_server`): what one saves, the other hits. Both put the envs at the same
+/// absolute path, as a fleet's runners would.
+fn external_cache_server_shared_by_two_homes() {
+    let server = ExternalCacheServer::start();
+    let mut first = Host::new("forgejo-runner");
+    first.external_cache = Some(server.url.clone());
+    let mut second = Host::new("forgejo-runner");
+    second.external_cache = Some(server.url.clone());
+    second.envs = first.envs.clone();
+
+    let cold = first.run("node.yml");
+    assert!(cold.success, "{}", cold.log);
+    assert!(cold.log.contains("uv: saved") && cold.log.contains("nox: saved"), "{}", cold.log);
+    let warm = second.run("node.yml");
+    assert!(warm.success, "{}", warm.log);
+    assert!(warm.outputs().starts_with("cache-hit=true uv=true nox=true"), "{}", warm.log);
+    assert!(warm.ran_gated_step(), "{}", warm.log);
+    assert!(!warm.log.contains(": saved"), "{}", warm.log);
 }
 
 /// The runners' own cache servers on their own (`tests/runner-cache-server`), with this action's
