@@ -4,8 +4,9 @@
 //!
 //! Lookup and download: `GET cache?keys=…&version=…` (204 = miss) gives an `archiveLocation`
 //! that is fetched without credentials, in parallel ranges where the host serves them. Save: `POST caches` with
-//! `cacheSize` (409 or any other refusal = someone else holds the key, 400 = too big), equal
-//! `PATCH` chunks with `Content-Range: bytes a-b/*` from a few threads, then `POST caches/{id}`.
+//! `cacheSize` (409 = someone else holds the key, 400 = too big, any other refusal a warning
+//! naming the status and its likely cause), equal `PATCH` chunks with `Content-Range: bytes
+//! a-b/*` from a few threads, then `POST caches/{id}`.
 //! The runners' own servers (act, Forgejo, Gitea) also take a reservation without `cacheSize`
 //! and then skip their size check, which lets the chunks go out while the archive is still
 //! being packed ([`Reservation::WhilePacking`]).
@@ -121,8 +122,8 @@ impl ArtifactCacheBackend {
                 }))
             }
             400 => Err(BackendError::TooBig { op, size: size.unwrap_or_default(), message }),
-            401 | 429 => Err(status_error(op, status, message)),
-            _ => Ok(Err(Saved::AlreadyExists(message))),
+            409 => Ok(Err(Saved::AlreadyExists(message))),
+            _ => Err(refusal(op, status, message)),
         }
     }
 
@@ -234,8 +235,34 @@ impl Backend for ArtifactCacheBackend {
             self.call(op, "POST", &self.api_url(&format!("caches/{id}")), Some(&json!({ "size": size })))?;
         match status {
             200..=299 => Ok(Saved::Stored),
-            _ => Err(status_error(op, status, self.message(&bytes))),
+            _ => Err(refusal(op, status, self.message(&bytes))),
         }
+    }
+}
+
+/// A reserve or commit answered with an error status other than 400 and 409. The runners' own
+/// servers never refuse a key that is taken (they store the newest), so a 403 there means the
+/// request did not pass the runner's checks: say which, never "another job saved first".
+fn refusal(op: &'static str, status: u16, message: String) -> BackendError {
+    match status {
+        401 | 429 | 500..=599 => status_error(op, status, message),
+        403 => {
+            if let Err(denied) = transfer::check_denied(op, &message) {
+                return denied;
+            }
+            let cause = "Likely cause: the runner's cache proxy and its cache server do not share the \
+                         cache secret (Forgejo: the same `cache.secret` on every runner and on the \
+                         `cache.external_server`), or the run's write-isolation key (a pull request) \
+                         does not cover this entry. Nothing was saved";
+            BackendError::Refused { op, status, message, cause }
+        }
+        _ => BackendError::Refused {
+            op,
+            status,
+            message,
+            cause: "Likely cause: a cache server or proxy that does not speak this protocol as the \
+                    runners do. Nothing was saved",
+        },
     }
 }
 

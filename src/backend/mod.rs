@@ -117,6 +117,10 @@ pub enum BackendError {
     /// The service refuses an archive of this size (v1 reserve answered 400).
     #[error("{op}: the cache service refused an archive of {size} bytes as too big: {message}")]
     TooBig { op: &'static str, size: u64, message: String },
+    /// A v1 reserve or commit refused with a status that means neither "taken" (409) nor "too
+    /// big" (400): on the runners' own servers, a misconfiguration rather than a race.
+    #[error("{op}: the cache service refused the save with {status}: {message}. {cause}")]
+    Refused { op: &'static str, status: u16, message: String, cause: &'static str },
     /// The service answered but declined (v2 `ok:false` on finalize, an empty archive).
     #[error("{op}: the cache service declined: {message}")]
     Rejected { op: &'static str, message: String },

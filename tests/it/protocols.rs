@@ -517,6 +517,30 @@ fn answer(route: Route, status: u16, body: &str) -> Fault {
     Fault::Answer { route, status, body: body.to_string(), times: 1 }
 }
 
+/// The runners' own servers never refuse a taken key (they store the newest): a 403 on
+/// reserve or commit is the runner's MAC or write-isolation check, and any other refusal is
+/// trouble too. Each is a warning naming the status and the likely cause, not "saved first".
+#[test]
+fn v1_refusals_other_than_taken_or_too_big_name_the_status_and_the_likely_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = archive_file(dir.path(), "a", &payload(100, 1));
+    let server = CacheServer::start(Personality::Forgejo);
+    let v1 = backend_for(&server, Protocol::V1);
+    for route in [Route::Reserve, Route::Commit] {
+        server.inject(answer(route, 403, r#"{"error":"validation error"}"#));
+        let error = v1.save_file("k", VERSION, &archive).unwrap_err();
+        assert!(matches!(error, BackendError::Refused { status: 403, .. }), "{route:?}: {error:?}");
+        let text = error.to_string();
+        for part in ["403", "validation error", "cache secret", "write-isolation key"] {
+            assert!(text.contains(part), "{route:?}: no `{part}` in: {text}");
+        }
+    }
+    server.inject(answer(Route::Reserve, 404, r#"{"error":"no such route"}"#));
+    let error = v1.save_file("k", VERSION, &archive).unwrap_err();
+    assert!(matches!(error, BackendError::Refused { status: 404, .. }), "{error:?}");
+    assert!(error.to_string().contains("404"), "{error}");
+}
+
 #[test]
 fn service_answers_map_to_outcomes() {
     let dir = tempfile::tempdir().unwrap();
@@ -710,7 +734,10 @@ fn wrong_tokens_and_denials_are_reported() {
     let backend = backend_for(&server, Protocol::V1);
     let error =
         backend.save_file("k", VERSION, &archive_file(tempfile::tempdir().unwrap().path(), "a", b"x"));
-    assert!(error.is_ok(), "v1: any other reserve refusal is someone else's reservation");
+    assert!(
+        matches!(error, Err(BackendError::Refused { status: 403, .. })),
+        "v1: a 403 on reserve is a refusal, not someone else's reservation: {error:?}"
+    );
 }
 
 #[test]

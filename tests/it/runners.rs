@@ -80,6 +80,8 @@ struct Host {
     /// The Forgejo runner: an external `forgejo-runner cache-server` (`cache.external_server`)
     /// instead of a cache server of this host's own.
     external_cache: Option<String>,
+    /// The Forgejo runner's `cache.secret`.
+    secret: &'static str,
 }
 
 /// The Forgejo runner's cache secret in these tests (`cache.secret`).
@@ -110,7 +112,7 @@ impl Host {
     fn new(runner: &str) -> Self {
         let root = tempfile::tempdir().unwrap();
         let envs = root.path().join("envs");
-        Host { root, runner: self::runner(runner), envs, external_cache: None }
+        Host { root, runner: self::runner(runner), envs, external_cache: None, secret: CACHE_SECRET }
     }
 
     /// Where the runner's cache server keeps its entries.
@@ -257,7 +259,7 @@ impl CacheProxy {
         use std::io::{BufRead, BufReader};
         let bin = runner("forgejo-runner-cache-proxy").bin;
         let mut cmd = Command::new(&bin);
-        cmd.args(["--secret", CACHE_SECRET, "--repo", "owner/demo", "--run", "7"]);
+        cmd.args(["--secret", host.secret, "--repo", "owner/demo", "--run", "7"]);
         match &host.external_cache {
             Some(url) => cmd.args(["--external", url]),
             None => cmd.arg("--dir").arg(host.cache_dir()),
@@ -444,6 +446,11 @@ mod forgejo_runner {
     }
 
     #[test]
+    fn a_wrong_cache_secret_is_a_warning_naming_it() {
+        super::a_wrong_cache_secret_is_a_warning_naming_it();
+    }
+
+    #[test]
     fn two_runner_homes_share_an_external_cache_server() {
         super::external_cache_server_shared_by_two_homes();
     }
@@ -500,6 +507,27 @@ fn pull_request_saves_are_isolated() {
     assert_eq!(host.stored_archives(), 4, "{}", push.log);
 }
 
+/// A runner whose `cache.secret` differs from its external cache server's: every call is
+/// refused (403). The job goes on; the log says the save was refused, with the status and the
+/// likely cause, and never that another job saved first.
+fn a_wrong_cache_secret_is_a_warning_naming_it() {
+    let server = ExternalCacheServer::start();
+    let mut host = Host::new("forgejo-runner");
+    host.external_cache = Some(server.url.clone());
+    host.secret = "not-the-server-secret";
+    let run = host.run("node.yml");
+    assert!(run.success, "{}", run.log);
+    assert!(run.outputs().starts_with("cache-hit=false"), "{}", run.log);
+    let warnings: Vec<&str> =
+        run.log.lines().filter(|l| l.contains("::warning::") && l.contains("save")).collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("403") && w.contains("cache secret")),
+        "no warning naming the 403 and the secret:\n{}",
+        run.log
+    );
+    assert!(!run.log.contains("already saved") && !run.log.contains("uv: saved"), "{}", run.log);
+}
+
 /// `forgejo-runner cache-server`, started on its own with a secret; stopped on drop.
 struct ExternalCacheServer {
     child: std::process::Child,
@@ -523,8 +551,9 @@ impl ExternalCacheServer {
             .unwrap_or_else(|e| panic!("start {} cache-server: {e}", bin.display()));
         // It logs `cache server is listening on http://127.0.0.1:<port>` (logrus, stderr).
         let mut seen = Vec::new();
-        let url = BufReader::new(child.stderr.take().unwrap())
-            .lines()
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = lines
+            .by_ref()
             .map_while(Result::ok)
             .find_map(|line| {
                 let url = line
@@ -537,6 +566,8 @@ impl ExternalCacheServer {
             .unwrap_or_else(|| {
                 panic!("forgejo-runner cache-server did not say where it listens:\n{}", seen.join("\n"))
             });
+        // Go on reading what it logs: a write to a closed pipe would kill it.
+        std::thread::spawn(move || lines.for_each(drop));
         ExternalCacheServer { child, url, _dir: dir }
     }
 }
