@@ -30,9 +30,34 @@ pub fn unconfirmed_key(primary: &str, run: &str) -> String {
     format!("{primary}-{UNCONFIRMED}-{run}")
 }
 
-/// Whether `key` is an [`unconfirmed_key`] of `primary` (compared case-insensitively).
+/// Whether `key` is an [`unconfirmed_key`] of `primary` (compared as the servers compare keys).
 pub fn is_unconfirmed_of(primary: &str, key: &str) -> bool {
-    key.to_lowercase().starts_with(&format!("{primary}-{UNCONFIRMED}-").to_lowercase())
+    server_lowercase(key).starts_with(&server_lowercase(&format!("{primary}-{UNCONFIRMED}-")))
+}
+
+/// Whether two keys name the same entry: the runners' cache servers (act, Gitea, Forgejo) store
+/// and match keys lower-cased, so a key can come back in another case than it was asked for.
+pub fn same_key(a: &str, b: &str) -> bool {
+    server_lowercase(a) == server_lowercase(b)
+}
+
+/// A key lower-cased as those servers do it: Go's `strings.ToLower`, each character on its own
+/// by Unicode's simple mapping. Rust's `to_lowercase` applies the full mapping instead, which
+/// differs for `İ` (U+0130: Go gives `i`, Rust `i̇`, two characters) and for a final `Σ` (Go
+/// `σ`, Rust `ς`), so an exact entry would be taken for a fallback.
+pub fn server_lowercase(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c == '\u{130}' {
+                return 'i';
+            }
+            let mut lower = c.to_lowercase();
+            match (lower.next(), lower.next()) {
+                (Some(one), None) => one,
+                _ => c,
+            }
+        })
+        .collect()
 }
 
 /// The components of one target's key, each kept for the log.
@@ -80,7 +105,7 @@ impl KeyParts {
     /// The first component that `other` (a key found by a fallback) does not share with this
     /// key, compared case-insensitively as the services compare keys.
     pub fn first_difference(&self, other: &str) -> Option<&'static str> {
-        let other = other.to_lowercase();
+        let other = server_lowercase(other);
         let mut prefix = String::new();
         for (name, value) in self.components() {
             if !prefix.is_empty() {
@@ -89,10 +114,11 @@ impl KeyParts {
             prefix.push_str(&value);
             // `other` may be shorter than this key's prefix (a `nofiles` key): test the prefix
             // before slicing past it.
-            if !other.starts_with(&prefix.to_lowercase()) {
+            let lower = server_lowercase(&prefix);
+            if !other.starts_with(&lower) {
                 return Some(name);
             }
-            if !(other.len() == prefix.len() || other[prefix.len()..].starts_with('-')) {
+            if !(other.len() == lower.len() || other[lower.len()..].starts_with('-')) {
                 return Some(name);
             }
         }
@@ -161,6 +187,22 @@ mod tests {
         assert_eq!(p.first_difference("uv-nox-cache-1-nox-linux-ubuntu24-x64-nofiles"), Some("fingerprint"));
         assert_eq!(p.first_difference("uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123"), Some("key-suffix"));
         assert_eq!(p.first_difference("uv"), Some("prefix"));
+    }
+
+    #[test]
+    fn keys_compare_as_the_go_servers_lower_case_them() {
+        // What `strings.ToLower` gives (checked with Go 1.26): one character for one.
+        assert_eq!(server_lowercase("İstanbul-ΑΣ-K"), "istanbul-ασ-k");
+        assert!(same_key("uv-nox-cache-1-uv-İstanbul", "uv-nox-cache-1-uv-istanbul"));
+        assert!(same_key("A-ΟΔΟΣ", "a-οδοσ"));
+        assert!(!same_key("uv-a", "uv-b"));
+        let mut p = parts();
+        p.suffix = Some("İstanbul".into());
+        assert_eq!(p.first_difference(&server_lowercase(&p.primary())), None);
+        assert_eq!(
+            p.first_difference("uv-nox-cache-1-nox-linux-ubuntu24-x64-abc123-istanbul-beef"),
+            Some("hash")
+        );
     }
 
     #[test]

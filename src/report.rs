@@ -109,7 +109,7 @@ fn report_restore(
         .iter()
         .map(|o| {
             let plan = plans.iter().find(|p| p.target == o.target);
-            let fallback = o.matched_key().filter(|m| !m.eq_ignore_ascii_case(&o.key));
+            let fallback = o.matched_key().filter(|m| !crate::key::same_key(m, &o.key));
             let mut notes = Vec::new();
             if let (Some(matched), Some(plan)) = (fallback, plan) {
                 let differs = plan.key.first_difference(matched).unwrap_or("hash");

@@ -58,7 +58,7 @@ fn restore_target(
         }
         Err(e) => return ended(RestoreResult::Failed(RestoreError::Lookup(e))),
     };
-    let exact = hit.key.to_lowercase() == primary.to_lowercase();
+    let exact = crate::key::same_key(&hit.key, &primary);
     explain_match(plan, &hit, exact);
     let matched_key = hit.key.clone();
     if cfg.lookup_only {
@@ -104,7 +104,7 @@ fn find(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Result<Option
         Compression::Gzip => Compression::Zstd,
     };
     let first = backend.lookup(&keys, &backend::version(&plan.version_path, cfg.compression.label()))?;
-    if first.as_ref().is_some_and(|hit| hit.key.to_lowercase() == primary.to_lowercase()) {
+    if first.as_ref().is_some_and(|hit| crate::key::same_key(&hit.key, &primary)) {
         return Ok(first);
     }
     let second = backend

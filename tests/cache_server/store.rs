@@ -83,9 +83,24 @@ impl State {
         self.config.personality == Personality::Github
     }
 
-    /// The key as this personality stores and compares it.
+    /// The key as this personality stores and compares it: the runners' servers lower-case it
+    /// with Go's `strings.ToLower`, one character for one (`İ` becomes `i`, a final `Σ` `σ`).
     pub(super) fn norm(&self, key: &str) -> String {
-        if self.github() { key.to_string() } else { key.to_lowercase() }
+        if self.github() {
+            return key.to_string();
+        }
+        key.chars()
+            .map(|c| match c {
+                '\u{130}' => 'i',
+                c => {
+                    let mut lower = c.to_lowercase();
+                    match (lower.next(), lower.next()) {
+                        (Some(one), None) => one,
+                        _ => c,
+                    }
+                }
+            })
+            .collect()
     }
 
     pub(super) fn authorized(&self, request: &Request) -> bool {

@@ -749,6 +749,35 @@ mod servers {
         assert_eq!((snapshot(&uv), snapshot(&nox)), before);
     }
 
+    /// The server hands the key back lower-cased the Go way (`İstanbul` → `istanbul`): still
+    /// an exact hit, and nothing is saved again.
+    fn a_key_lower_cased_by_go_is_still_an_exact_hit(runner: &str) {
+        let server = RealServer::start(runner);
+        let machine = Machine::new();
+        checkout(&machine);
+        let mut job = server.job(&machine);
+        job.input("key-suffix", "İstanbul");
+        assert_clean(&job.main());
+        populate(&machine, "first");
+        let post = job.post();
+        assert!(post.stdout.contains("uv: saved") && post.stdout.contains("nox: saved"), "{}", post.log());
+
+        fresh_checkout(&machine);
+        let mut job = server.job(&machine);
+        job.input("key-suffix", "İstanbul");
+        let main = job.main();
+        assert_clean(&main);
+        main.assert_hits("true");
+        assert!(main.output("uv-matched-key").contains("-istanbul-"), "{}", main.log());
+        let post = job.post();
+        assert!(!post.stdout.contains(": saved"), "{}", post.log());
+    }
+
+    #[test]
+    fn gitea_act_a_key_lower_cased_by_go_is_still_an_exact_hit() {
+        a_key_lower_cased_by_go_is_still_an_exact_hit("gitea-act");
+    }
+
     #[test]
     fn act_round_trip_and_fallback() {
         round_trip_and_fallback("act");
