@@ -43,6 +43,7 @@ fn restore_target(
     let primary = plan.key.primary();
     let ended = |result| Restored::ended(plan.target, &primary, result);
     log_key(plan);
+    info!("  version          {}", version_parts(cfg, plan));
     if let Err(cancelled) = cancel::check() {
         return ended(RestoreResult::Failed(RestoreError::Cancelled(cancelled)));
     }
@@ -53,7 +54,12 @@ fn restore_target(
     let hit = match find(cfg, backend, plan) {
         Ok(Some(hit)) => hit,
         Ok(None) => {
-            info!("{name}: miss — nothing stored under {primary}");
+            // The key may be stored under another version (another path or compression):
+            // say what this lookup's version is made of, so the moved part shows.
+            info!(
+                "{name}: miss — nothing stored under {primary} for {}; an entry of this key saved from another path or with other compression is another entry",
+                version_parts(cfg, plan)
+            );
             return ended(RestoreResult::Miss);
         }
         Err(e) => return ended(RestoreResult::Failed(RestoreError::Lookup(e))),
@@ -189,6 +195,14 @@ fn log_key(plan: &TargetPlan) {
             plan.target.name()
         );
     }
+}
+
+/// What the entry version (the second half of what a lookup matches) is made of, as
+/// actions/cache makes it: `path `~/.cache/uv`, zstd-without-long (version 0123abcd…)`.
+fn version_parts(cfg: &Config, plan: &TargetPlan) -> String {
+    let label = cfg.compression.label();
+    let version = backend::version(&plan.version_path, label);
+    format!("path `{}`, {label} (version {}…)", plan.version_path, &version[..12])
 }
 
 fn explain_match(plan: &TargetPlan, hit: &Hit, exact: bool) {

@@ -106,3 +106,36 @@ fn hash_files_command_prints_the_runners_value() {
     let bad_option = run(&["--nope", "x"]);
     assert!(!bad_option.status.success());
 }
+
+/// The same key saved from another uv cache path is another entry (its version differs): the
+/// miss says what this lookup's version is made of, so the part that moved shows.
+#[test]
+fn a_miss_on_version_only_names_the_path_and_compression() {
+    let machine = Machine::new();
+    project(&machine);
+    let first = machine.home.join(".cache/uv-first");
+    fs::create_dir_all(first.join("wheels-v5")).unwrap();
+    fs::write(first.join("wheels-v5/w.txt"), "cached\n").unwrap();
+    let mut job = machine.job();
+    job.input("targets", "uv").input("uv-cache-dir", &first.display().to_string());
+    let main = job.main();
+    assert!(main.log().contains("for path `~/.cache/uv-first`, zstd-without-long"), "{}", main.log());
+    let post = job.post();
+    assert!(post.stdout.contains("uv: saved"), "{}", post.log());
+
+    let mut job = machine.job();
+    job.input("targets", "uv")
+        .input("uv-cache-dir", &machine.home.join(".cache/uv-second").display().to_string());
+    let main = job.main();
+    assert_eq!(main.output("uv-key"), post_key(&post.stdout), "the key itself did not move");
+    let miss =
+        main.stdout.lines().find(|l| l.contains("uv: miss")).unwrap_or_else(|| panic!("{}", main.log()));
+    assert!(miss.contains("path `~/.cache/uv-second`, zstd-without-long (version "), "{miss}");
+    assert!(miss.contains("another path"), "{miss}");
+}
+
+/// The key a post step's `uv: saved <key>, …` line names.
+fn post_key(stdout: &str) -> String {
+    let line = stdout.lines().find_map(|l| l.split("uv: saved ").nth(1)).expect("a saved line");
+    line.split(',').next().unwrap().trim().to_string()
+}
