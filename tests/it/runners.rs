@@ -1,8 +1,17 @@
-//! The action run by real workflow runners, built from the Go module proxy by `scripts/runners`:
-//! nektos/act and Gitea's fork of act (the engine of Gitea's act_runner). Each runs the
-//! workflows of `tests/workflows/` in its local mode with the job on this host and its **own**
-//! cache server on 127.0.0.1: the runner reads action.yml, fills `INPUT_*`, runs `main` then
-//! `post`, evaluates `post-if`, and gates later steps on the `cache-hit` output.
+//! The action run by real workflow runners, built by `scripts/runners`: nektos/act and Gitea's
+//! fork of act from the Go module proxy, the Forgejo runner and Gitea's act_runner from the
+//! source snapshots in `../shared/runners-src/`. Each runs the workflows of `tests/workflows/`
+//! in its local mode with the job on this host: the runner reads action.yml, fills `INPUT_*`,
+//! runs `main` then `post`, evaluates `post-if`, and gates later steps on the `cache-hit`
+//! output.
+//!
+//! The cache each job talks to is the runner's own: act's, Gitea's act's and act_runner's
+//! servers as their local modes start them; for the Forgejo runner, whose `exec` starts a server
+//! with no proxy in front (it refuses every call), its server behind its cache proxy with a
+//! secret and a run registered, as its daemon wires them (tests/forgejo-cache-proxy), or its
+//! `cache-server` shared by two runner homes. `exec` always sets `ACTIONS_CACHE_URL` to its own
+//! server, after `--env` and over the workflow's `env:` (exec.go `LoadEnvs`, run_context.go
+//! `GetEnv`), so the job gets the wired URL from `$GITHUB_ENV`, set by the workflows' first step.
 //!
 //! Every workflow runs twice with a fresh workspace and home, and the runner's cache kept: first
 //! a miss that saves in the post step, then an exact hit that runs the gated step and saves
@@ -124,8 +133,9 @@ impl Host {
         }
     }
 
-    /// The home of the user the runner runs as: act_runner's `exec` keeps its cache there, so
-    /// it survives between jobs, while everything else in it is wiped (a fresh home per job).
+    /// The home of the user the runner runs as, at one path as on a runner machine, and
+    /// emptied before every job (a fresh home) but for act_runner's cache, which its `exec`
+    /// keeps there (~/.cache/actcache).
     fn runner_home(&self) -> PathBuf {
         self.root.path().join("runner-home")
     }
@@ -134,20 +144,21 @@ impl Host {
         self.run_for(workflow, Event::Push)
     }
 
-    /// A fresh job: a new repository (the test's "checkout" of the demo with this action in
-    /// it), a new home, and the runner started on `workflow` for `event`.
     fn run_for(&self, workflow: &str, event: Event) -> Run {
+        self.run_with(workflow, event, &[], &|_| ())
+    }
+
+    /// A fresh job: a new repository (the test's "checkout" of the demo with this action in
+    /// it), an emptied home (`prepare` may put something there first), and the runner started
+    /// on `workflow` for `event`, with `env` added to the job's environment.
+    fn run_with(&self, workflow: &str, event: Event, env: &[(&str, &str)], prepare: &dyn Fn(&Path)) -> Run {
         let n = fs::read_dir(self.root.path()).unwrap().count();
         let job = self.root.path().join(format!("job-{n}"));
         let repo = job.join("repo");
-        let home = if self.runner.name == "act_runner" {
-            let home = self.runner_home();
-            wipe_except(&home, Path::new(".cache/actcache"));
-            home
-        } else {
-            job.join("home")
-        };
+        let home = self.runner_home();
+        wipe_except(&home, Path::new(".cache/actcache"));
         fs::create_dir_all(&home).unwrap();
+        prepare(&home);
         // Empty at the start of every job, as on a fresh machine.
         let _ = fs::remove_dir_all(&self.envs);
         make_repo(&repo, workflow);
@@ -191,6 +202,9 @@ impl Host {
             let started = CacheProxy::start(self, event);
             cmd.arg("--env").arg(format!("JOB_ACTIONS_CACHE_URL={}", started.url));
             proxy = Some(started);
+        }
+        for (name, value) in env {
+            cmd.arg("--env").arg(format!("{name}={value}"));
         }
         cmd.arg("--env")
             .arg(format!("UV_NOX_CACHE_BINARY={}", binary().display()))
@@ -441,6 +455,11 @@ mod forgejo_runner {
     }
 
     #[test]
+    fn sh_entry_with_uv_python_misses_then_hits() {
+        super::sh_entry_with_uv_python("forgejo-runner");
+    }
+
+    #[test]
     fn a_pull_request_saves_apart_from_what_pushes_read() {
         super::pull_request_saves_are_isolated();
     }
@@ -489,6 +508,29 @@ fn sh_entry_with_no_with(runner: &str) {
     assert!(warm.success, "{}", warm.log);
     assert!(warm.outputs().starts_with("cache-hit=false uv=true nox=false"), "{}", warm.log);
     assert!(!warm.log.contains("uv: saved"), "{}", warm.log);
+}
+
+/// The `sh` entry with `targets: uv uv-python nox`: the session's env is built on a Python uv
+/// manages (made as tests/it/uv_python.rs makes it, since uv can download none here), which
+/// the first job finds installed and the second gets back from the uv-python entry.
+fn sh_entry_with_uv_python(runner: &str) {
+    let host = Host::new(runner);
+    let minor = crate::uv_python::tools_python_minor();
+    let env = [("SESSION_PYTHON", minor.as_str())];
+    let install = |home: &Path| {
+        crate::uv_python::install_uv_managed_python_in(home);
+    };
+    let cold = host.run_with("sh-python.yml", Event::Push, &env, &install);
+    assert!(cold.success, "{}", cold.log);
+    assert!(cold.outputs().starts_with("cache-hit=false uv=false nox=false"), "{}", cold.log);
+    for target in ["uv", "uv-python", "nox"] {
+        assert!(cold.log.contains(&format!("{target}: saved")), "{target}:\n{}", cold.log);
+    }
+    let warm = host.run_with("sh-python.yml", Event::Push, &env, &|_| ());
+    assert!(warm.success, "{}", warm.log);
+    assert!(warm.outputs().starts_with("cache-hit=true uv=true nox=true"), "{}", warm.log);
+    assert!(warm.ran_gated_step(), "{}", warm.log);
+    assert!(!warm.log.contains(": saved"), "{}", warm.log);
 }
 
 /// A pull request's job saves under the run's write-isolation key: a push job after it finds

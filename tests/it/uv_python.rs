@@ -30,6 +30,20 @@ const LEFT_OUT_OF_THE_STDLIB: &[&str] =
 /// Installs, as `uv python install` would, a copy of the test tools' base interpreter into the
 /// machine's uv Python directory; returns its `X.Y` version.
 fn install_uv_managed_python(machine: &Machine) -> String {
+    install_uv_managed_python_in(&machine.home)
+}
+
+/// The `X.Y` version of the test tools' interpreter.
+pub fn tools_python_minor() -> String {
+    let out = Command::new(tools::python_tools_bin().join("python3"))
+        .args(["-I", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .expect("run the test tools' python");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// [`install_uv_managed_python`] for a runner whose user has `home`.
+pub fn install_uv_managed_python_in(home: &Path) -> String {
     let python = tools::python_tools_bin().join("python3");
     let out = Command::new(&python)
         .args(["-I", "-c", "import sys; print(sys.base_prefix); print('%d.%d.%d' % sys.version_info[:3])"])
@@ -39,7 +53,9 @@ fn install_uv_managed_python(machine: &Machine) -> String {
     let text = String::from_utf8(out.stdout).unwrap();
     let (base, version) = text.trim().split_once('\n').unwrap();
     let (base, minor) = (Path::new(base), version.rsplit_once('.').unwrap().0.to_string());
-    let install = python_dir(machine).join(format!("cpython-{version}-linux-{}-gnu", std::env::consts::ARCH));
+    let install = home
+        .join(".local/share/uv/python")
+        .join(format!("cpython-{version}-linux-{}-gnu", std::env::consts::ARCH));
     fs::create_dir_all(install.join("bin")).unwrap();
     let executable = fs::canonicalize(base.join(format!("bin/python{minor}"))).unwrap();
     fs::copy(&executable, install.join(format!("bin/python{minor}"))).unwrap();
