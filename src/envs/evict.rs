@@ -234,7 +234,7 @@ fn same_dir(envdir: &Path, a: &Path, b: &Path) -> bool {
 
 /// The `*.dist-info` directories in `site` installed from a path inside `workspace`: each name,
 /// the project directory it was installed from (resolved), and whether it is editable.
-fn project_dist_infos(site: &Path, workspace: &Path) -> Vec<(String, PathBuf, bool)> {
+pub(super) fn project_dist_infos(site: &Path, workspace: &Path) -> Vec<(String, PathBuf, bool)> {
     sorted_children(site)
         .into_iter()
         .filter(|name| name.ends_with(".dist-info"))

@@ -3,10 +3,16 @@
 //!
 //! The post step cannot read the job's status, so "the job repaired an incomplete env" and "the
 //! job's installs were no-ops" are told apart by what the envs hold: the restore step records
-//! this digest, the save step computes it again. The digest covers each env's name and each
-//! installed distribution's `.dist-info` name and `RECORD` (which lists every installed file with
-//! its hash), leaving out what the save would leave out anyway (evicted project installs, whose
-//! reinstall is expected in every job).
+//! this digest, the save step computes it again.
+//!
+//! A change counts only when the next job would feel it: what it would otherwise install or
+//! download again. The digest covers each env's name and each installed distribution's
+//! `.dist-info` name and `RECORD` (which lists every installed file with its hash), except the
+//! workspace's own distributions: every job that runs installs rebuilds those (uv and pip
+//! reinstall a local path whose files changed, and a fresh checkout changes them all), so their
+//! new version, `RECORD`, bytecode and uv's `uv_cache.json` timestamps say nothing about the
+//! dependencies. For the uv cache it covers the entry names, except the builds of local paths
+//! the save leaves out (a new `archive-v0/<id>` for every rebuild of the project).
 
 use std::collections::HashSet;
 use std::fs;
@@ -14,12 +20,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::env_names;
-use super::evict::site_packages_dirs;
+use super::evict::{project_dist_infos, site_packages_dirs, uv_local_builds};
+use super::{env_names, resolve_lenient};
 
 /// The digest (hex) of the installed distributions of every env under `envdir`, leaving out the
-/// `.dist-info` directories in `skip` (relative to `envdir`).
-pub fn envs_state(envdir: &Path, skip: &HashSet<PathBuf>) -> String {
+/// workspace's own (those installed from a path inside `workspace`).
+pub fn envs_state(envdir: &Path, workspace: &Path) -> String {
+    let workspace = resolve_lenient(workspace);
     let mut hash = Sha256::new();
     for env in env_names(envdir) {
         hash.update(format!("env {env}\n"));
@@ -36,7 +43,15 @@ pub fn envs_state(envdir: &Path, skip: &HashSet<PathBuf>) -> String {
             })
             .collect();
         dist_infos.sort();
-        for rel in dist_infos.into_iter().filter(|d| !skip.contains(d)) {
+        let own: HashSet<PathBuf> = site_packages_dirs(envdir, &env)
+            .into_iter()
+            .flat_map(|site| {
+                project_dist_infos(&envdir.join(&site), &workspace)
+                    .into_iter()
+                    .map(move |(n, ..)| site.join(n))
+            })
+            .collect();
+        for rel in dist_infos.into_iter().filter(|d| !own.contains(d)) {
             let record = fs::read(envdir.join(&rel).join("RECORD")).unwrap_or_default();
             hash.update(format!("dist {} {}\n", rel.display(), hex::encode(Sha256::digest(&record))));
         }
@@ -47,11 +62,14 @@ pub fn envs_state(envdir: &Path, skip: &HashSet<PathBuf>) -> String {
 /// The digest (hex) of what the uv cache (or uv's Python directory) at `dir` holds: the names of
 /// its entries three levels deep (`archive-v0/<id>`, `wheels-v5/pypi/<name>`,
 /// `cpython-3.12.8-linux-x86_64-gnu/bin/python3.12`, …), which change when uv adds a download, a
-/// build or a Python. `sdists-v*` (local builds, left out of every save), `environments-v*` (never saved)
-/// and hidden entries (uv's lock file) are not counted.
+/// build or a Python. `sdists-v*` (builds of source distributions, whose wheels land in
+/// `archive-v*`), `environments-v*` (never saved), the builds of local paths and the unpacked
+/// wheels they link to (rebuilt by every job that installs the project) and hidden entries (uv's
+/// lock file) are not counted.
 pub fn cache_state(dir: &Path) -> String {
+    let local_builds = uv_local_builds(dir).skip;
     let mut names = Vec::new();
-    collect_names(dir, Path::new(""), 3, &mut names);
+    collect_names(dir, Path::new(""), 3, &local_builds, &mut names);
     names.sort();
     let mut hash = Sha256::new();
     for name in names {
@@ -61,7 +79,7 @@ pub fn cache_state(dir: &Path) -> String {
     hex::encode(hash.finalize())
 }
 
-fn collect_names(root: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+fn collect_names(root: &Path, rel: &Path, depth: usize, skip: &HashSet<PathBuf>, out: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(root.join(rel)) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -72,8 +90,11 @@ fn collect_names(root: &Path, rel: &Path, depth: usize, out: &mut Vec<PathBuf>) 
             continue;
         }
         let child = rel.join(&name);
+        if skip.contains(&child) {
+            continue;
+        }
         if depth > 1 && entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect_names(root, &child, depth - 1, out);
+            collect_names(root, &child, depth - 1, skip, out);
         }
         out.push(child);
     }
@@ -84,23 +105,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_digest_moves_with_installs_and_not_with_skipped_ones() {
+    fn the_digest_moves_with_installs_but_not_with_the_workspaces_own() {
         let dir = tempfile::tempdir().unwrap();
-        let envdir = dir.path();
+        let envdir = dir.path().join("envs");
+        let workspace = dir.path().join("ws");
+        fs::create_dir_all(&workspace).unwrap();
         let site = envdir.join("e/lib/python3.12/site-packages");
         fs::create_dir_all(site.join("a-1.dist-info")).unwrap();
         fs::write(envdir.join("e/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
         fs::write(site.join("a-1.dist-info/RECORD"), "a.py,,\n").unwrap();
-        let none = HashSet::new();
-        let before = envs_state(envdir, &none);
-        assert_eq!(envs_state(envdir, &none), before);
-        fs::create_dir_all(site.join("proj-1.dist-info")).unwrap();
-        let skip: HashSet<PathBuf> =
-            [PathBuf::from("e/lib/python3.12/site-packages/proj-1.dist-info")].into();
-        assert_eq!(envs_state(envdir, &skip), before, "a skipped dist-info does not count");
-        assert_ne!(envs_state(envdir, &none), before);
+        let before = envs_state(&envdir, &workspace);
+        assert_eq!(envs_state(&envdir, &workspace), before);
+        // The project, reinstalled under a new version with new bookkeeping: not a change.
+        let own = |version: &str, record: &str| {
+            let info = site.join(format!("proj-{version}.dist-info"));
+            fs::create_dir_all(&info).unwrap();
+            let url = format!("file://{}", workspace.display());
+            fs::write(
+                info.join("direct_url.json"),
+                format!(r#"{{"url":"{url}","dir_info":{{"editable":true}}}}"#),
+            )
+            .unwrap();
+            fs::write(info.join("RECORD"), record).unwrap();
+            info
+        };
+        let first = own("1.0.1.dev1", "uv_cache.json,sha256=one,1\n");
+        assert_eq!(envs_state(&envdir, &workspace), before, "the workspace's own install does not count");
+        fs::remove_dir_all(first).unwrap();
+        own("1.0.1.dev2", "uv_cache.json,sha256=two,1\n");
+        assert_eq!(envs_state(&envdir, &workspace), before, "nor does its rebuild");
+        // A dependency the next job would otherwise install does.
+        fs::create_dir_all(site.join("b-2.dist-info")).unwrap();
+        assert_ne!(envs_state(&envdir, &workspace), before, "a new install counts");
+        fs::remove_dir_all(site.join("b-2.dist-info")).unwrap();
         fs::write(site.join("a-1.dist-info/RECORD"), "a.py,,\nb.py,,\n").unwrap();
-        assert_ne!(envs_state(envdir, &skip), before, "a changed RECORD counts");
+        assert_ne!(envs_state(&envdir, &workspace), before, "a changed RECORD counts");
     }
 
     #[test]
@@ -112,6 +151,15 @@ mod tests {
         fs::create_dir_all(dir.path().join("environments-v2/demo-5f1c/lib")).unwrap();
         fs::write(dir.path().join(".lock"), "").unwrap();
         assert_eq!(cache_state(dir.path()), before);
+        // A rebuild of a local project: its build and the unpacked wheel it links to.
+        let rev = dir.path().join("sdists-v11/editable/fecd017e/qujSHoau");
+        fs::create_dir_all(&rev).unwrap();
+        fs::create_dir_all(dir.path().join("archive-v0/NEWBUILD")).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("../../../../archive-v0/NEWBUILD", rev.join("proj-1.0.1-py3-none-any"))
+            .unwrap();
+        #[cfg(unix)]
+        assert_eq!(cache_state(dir.path()), before, "a rebuild of the project does not count");
         fs::create_dir_all(dir.path().join("wheels-v5/pypi/idna")).unwrap();
         assert_ne!(cache_state(dir.path()), before);
     }

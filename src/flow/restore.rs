@@ -1,7 +1,7 @@
 //! The restore story: for each target, compute its key, look it up, download and extract it
 //! into a staging directory, check what came back, move it into place, and report.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -258,7 +258,7 @@ fn review_project(cfg: &Config, staging: &Path, saved: &BTreeMap<String, Vec<env
         }
     }
     if !cfg.evict_project {
-        return envs::envs_state(staging, &HashSet::new());
+        return envs::envs_state(staging, &cfg.runner.workspace);
     }
     let workspace = &cfg.runner.workspace;
     let recorded: Vec<(String, String)> = saved
@@ -277,7 +277,7 @@ fn review_project(cfg: &Config, staging: &Path, saved: &BTreeMap<String, Vec<env
             warn!("nox: could not remove {failed}");
         }
     }
-    envs::envs_state(staging, &HashSet::new())
+    envs::envs_state(staging, &cfg.runner.workspace)
 }
 
 /// A cached `.nox` only helps when nox reuses envs; say so when neither the noxfile nor the

@@ -110,7 +110,7 @@ fn save_target(
     }
     let leave_out = leave_out(cfg, plan, stored_uv_cache);
     let note = entry_note::of_job(state(STATE_RESTORE_ENDED).as_deref(), entry_note::now_ms());
-    let key = match save_key(cfg, plan, &primary, &leave_out.skip, state) {
+    let key = match save_key(cfg, plan, &primary, state) {
         Ok(key) => key,
         Err(why) => return ended(&primary, SaveResult::Skipped(why)),
     };
@@ -177,7 +177,6 @@ fn save_key(
     cfg: &Config,
     plan: &TargetPlan,
     primary: &str,
-    skip: &HashSet<PathBuf>,
     state: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, &'static str> {
     let name = plan.target.name();
@@ -185,7 +184,7 @@ fn save_key(
         return Ok(primary.to_string());
     }
     let restored = state(&state_envs(plan.target));
-    if changed_since_restore(cfg, plan, restored.as_deref(), Some(skip)) == Some(false) {
+    if changed_since_restore(cfg, plan, restored.as_deref()) == Some(false) {
         let from = state(&state_matched(plan.target)).unwrap_or_default();
         let what = match plan.target {
             Target::Nox => "the envs are",
@@ -226,8 +225,7 @@ fn note_a_changed_hit(
     state: &dyn Fn(&str) -> Option<String>,
 ) {
     let restored = state(&state_envs(plan.target));
-    if plan.target == Target::Nox && changed_since_restore(cfg, plan, restored.as_deref(), None) == Some(true)
-    {
+    if plan.target == Target::Nox && changed_since_restore(cfg, plan, restored.as_deref()) == Some(true) {
         crate::notice!(
             "nox: the job changed the envs restored from {primary}; entries cannot be replaced, so the next job restores them as they were and its installs change them again"
         );
@@ -235,31 +233,15 @@ fn note_a_changed_hit(
 }
 
 /// After a restore: whether the envs (or the uv cache) now differ from what was restored
-/// (`restored`, the digest the restore step left), leaving out of nox envs what the save leaves
-/// out (`skip`, computed here when not given). `None` when nothing was restored.
-fn changed_since_restore(
-    cfg: &Config,
-    plan: &TargetPlan,
-    restored: Option<&str>,
-    skip: Option<&HashSet<PathBuf>>,
-) -> Option<bool> {
+/// (`restored`, the digest the restore step left) in what the next job would feel
+/// (`envs/state.rs`). `None` when nothing was restored.
+fn changed_since_restore(cfg: &Config, plan: &TargetPlan, restored: Option<&str>) -> Option<bool> {
     let restored = restored?;
-    if plan.target != Target::Nox {
-        return Some(envs::cache_state(&plan.dir) != restored);
-    }
-    let computed;
-    let skip = match skip {
-        Some(skip) => skip,
-        None => {
-            computed = if cfg.evict_project {
-                envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace).skip
-            } else {
-                HashSet::new()
-            };
-            &computed
-        }
+    let now = match plan.target {
+        Target::Nox => envs::envs_state(&plan.dir, &cfg.runner.workspace),
+        Target::Uv | Target::UvPython => envs::cache_state(&plan.dir),
     };
-    Some(envs::envs_state(&plan.dir, skip) != restored)
+    Some(now != restored)
 }
 
 /// What is left out of (or added to) one archive.

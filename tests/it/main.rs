@@ -28,3 +28,4 @@ mod support;
 mod tokens;
 mod uv_cache;
 mod uv_python;
+mod vcs_project;
