@@ -48,8 +48,17 @@ pub fn nox_project_eviction(envdir: &Path, workspace: &Path) -> Eviction {
                     &record,
                 );
                 match verdict {
-                    Verdict::Keep { reason, pyproject_sha256 } => {
-                        eviction.kept.push(Kept { env: env.clone(), dist, reason, pyproject_sha256 });
+                    Verdict::Keep { reason, pyproject_sha256, import_dirs } => {
+                        let env = env.clone();
+                        let generated = Vec::new();
+                        eviction.kept.push(Kept {
+                            env,
+                            dist,
+                            reason,
+                            pyproject_sha256,
+                            import_dirs,
+                            generated,
+                        });
                     }
                     Verdict::Evict { reason } => {
                         let paths = dist_paths(envdir, &env, &site, &dist_info);

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::generated::Generated;
 use super::links::Link;
 use super::{
     Eviction, Invalid, cfg_python_version, cfg_value, env_names, normalize_lexically, parse_pyvenv_cfg,
@@ -74,6 +75,10 @@ pub struct ProjectDist {
     /// For a kept one: the digest of the `pyproject.toml` its metadata was generated from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pyproject_sha256: Option<String>,
+    /// For a kept one: the module files it imports from the checkout that git did not track
+    /// (`generated.rs`), which a fresh checkout lacks until the install step runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generated: Vec<Generated>,
 }
 
 impl Marker {
@@ -135,12 +140,14 @@ fn project_dists(eviction: &Eviction, env: &str) -> Vec<ProjectDist> {
         kept: true,
         reason: k.reason.clone(),
         pyproject_sha256: k.pyproject_sha256.clone(),
+        generated: k.generated.clone(),
     });
     let evicted = eviction.evicted.iter().filter(|e| e.env == env).map(|e| ProjectDist {
         dist: e.dist.clone(),
         kept: false,
         reason: e.reason.clone(),
         pyproject_sha256: None,
+        generated: Vec::new(),
     });
     kept.chain(evicted).collect()
 }

@@ -12,6 +12,7 @@
 //! to leave out and extra files for it to add, so a failed save cannot damage a live env.
 
 mod evict;
+mod generated;
 mod links;
 mod marker;
 mod noxfile;
@@ -27,12 +28,16 @@ pub use evict::{
     changed_since_saved, is_uv_environments_bucket, nox_project_eviction, remove_evicted,
     uv_environment_buckets, uv_local_builds,
 };
+pub use generated::{Generated, MissingGenerated, missing_generated, record_generated, untracked_note};
 pub use links::{Link, restore_shared, shared_paths, shared_with_uv_cache};
 pub use marker::{
     MARKER_FILE, MARKER_SCHEMA, MARKER_SCHEMA_WITH_LINKS, Marker, ProjectDist, markers, saved_project_dists,
     validate_and_prune,
 };
-pub use noxfile::{WorkflowReuse, noxfile_enables_reuse, workflow_path, workflow_reuse};
+pub use noxfile::{
+    WorkflowReuse, noxfile_enables_reuse, read_workflow, workflow_path, workflow_reuse,
+    workflow_skips_installs,
+};
 pub use prune::{PruneError, uv_prune_ci};
 pub use state::{cache_state, envs_state};
 
@@ -60,6 +65,11 @@ pub struct Kept {
     pub reason: String,
     /// The digest of the project's `pyproject.toml` its metadata was generated from.
     pub pyproject_sha256: Option<String>,
+    /// The checkout's directories its path `.pth` puts on `sys.path` (absolute, resolved).
+    pub import_dirs: Vec<PathBuf>,
+    /// The module files under those directories git does not track ([`record_generated`]; empty
+    /// until it runs).
+    pub generated: Vec<Generated>,
 }
 
 /// What the archive packer leaves out.

@@ -5,6 +5,8 @@
 //! that is read too. The answers only decide whether to print a notice, so a plain text scan is
 //! enough; nothing runs or parses Python or YAML.
 
+use std::path::Path;
+
 /// True when `source` (a noxfile) turns reuse on anywhere: `nox.options.reuse_venv = "yes"` or
 /// `"always"` (or `True`), `nox.options.reuse_existing_virtualenvs = True`, or
 /// `@nox.session(reuse_venv=True)`. Comments are ignored.
@@ -32,7 +34,35 @@ pub enum WorkflowReuse {
 /// notice from it): a line where `nox` (or a path ending in `/nox`) is a word, not after
 /// `install` or `add` (installing nox is not running it).
 pub fn workflow_reuse(workflow: &str) -> WorkflowReuse {
-    let mut found = false;
+    let commands = nox_commands(workflow);
+    let reuses = commands.iter().any(|args| {
+        args.iter().enumerate().any(|(i, w)| {
+            matches!(*w, "-r" | "-R" | "--reuse-existing-virtualenvs" | "--no-install")
+                || matches!(*w, "--reuse-venv=yes" | "--reuse-venv=always")
+                || (*w == "--reuse-venv" && args.get(i + 1).is_some_and(|v| matches!(*v, "yes" | "always")))
+        })
+    });
+    match (reuses, commands.is_empty()) {
+        (true, _) => WorkflowReuse::Reuses,
+        (false, false) => WorkflowReuse::Never,
+        (false, true) => WorkflowReuse::Unknown,
+    }
+}
+
+/// Whether some `nox` command of a workflow file skips installs on reused envs (`-R`,
+/// `--no-install`); `None` when the file runs no `nox` command the scan can see.
+pub fn workflow_skips_installs(workflow: &str) -> Option<bool> {
+    let commands = nox_commands(workflow);
+    if commands.is_empty() {
+        return None;
+    }
+    Some(commands.iter().flatten().any(|w| matches!(*w, "-R" | "--no-install")))
+}
+
+/// The arguments of each `nox` command of a workflow file, as whitespace-separated words with
+/// quotes trimmed.
+fn nox_commands(workflow: &str) -> Vec<Vec<&str>> {
+    let mut commands = Vec::new();
     for line in workflow.lines().map(strip_comment) {
         let words: Vec<&str> =
             line.split_whitespace().map(|w| w.trim_matches(|c| c == '"' || c == '\'')).collect();
@@ -40,18 +70,17 @@ pub fn workflow_reuse(workflow: &str) -> WorkflowReuse {
         if words[..at].iter().any(|w| matches!(*w, "install" | "add" | "pipx")) {
             continue;
         }
-        found = true;
-        let args = &words[at + 1..];
-        let reuses = args.iter().enumerate().any(|(i, w)| {
-            matches!(*w, "-r" | "-R" | "--reuse-existing-virtualenvs" | "--no-install")
-                || matches!(*w, "--reuse-venv=yes" | "--reuse-venv=always")
-                || (*w == "--reuse-venv" && args.get(i + 1).is_some_and(|v| matches!(*v, "yes" | "always")))
-        });
-        if reuses {
-            return WorkflowReuse::Reuses;
-        }
+        commands.push(words[at + 1..].to_vec());
     }
-    if found { WorkflowReuse::Never } else { WorkflowReuse::Unknown }
+    commands
+}
+
+/// The workflow file `GITHUB_WORKFLOW_REF` names, read from the checkout: its path inside the
+/// repository and its text.
+pub fn read_workflow(workspace: &Path, workflow_ref: Option<&str>) -> Option<(String, String)> {
+    let path = workflow_path(workflow_ref?)?;
+    let text = std::fs::read_to_string(workspace.join(path)).ok()?;
+    Some((path.to_string(), text))
 }
 
 /// The workflow file's path inside the repository, from `GITHUB_WORKFLOW_REF`
@@ -117,7 +146,7 @@ fn strip_comment(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::noxfile_enables_reuse as reuse;
-    use super::{WorkflowReuse, workflow_path, workflow_reuse};
+    use super::{WorkflowReuse, workflow_path, workflow_reuse, workflow_skips_installs};
 
     #[test]
     fn workflow_commands() {
@@ -138,6 +167,16 @@ mod tests {
             Some(".forgejo/workflows/a.yaml")
         );
         assert_eq!(workflow_path("nonsense"), None);
+    }
+
+    #[test]
+    fn workflow_commands_that_skip_installs() {
+        let wf = "steps:\n  - run: pip install nox\n  - run: nox -r -s tests\n";
+        assert_eq!(workflow_skips_installs(wf), Some(false));
+        assert_eq!(workflow_skips_installs(&format!("{wf}  - run: nox -R -s lint\n")), Some(true));
+        assert_eq!(workflow_skips_installs("run: nox --reuse-venv=yes --no-install\n"), Some(true));
+        assert_eq!(workflow_skips_installs("run: nox -r  # not -R\n"), Some(false));
+        assert_eq!(workflow_skips_installs("run: make test\n"), None);
     }
 
     #[test]

@@ -19,8 +19,9 @@ use super::{normalize_lexically, resolve_lenient};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// It follows the checkout; the reason says how. `pyproject_sha256` is the digest of the
-    /// project's `pyproject.toml`, from which its metadata was generated.
-    Keep { reason: String, pyproject_sha256: Option<String> },
+    /// project's `pyproject.toml`, from which its metadata was generated; `import_dirs` are the
+    /// checkout's directories its path `.pth` puts on `sys.path` (resolved).
+    Keep { reason: String, pyproject_sha256: Option<String>, import_dirs: Vec<PathBuf> },
     /// It would run or report something old after a source change; the reason says what.
     Evict { reason: String },
 }
@@ -121,17 +122,18 @@ pub fn judge(
     let shown: Vec<String> = pth_dirs
         .iter()
         .map(|d| match d.strip_prefix(workspace) {
-            Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
-            Ok(rel) => rel.display().to_string(),
+            Ok(rel) if rel.as_os_str().is_empty() => "the checkout's root directory".to_string(),
+            Ok(rel) => format!("{} of the checkout", rel.display()),
             Err(_) => d.display().to_string(),
         })
         .collect();
     Verdict::Keep {
         reason: format!(
-            "editable: a path .pth puts {} of the checkout on sys.path, so it imports the current code",
+            "editable: a path .pth puts {} on sys.path, so it imports the current code",
             shown.join(", ")
         ),
         pyproject_sha256: Some(sha256_hex(text.as_bytes())),
+        import_dirs: pth_dirs,
     }
 }
 

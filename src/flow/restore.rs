@@ -242,8 +242,9 @@ fn validate_restored(plan: &TargetPlan, staging: &Path, uv_cache: Option<&Path>)
 /// Says per env what the save did with the workspace's own distributions (`saved`, from the
 /// markers), and removes what would now be stale: with `evict-project`, project installs that
 /// envs saved by another tool still hold, and kept editable installs that no longer fit the
-/// checkout or whose `pyproject.toml` changed since. Returns the digest of what the envs hold
-/// now, for the post step to compare with.
+/// checkout or whose `pyproject.toml` changed since; and names the untracked files kept ones
+/// import that this checkout lacks. Returns the digest of what the envs hold now, for the post
+/// step to compare with.
 fn review_project(cfg: &Config, staging: &Path, saved: &BTreeMap<String, Vec<envs::ProjectDist>>) -> String {
     for (env, dists) in saved {
         for d in dists {
@@ -257,25 +258,32 @@ fn review_project(cfg: &Config, staging: &Path, saved: &BTreeMap<String, Vec<env
             }
         }
     }
-    if !cfg.evict_project {
-        return envs::envs_state(staging, &cfg.runner.workspace);
+    if cfg.evict_project {
+        let workspace = &cfg.runner.workspace;
+        let recorded: Vec<(String, String)> = saved
+            .values()
+            .flatten()
+            .filter_map(|d| Some((d.dist.clone(), d.pyproject_sha256.clone()?)))
+            .collect();
+        for stale in [
+            envs::changed_since_saved(staging, workspace, &recorded),
+            envs::nox_project_eviction(staging, workspace),
+        ] {
+            for e in &stale.evicted {
+                info!("nox: env `{}`: removed {} after restore — {}", e.env, e.dist, e.reason);
+            }
+            for failed in envs::remove_evicted(staging, &stale) {
+                warn!("nox: could not remove {failed}");
+            }
+        }
     }
-    let workspace = &cfg.runner.workspace;
-    let recorded: Vec<(String, String)> = saved
-        .values()
-        .flatten()
-        .filter_map(|d| Some((d.dist.clone(), d.pyproject_sha256.clone()?)))
-        .collect();
-    for stale in [
-        envs::changed_since_saved(staging, workspace, &recorded),
-        envs::nox_project_eviction(staging, workspace),
-    ] {
-        for e in &stale.evicted {
-            info!("nox: env `{}`: removed {} after restore — {}", e.env, e.dist, e.reason);
-        }
-        for failed in envs::remove_evicted(staging, &stale) {
-            warn!("nox: could not remove {failed}");
-        }
+    // Untracked files kept editable installs import that this checkout lacks (envs/generated.rs):
+    // a notice unless the workflow's nox commands are known to run their installs.
+    let workflow = envs::read_workflow(&cfg.runner.workspace, cfg.runner.workflow_ref.as_deref());
+    let installs_run = workflow.is_some_and(|(_, text)| envs::workflow_skips_installs(&text) == Some(false));
+    for missing in envs::missing_generated(staging, saved) {
+        let message = missing.message(&cfg.runner.workspace);
+        if installs_run { info!("nox: {message}") } else { crate::notice!("nox: {message}") }
     }
     envs::envs_state(staging, &cfg.runner.workspace)
 }

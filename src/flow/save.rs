@@ -260,8 +260,12 @@ fn leave_out(cfg: &Config, plan: &TargetPlan, stored_uv_cache: Option<&Path>) ->
     let mut out = LeaveOut::default();
     let eviction = match plan.target {
         Target::Nox => {
-            let eviction =
+            let mut eviction =
                 cfg.evict_project.then(|| envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace));
+            // Untracked files the kept editable installs import, for the restore to check.
+            for why in eviction.as_mut().map(envs::record_generated).unwrap_or_default() {
+                info!("nox: {why}");
+            }
             let recorded = eviction.clone().unwrap_or_default();
             let shared = stored_uv_cache
                 .map(|uv| {
@@ -278,6 +282,9 @@ fn leave_out(cfg: &Config, plan: &TargetPlan, stored_uv_cache: Option<&Path>) ->
             }
             for k in &recorded.kept {
                 info!("nox: env `{}`: kept {} — {}", k.env, k.dist, k.reason);
+                if let Some(note) = envs::untracked_note(k) {
+                    info!("nox: env `{}`: {note}", k.env);
+                }
             }
             for e in &recorded.evicted {
                 info!("nox: env `{}`: left out {} — {}", e.env, e.dist, e.reason);

@@ -22,22 +22,25 @@ enum Style {
     UvSync,
     /// `session.install(".")`.
     Copy,
+    /// `session.install("-e", ".")` of a flat layout: the package at the repository root.
+    FlatEditable,
 }
 
 /// A hatchling project `seedpkg` 1.0.0 whose `answer()` returns `answer`, and a uv-backed nox
 /// session `check` that installs it as `style` says and prints the answer.
 fn write_project(ws: &Path, answer: u32, style: Style) {
-    fs::create_dir_all(ws.join("src/seedpkg")).unwrap();
+    let package = if let Style::FlatEditable = style { "seedpkg" } else { "src/seedpkg" };
+    fs::create_dir_all(ws.join(package)).unwrap();
     fs::write(
         ws.join("pyproject.toml"),
         "[project]\nname = \"seedpkg\"\nversion = \"1.0.0\"\nrequires-python = \">=3.8\"\n\n\
          [build-system]\nrequires = [\"hatchling\"]\nbuild-backend = \"hatchling.build\"\n",
     )
     .unwrap();
-    fs::write(ws.join("src/seedpkg/__init__.py"), format!("def answer():\n    return {answer}\n")).unwrap();
+    fs::write(ws.join(package).join("__init__.py"), format!("def answer():\n    return {answer}\n")).unwrap();
     let backend = if let Style::PipEditable = style { "virtualenv" } else { "uv" };
     let install = match style {
-        Style::Editable | Style::PipEditable => "session.install('-e', '.')",
+        Style::Editable | Style::PipEditable | Style::FlatEditable => "session.install('-e', '.')",
         Style::UvSync => "session.run_install('uv', 'sync', '--frozen')",
         Style::Copy => "session.install('.')",
     };
@@ -91,6 +94,9 @@ fn full_loop(machine: &Machine, style: Style) -> Step {
         Style::Editable | Style::PipEditable | Style::UvSync => {
             "nox: env `check`: kept seedpkg-1.0.0 — editable: a path .pth puts src"
         }
+        Style::FlatEditable => {
+            "nox: env `check`: kept seedpkg-1.0.0 — editable: a path .pth puts the checkout's root directory on sys.path"
+        }
         Style::Copy => "nox: env `check`: left out seedpkg-1.0.0 — a non-editable copy of the project",
     };
     assert!(post.stdout.contains(verdict), "{style:?}: the save log names the verdict:\n{}", post.log());
@@ -111,10 +117,12 @@ fn full_loop(machine: &Machine, style: Style) -> Step {
 fn nox_r_runs_the_new_code(style: Style) {
     let machine = Machine::new();
     let main = full_loop(&machine, style);
+    let on_path =
+        if let Style::FlatEditable = style { "the checkout's root directory" } else { "src of the checkout" };
     assert!(
-        main.stdout.contains(
-            "nox: env `check`: kept seedpkg-1.0.0 — editable: a path .pth puts src of the checkout"
-        ),
+        main.stdout.contains(&format!(
+            "nox: env `check`: kept seedpkg-1.0.0 — editable: a path .pth puts {on_path} on sys.path"
+        )),
         "{style:?}: the restore log names what was kept and why:\n{}",
         main.log()
     );
@@ -131,6 +139,13 @@ fn an_editable_install_runs_the_new_code_under_nox_r_after_a_hit() {
 #[test]
 fn a_pip_editable_install_runs_the_new_code_under_nox_r_after_a_hit() {
     nox_r_runs_the_new_code(Style::PipEditable);
+}
+
+/// A flat layout at the repository root: the `.pth` puts the root itself on `sys.path`, and the
+/// log says so in words rather than as `.`.
+#[test]
+fn a_flat_layout_editable_install_at_the_root_runs_the_new_code_under_nox_r_after_a_hit() {
+    nox_r_runs_the_new_code(Style::FlatEditable);
 }
 
 #[test]

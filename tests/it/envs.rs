@@ -153,6 +153,8 @@ fn eviction_takes_a_plain_install_and_keeps_an_editable_one_but_no_pypi_package(
             reason: "editable: a path .pth puts proj/src of the checkout on sys.path, so it imports the current code"
                 .into(),
             pyproject_sha256: Some(digest),
+            import_dirs: vec![fs::canonicalize(w.ws.join("proj/src")).unwrap()],
+            generated: Vec::new(),
         }]
     );
     assert!(eviction.skip.iter().all(|p| !p.to_string_lossy().contains("idna")));

@@ -160,3 +160,82 @@ fn save_always_saves_once_across_unchanged_jobs_and_notices_only_real_changes() 
     assert_eq!(main.output("nox-cache-hit"), "true", "{}", main.log());
     assert!(post.stdout.contains(changed), "an unpinned install is a change:\n{}", post.log());
 }
+
+fn nox(machine: &Machine, args: &[&str], offline: bool) -> Output {
+    let mut cmd = machine.command(&tools::nox(), &tools::python_tools_bin());
+    cmd.args(args);
+    if offline {
+        cmd.env("UV_OFFLINE", "1");
+    }
+    cmd.output().expect("run nox")
+}
+
+/// The editable install is kept, but the `_version.py` hatch-vcs wrote is git-ignored: the save
+/// records it, and after a restore into a fresh checkout the restore step says, before any nox
+/// runs, that `nox -R` cannot import `vcspkg._version` and what to run instead — which is then
+/// exactly what happens. Where the workflow's nox commands run their installs, the same is a
+/// log line, not a notice.
+#[test]
+fn a_generated_version_file_missing_after_restore_is_named_before_nox_r() {
+    let machine = Machine::new();
+    init_repo(&machine.workspace);
+    let mut first = machine.job();
+    first.set_env("PATH", &tools_path(&machine));
+    assert_eq!(first.main().code, 0);
+    let cold = nox(&machine, &["--reuse-venv=yes"], false);
+    assert!(cold.status.success() && text(&cold).contains("answer 41 1.0.0"), "{}", text(&cold));
+    let post = first.post();
+    let version_file = machine.workspace.join("src/vcspkg/_version.py");
+    let recorded =
+        format!("imports {}, which git does not track", fs::canonicalize(&version_file).unwrap().display());
+    assert!(post.stdout.contains(&recorded), "the save records the generated file:\n{}", post.log());
+
+    next_commit_fresh_checkout(&machine, 42);
+    let mut second = machine.job();
+    second.set_env("PATH", &tools_path(&machine));
+    let main = second.main();
+    assert_eq!(main.output("nox-cache-hit"), "true", "{}", main.log());
+    let said = "::notice::nox: env `check`: vcspkg-1.0.0 imports";
+    let notice = main
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(said))
+        .unwrap_or_else(|| panic!("the restore names the missing file before nox runs:\n{}", main.log()));
+    for part in [
+        "imports src/vcspkg/_version.py (`vcspkg._version`) from the checkout, which git does not track and this checkout lacks",
+        "an import of `vcspkg._version` fails with ModuleNotFoundError",
+        "(`nox -r` or `--reuse-venv=yes`)",
+    ] {
+        assert!(notice.contains(part), "{part}\n{notice}");
+    }
+    let skipped = nox(&machine, &["-R"], true);
+    assert!(!skipped.status.success(), "{}", text(&skipped));
+    assert!(
+        text(&skipped).contains("No module named 'vcspkg._version'"),
+        "nox -R hits what the restore said:\n{}",
+        text(&skipped)
+    );
+    let installed = nox(&machine, &["-r"], true);
+    assert!(installed.status.success(), "what the restore said to run works, offline:\n{}", text(&installed));
+    assert!(text(&installed).contains("answer 42 1.0.1.dev1+g"), "the new code:\n{}", text(&installed));
+    assert_eq!(second.post().code, 0);
+
+    // A workflow whose nox commands run their installs: the same words, as a log line.
+    let workflows = machine.workspace.join(".github/workflows");
+    fs::create_dir_all(&workflows).unwrap();
+    fs::write(workflows.join("ci.yml"), "jobs:\n  t:\n    steps:\n      - run: nox -r\n").unwrap();
+    git(&machine.workspace, &["add", "-A"]);
+    next_commit_fresh_checkout(&machine, 43);
+    let mut third = machine.job();
+    third
+        .set_env("PATH", &tools_path(&machine))
+        .set_env("GITHUB_WORKFLOW_REF", "o/r/.github/workflows/ci.yml@refs/heads/main");
+    let main = third.main();
+    assert_eq!(main.output("nox-cache-hit"), "true", "{}", main.log());
+    assert!(!main.stdout.contains("::notice::nox: env `check`"), "{}", main.log());
+    assert!(
+        main.stdout.contains("nox: env `check`: vcspkg-1.0.0 imports src/vcspkg/_version.py"),
+        "{}",
+        main.log()
+    );
+}
