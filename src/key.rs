@@ -103,26 +103,60 @@ impl KeyParts {
     }
 
     /// The first component that `other` (a key found by a fallback) does not share with this
-    /// key, compared case-insensitively as the services compare keys.
+    /// key, compared case-insensitively as the services compare keys. An unconfirmed key's tail
+    /// (`-unconfirmed-<run>`) is not a component: an unconfirmed entry of this very key differs
+    /// in none. Components are matched from the front, each as a whole value; after the
+    /// fingerprint, what remains is the suffix (when either key has one: a hash never holds a
+    /// `-`) and then the hash.
     pub fn first_difference(&self, other: &str) -> Option<&'static str> {
         let other = server_lowercase(other);
-        let mut prefix = String::new();
-        for (name, value) in self.components() {
-            if !prefix.is_empty() {
-                prefix.push('-');
+        let mut rest = strip_unconfirmed(&other);
+        let components = self.components();
+        let fixed = components.iter().take_while(|(name, _)| !matches!(*name, "key-suffix" | "hash"));
+        for (i, (name, value)) in fixed.enumerate() {
+            let Some(after) = rest.strip_prefix(server_lowercase(value).as_str()) else { return Some(name) };
+            if after.is_empty() {
+                // `other` ends here: the next component is the one it lacks.
+                return components.get(i + 1).map(|(next, _)| *next);
             }
-            prefix.push_str(&value);
-            // `other` may be shorter than this key's prefix (a `nofiles` key): test the prefix
-            // before slicing past it.
-            let lower = server_lowercase(&prefix);
-            if !other.starts_with(&lower) {
-                return Some(name);
-            }
-            if !(other.len() == lower.len() || other[lower.len()..].starts_with('-')) {
-                return Some(name);
-            }
+            let Some(after) = after.strip_prefix('-') else { return Some(name) };
+            rest = after;
         }
-        None
+        match &self.suffix {
+            Some(suffix) => {
+                match rest.strip_prefix(server_lowercase(suffix).as_str()).and_then(|r| r.strip_prefix('-')) {
+                    Some(hash) => rest = hash,
+                    None => return Some("key-suffix"),
+                }
+            }
+            None if rest.contains('-') => return Some("key-suffix"),
+            None => {}
+        }
+        (rest != server_lowercase(&self.hash)).then_some("hash")
+    }
+
+    /// What a fallback to `matched` restored, for the log and the summary: the component that
+    /// changed, and whether a `save: always` job whose outcome was unknown saved it.
+    pub fn fallback_note(&self, matched: &str) -> String {
+        let lower = server_lowercase(matched);
+        let unconfirmed = strip_unconfirmed(&lower).len() != lower.len();
+        match (self.first_difference(matched), unconfirmed) {
+            (None, true) => "saved by a job whose outcome was unknown (`save: always`)".to_string(),
+            (Some(changed), true) => {
+                format!("`{changed}` changed; saved by a job whose outcome was unknown (`save: always`)")
+            }
+            (Some(changed), false) => format!("`{changed}` changed"),
+            (None, false) => "the same key".to_string(),
+        }
+    }
+}
+
+/// `key` without an [`unconfirmed_key`]'s tail `-unconfirmed-<run>` (`<run>` holds no `-`).
+fn strip_unconfirmed(key: &str) -> &str {
+    let marker = format!("-{UNCONFIRMED}-");
+    match key.rfind(&marker) {
+        Some(at) if !key[at + marker.len()..].contains('-') && at + marker.len() < key.len() => &key[..at],
+        _ => key,
     }
 }
 
@@ -202,6 +236,46 @@ mod tests {
         assert_eq!(
             p.first_difference("uv-nox-cache-1-nox-linux-ubuntu24-x64-abc123-istanbul-beef"),
             Some("hash")
+        );
+    }
+
+    #[test]
+    fn an_unconfirmed_entry_of_the_same_key_differs_in_nothing() {
+        let p = parts();
+        let same = unconfirmed_key(&p.primary(), "r7a1");
+        assert_eq!(p.first_difference(&same), None);
+        assert_eq!(p.fallback_note(&same), "saved by a job whose outcome was unknown (`save: always`)");
+        let older = unconfirmed_key("uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123-tests-beef", "r6a1");
+        assert_eq!(p.first_difference(&older), Some("hash"));
+        assert_eq!(
+            p.fallback_note(&older),
+            "`hash` changed; saved by a job whose outcome was unknown (`save: always`)"
+        );
+        assert_eq!(
+            p.fallback_note("uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123-tests-beef"),
+            "`hash` changed"
+        );
+    }
+
+    #[test]
+    fn the_suffix_is_told_from_the_hash() {
+        let mut p = parts();
+        p.suffix = None;
+        // An entry saved with a suffix, found by this key without one.
+        assert_eq!(
+            p.first_difference("uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123-tests-f00d"),
+            Some("key-suffix")
+        );
+        assert_eq!(p.first_difference("uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123-f00d"), None);
+        // A suffix holding `-`.
+        p.suffix = Some("py-3.12".into());
+        assert_eq!(
+            p.first_difference("uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123-py-3.12-beef"),
+            Some("hash")
+        );
+        assert_eq!(
+            p.first_difference("uv-nox-cache-1-nox-Linux-ubuntu24-X64-abc123-py-3.13-f00d"),
+            Some("key-suffix")
         );
     }
 

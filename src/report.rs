@@ -112,8 +112,7 @@ fn report_restore(
             let fallback = o.matched_key().filter(|m| !crate::key::same_key(m, &o.key));
             let mut notes = Vec::new();
             if let (Some(matched), Some(plan)) = (fallback, plan) {
-                let differs = plan.key.first_difference(matched).unwrap_or("hash");
-                notes.push(format!("fallback: `{differs}` changed"));
+                notes.push(format!("fallback: {}", plan.key.fallback_note(matched)));
             }
             if !o.invalidated.is_empty() {
                 notes.push(format!("{} invalidated", o.invalidated.len()));

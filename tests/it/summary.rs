@@ -37,6 +37,35 @@ fn a_fallback_row_names_both_keys_the_changed_component_and_the_rate() {
     assert!(row.contains("B/s)"), "{row}");
 }
 
+/// An entry a `save: always` job stored under this very key, unconfirmed: the summary says who
+/// saved it, not that a key component changed (none did).
+#[test]
+fn an_unconfirmed_entry_of_the_same_key_is_named_as_such() {
+    let machine = Machine::new();
+    checkout(&machine);
+    let mut job = machine.job();
+    job.input("save", "always").set_env("GITHUB_RUN_ID", "3");
+    assert_clean(&job.main());
+    populate(&machine, "unconfirmed");
+    assert_clean(&job.post());
+
+    fresh_checkout(&machine);
+    let main = machine.job().main();
+    assert_clean(&main);
+    for target in ["uv", "nox"] {
+        assert_eq!(main.output(&format!("{target}-restored")), "true", "{}", main.log());
+        let prefix = format!("| {target} |");
+        let row = main
+            .summary
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{}", main.summary));
+        assert!(row.contains("-unconfirmed-r3a1`"), "{row}");
+        assert!(row.contains("fallback: saved by a job whose outcome was unknown (`save: always`)"), "{row}");
+        assert!(!row.contains("changed"), "no component changed: {row}");
+    }
+}
+
 /// A restore that took longer than the saving job spent on its own work (from the end of its
 /// restore step to the start of its save step) is called out, for that target alone; the same
 /// restore of an entry whose job worked longer is not.
