@@ -40,7 +40,9 @@ fn start(
         error!("{e}");
         ExitCode::FAILURE
     })?;
-    if matches!(cfg.backend, backend::BackendKind::Local { .. }) {
+    // Said once per job: the save step of a job whose restore step ran (and said it) logs it.
+    let said = step == "save" && runner::read_state(lookup, flow::STATE_RESTORE_ENDED).is_some();
+    if matches!(cfg.backend, backend::BackendKind::Local { .. }) && !said {
         notice!("cache backend: {} — {}", backend_label(&cfg), cfg.backend_reason);
     } else {
         info!("cache backend: {} — {}", backend_label(&cfg), cfg.backend_reason);

@@ -70,6 +70,9 @@ fn restore_miss_save_then_exact_hit_in_a_fresh_job() {
     assert!(post.stdout.contains("uv: saved"), "{}", post.log());
     assert!(post.stdout.contains("nox: saved"), "{}", post.log());
     assert!(post.summary.contains("| nox |"), "{}", post.summary);
+    // The backend notice is given once per job: the post step only logs it.
+    assert!(post.stdout.contains("cache backend: local store"), "{}", post.log());
+    assert!(!post.stdout.contains("::notice::cache backend"), "{}", post.log());
 
     fresh_checkout(&machine);
     let mut job = machine.job();
@@ -78,6 +81,9 @@ fn restore_miss_save_then_exact_hit_in_a_fresh_job() {
     main.assert_hits("true");
     assert_eq!(main.output("uv-matched-key"), main.output("uv-key"));
     assert_eq!(main.output("nox-matched-key"), main.output("nox-key"));
+    // A save step without a restore step before it (the `save/` action alone) gives the notice.
+    let lone = machine.job().post();
+    assert!(lone.stdout.contains("::notice::cache backend: local store"), "{}", lone.log());
     assert_eq!(snapshot(&machine.workspace.join(".nox")), nox_before);
     assert_eq!(snapshot(&machine.home.join(".cache/uv")), uv_before);
     assert!(main.summary.contains("exact hit"), "{}", main.summary);
