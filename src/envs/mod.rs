@@ -17,6 +17,7 @@ mod links;
 mod marker;
 mod noxfile;
 mod prune;
+mod reuse;
 mod state;
 mod style;
 
@@ -34,11 +35,9 @@ pub use marker::{
     MARKER_FILE, MARKER_SCHEMA, MARKER_SCHEMA_WITH_LINKS, Marker, ProjectDist, markers, saved_project_dists,
     validate_and_prune,
 };
-pub use noxfile::{
-    WorkflowReuse, noxfile_enables_reuse, read_workflow, workflow_path, workflow_reuse,
-    workflow_skips_installs,
-};
+pub use noxfile::{read_workflow, workflow_path, workflow_skips_installs};
 pub use prune::{PruneError, uv_prune_ci};
+pub use reuse::reuse_advice;
 pub use state::{cache_state, envs_state};
 
 /// One distribution (or one uv build) left out of an archive.

@@ -288,35 +288,20 @@ fn review_project(cfg: &Config, staging: &Path, saved: &BTreeMap<String, Vec<env
     envs::envs_state(staging, &cfg.runner.workspace)
 }
 
-/// A cached `.nox` only helps when nox reuses envs; say so when neither the noxfile nor the
-/// workflow's `nox` commands turn reuse on, naming the restored envs nox will recreate.
+/// A cached `.nox` only helps when nox reuses envs: a notice naming the restored envs nox will
+/// delete and recreate, per session, from the noxfile and the workflow's `nox` commands
+/// (envs/reuse.rs).
 pub fn hint_reuse(cfg: &Config, outcomes: &[Restored]) {
     if !cfg.targets.contains(&Target::Nox) {
         return;
     }
     let Ok(source) = std::fs::read_to_string(cfg.working_directory.join("noxfile.py")) else { return };
-    if envs::noxfile_enables_reuse(&source) {
-        return;
-    }
-    let workflow = cfg.runner.workflow_ref.as_deref().and_then(envs::workflow_path).and_then(|path| {
-        let text = std::fs::read_to_string(cfg.runner.workspace.join(path)).ok()?;
-        Some((path.to_string(), envs::workflow_reuse(&text)))
-    });
+    let workflow = envs::read_workflow(&cfg.runner.workspace, cfg.runner.workflow_ref.as_deref());
     let restored = outcomes.iter().any(|o| o.target == Target::Nox && o.restored());
     let envs = if restored { envs::env_list(&cfg.nox_envdir) } else { Vec::new() };
-    match workflow {
-        Some((_, envs::WorkflowReuse::Reuses)) => {}
-        Some((path, envs::WorkflowReuse::Never)) if !envs.is_empty() => crate::notice!(
-            "nox: nox will delete and recreate the {} restored envs ({}): the noxfile never turns reuse on and no `nox` command in {path} passes `--reuse-venv=yes`, `-r` or `-R`",
-            envs.len(),
-            envs.join(", ")
-        ),
-        Some((path, envs::WorkflowReuse::Never)) => crate::notice!(
-            "nox: the noxfile never turns env reuse on and no `nox` command in {path} passes `--reuse-venv=yes`, `-r` or `-R`, so nox recreates every env and a cached .nox does not help"
-        ),
-        _ => crate::notice!(
-            "nox: the noxfile never turns env reuse on, so a cached .nox only helps when nox runs with `--reuse-venv=yes` (or `-r`)"
-        ),
+    let workflow = workflow.as_ref().map(|(path, text)| (path.as_str(), text.as_str()));
+    if let Some(advice) = envs::reuse_advice(&source, workflow, &envs) {
+        crate::notice!("nox: {advice}");
     }
 }
 

@@ -197,13 +197,20 @@ fn a_restore_removes_a_stale_copy_from_an_env_saved_without_eviction() {
     assert!(!warm.status.success() && text(&warm).contains("No module named 'seedpkg'"), "{}", text(&warm));
 }
 
-/// The reuse notice: with a noxfile that never turns reuse on, the action reads the workflow
-/// file `GITHUB_WORKFLOW_REF` names; when no `nox` command there reuses envs, it names the
-/// restored envs nox will recreate, and says nothing when one does.
+/// The reuse notice, per session: the noxfile turns reuse on for a maintenance session `docs`
+/// only; the action reads the workflow file `GITHUB_WORKFLOW_REF` names, and when its `nox`
+/// command runs `check` without reuse it names `check` — and only `check` — as the restored env
+/// nox will recreate, which nox then does. It says nothing when the command reuses envs.
 #[test]
 fn the_reuse_notice_reads_the_workflow_and_names_the_envs_nox_will_recreate() {
     let machine = Machine::new();
     write_project(&machine.workspace, 42, Style::Copy);
+    let noxfile = machine.workspace.join("noxfile.py");
+    let mut text_of_noxfile = fs::read_to_string(&noxfile).unwrap();
+    text_of_noxfile.push_str(
+        "\n\n@nox.session(venv_backend='uv', reuse_venv=True)\ndef docs(session):\n    session.run('python', '-c', 'print(1)')\n",
+    );
+    fs::write(&noxfile, text_of_noxfile).unwrap();
     let workflows = machine.workspace.join(".github/workflows");
     fs::create_dir_all(&workflows).unwrap();
     let mut job = machine.job();
@@ -221,13 +228,26 @@ fn the_reuse_notice_reads_the_workflow_and_names_the_envs_nox_will_recreate() {
         assert_eq!(main.output("nox-restored"), "true", "{}", main.log());
         main
     };
-    let plain = warm("jobs:\n  t:\n    steps:\n      - run: pip install nox\n      - run: nox -s check\n");
+    let plain =
+        warm("jobs:\n  t:\n    steps:\n      - run: pip install nox\n      - run: nox -s check docs\n");
     assert!(
         plain.stdout.contains(
-            "::notice::nox: nox will delete and recreate the 1 restored envs (check): the noxfile never turns reuse on and no `nox` command in .github/workflows/ci.yml passes"
+            "::notice::nox: nox will delete and recreate the 1 restored envs (check): the noxfile turns reuse on only for docs and no `nox` command in .github/workflows/ci.yml that runs their sessions passes"
         ),
         "{}",
         plain.log()
+    );
+    let ran = nox(&machine, &["-s", "check", "docs"], false);
+    assert!(ran.status.success(), "{}", text(&ran));
+    assert!(
+        text(&ran).contains("Creating virtual environment (uv) using"),
+        "check is recreated:\n{}",
+        text(&ran)
+    );
+    assert!(
+        text(&ran).contains("Reusing existing virtual environment at .nox/docs"),
+        "docs is reused:\n{}",
+        text(&ran)
     );
     let reusing = warm("jobs:\n  t:\n    steps:\n      - run: nox -r -s check\n");
     assert!(
