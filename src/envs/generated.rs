@@ -41,7 +41,7 @@ pub fn record_generated(eviction: &mut Eviction) -> Vec<String> {
             match untracked_modules(dir) {
                 Ok(found) => kept.generated.extend(found),
                 Err(why) => trouble.push(format!(
-                    "env `{}`: which files of {} {} imports git does not track is unknown: {why}",
+                    "env `{}`: cannot tell which files under {} that {} imports git does not track, so none are recorded: {why}",
                     kept.env,
                     dir.display(),
                     kept.dist
