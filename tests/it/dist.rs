@@ -61,7 +61,8 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
-/// A clone of HEAD in which `plant` rewrote the committed Linux binary, committed.
+/// A clone of HEAD in which `plant` rewrote the committed Linux binary, committed. (It may leave
+/// the binary as it is: on a branch whose dist/ is stale, HEAD's own binary is of other sources.)
 fn clone_with_planted_binary(plant: impl FnOnce(&Path, &mut Vec<u8>)) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let clone = tmp.path().join("repo");
@@ -72,7 +73,17 @@ fn clone_with_planted_binary(plant: impl FnOnce(&Path, &mut Vec<u8>)) -> tempfil
     std::fs::write(clone.join(SHIPPED), &bytes).unwrap();
     git(
         &clone,
-        &["-c", "user.name=test", "-c", "user.email=test@invalid", "commit", "--quiet", "-am", "plant"],
+        &[
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@invalid",
+            "commit",
+            "--quiet",
+            "--allow-empty",
+            "-am",
+            "plant",
+        ],
     );
     tmp
 }
