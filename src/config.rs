@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::archive::Compression;
 use crate::backend::artifact_cache::Reservation;
 use crate::backend::aws_credentials::CredentialSource;
-use crate::backend::s3::{S3Settings, Scope};
+use crate::backend::s3::S3Settings;
+use crate::backend::scope::Scope;
 use crate::backend::{BackendKind, Secret};
 use crate::env;
 use crate::inputs::RawInputs;
@@ -470,7 +471,7 @@ fn select_backend(
             .join("uv-nox-cache");
         let root =
             raw.local_dir.as_deref().map(|d| expand_home(d, runner, &runner.workspace)).unwrap_or(default);
-        BackendKind::Local { root }
+        BackendKind::Local { root, scope: Scope::from_env(&get) }
     };
     let choice = choice(
         "backend",
@@ -661,30 +662,8 @@ fn s3_settings(
         credentials: CredentialSource::from_env(&get, runner.home.as_deref(), &region),
         region,
         path_style,
-        scope: s3_scope(&get),
+        scope: Scope::from_env(&get),
     }))
-}
-
-/// The run's own ref, then a pull request's base branch, then the repository's default branch
-/// (from the event payload), each named once.
-fn s3_scope(get: &dyn Fn(&str) -> Option<String>) -> Scope {
-    let own_ref = get(env::GITHUB_REF).unwrap_or_else(|| "refs/heads/unknown".into());
-    let default_branch = get(env::GITHUB_EVENT_PATH)
-        .and_then(|path| std::fs::read(path).ok())
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .and_then(|event| event["repository"]["default_branch"].as_str().map(String::from));
-    let mut fallback_refs: Vec<String> = Vec::new();
-    for branch in [get(env::GITHUB_BASE_REF), default_branch].into_iter().flatten() {
-        let git_ref = format!("refs/heads/{branch}");
-        if git_ref != own_ref && !fallback_refs.contains(&git_ref) {
-            fallback_refs.push(git_ref);
-        }
-    }
-    Scope {
-        repository: get(env::GITHUB_REPOSITORY).unwrap_or_else(|| "unknown-repository".into()),
-        own_ref,
-        fallback_refs,
-    }
 }
 
 #[cfg(test)]
@@ -790,7 +769,9 @@ mod tests {
         assert!(cfg.evict_project && !cfg.lookup_only && !cfg.fail_on_cache_miss);
         assert_eq!(cfg.compression, Compression::Zstd);
         assert_eq!(cfg.timeout, Duration::from_secs(600));
-        assert_eq!(cfg.backend, BackendKind::Local { root: PathBuf::from("/home/u/.cache/uv-nox-cache") });
+        assert!(
+            matches!(&cfg.backend, BackendKind::Local { root, .. } if root == Path::new("/home/u/.cache/uv-nox-cache"))
+        );
     }
 
     #[test]

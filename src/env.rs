@@ -77,11 +77,11 @@ pub fn state_var(name: &str) -> String {
 
 /// Test-only timing (retry delays, timeouts, grace period): see `test_tuning.rs`.
 pub const TEST_TUNING: &str = "UV_NOX_CACHE_TEST_TUNING";
-/// `owner/name` of the repository (the S3 backend's scope).
+/// `owner/name` of the repository (the scope of the local and S3 stores, `backend/scope.rs`).
 pub const GITHUB_REPOSITORY: &str = "GITHUB_REPOSITORY";
-/// A pull request's base branch name (the S3 backend reads its entries after the run's own).
+/// A pull request's base branch name (the local and S3 stores read its entries after the run's own).
 pub const GITHUB_BASE_REF: &str = "GITHUB_BASE_REF";
-/// The event payload, whose `repository.default_branch` the S3 backend reads last.
+/// The event payload, whose `repository.default_branch` the local and S3 stores read last.
 pub const GITHUB_EVENT_PATH: &str = "GITHUB_EVENT_PATH";
 /// The S3 inputs as a fleet admin sets them once on the runners: `UV_NOX_CACHE_S3_BUCKET`, …
 pub const S3_ENV_PREFIX: &str = "UV_NOX_CACHE_S3_";

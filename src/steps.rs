@@ -56,7 +56,9 @@ fn start(
 
 fn backend_label(cfg: &Config) -> String {
     match &cfg.backend {
-        backend::BackendKind::Local { root } => format!("local store at {}", root.display()),
+        backend::BackendKind::Local { root, scope } => {
+            format!("local store at {} ({}, {})", root.display(), scope.repository, scope.own_ref)
+        }
         backend::BackendKind::ArtifactCache { .. } => "runner cache service v1 (artifactcache)".into(),
         backend::BackendKind::Github { .. } => "runner cache service v2 (github)".into(),
         backend::BackendKind::S3(s3) => format!(

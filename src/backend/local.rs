@@ -1,90 +1,171 @@
 //! The local backend: a directory of archives, for laptops and self-hosted runners with a
 //! persistent disk (or NFS) and no runner cache service.
 //!
-//! Layout: `<root>/v1/<version>/<sha256 of the lower-cased key>`. Each file starts with one
-//! header line, `uv-nox-cache-entry <key>\n`, followed by the archive bytes, so a prefix lookup
-//! reads only headers. Writes go to a temporary file in the same directory and are renamed into
-//! place, so a concurrent reader sees the old entry or the new one, never a partial one; a
-//! second save of a key replaces the first (newest wins, as on self-hosted runners).
+//! Layout: `<root>/v2/<repository>/<ref>/<version>/<sha256 of the lower-cased key>`, the
+//! repository and ref each one escaped path component (`scope.rs` decides which refs a job
+//! reads and writes). Each file starts with one header line,
+//! `uv-nox-cache-entry <sha256 of the archive> <key>\n`, followed by the archive bytes, so a
+//! prefix lookup reads only headers, and a download checks the archive against the recorded
+//! sha256 (`integrity.rs`); an entry that fails is moved to `<root>/v2/quarantine/`. Writes go
+//! to a temporary file in the same directory and are renamed into place, so a concurrent reader
+//! sees the old entry or the new one, never a partial one; a second save of a key replaces the
+//! first (newest wins, as on self-hosted runners). Entries of the unscoped `v1` layout are never
+//! read.
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+use super::integrity::{self, Verifying};
+use super::scope::Scope;
 use super::transfer::io_error;
 use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved};
 
 const HEADER_PREFIX: &str = "uv-nox-cache-entry ";
-const LAYOUT: &str = "v1";
+const LAYOUT: &str = "v2";
+const QUARANTINE: &str = "quarantine";
 
-/// A found entry: its file and where the archive starts in it.
+/// A found entry's file, and the ref it was saved on.
 #[derive(Debug, Clone)]
 struct Entry {
     path: PathBuf,
-    header_len: u64,
+    git_ref: String,
+}
+
+/// What an entry's header line says.
+struct Header {
+    key: String,
+    sha256: String,
+    len: u64,
 }
 
 pub struct LocalBackend {
     root: PathBuf,
+    scope: Scope,
 }
 
 impl LocalBackend {
-    pub fn new(root: PathBuf) -> Self {
-        LocalBackend { root }
+    pub fn new(root: PathBuf, scope: Scope) -> Self {
+        LocalBackend { root, scope }
     }
 
-    fn version_dir(&self, version: &str) -> PathBuf {
-        self.root.join(LAYOUT).join(version)
+    fn version_dir(&self, git_ref: &str, version: &str) -> PathBuf {
+        self.root
+            .join(LAYOUT)
+            .join(path_component(&self.scope.repository))
+            .join(path_component(git_ref))
+            .join(version)
     }
 
-    fn entry_path(&self, key: &str, version: &str) -> PathBuf {
+    fn entry_path(&self, git_ref: &str, key: &str, version: &str) -> PathBuf {
         let digest = Sha256::digest(key.to_lowercase().as_bytes());
-        self.version_dir(version).join(hex::encode(digest))
+        self.version_dir(git_ref, version).join(hex::encode(digest))
     }
 
-    /// The key, the header length and the creation time of one stored entry.
-    fn read_entry(path: &Path) -> io::Result<(String, u64, SystemTime)> {
-        let file = File::open(path)?;
-        let modified = file.metadata()?.modified()?;
+    /// The header of the entry `file` holds (read from its start).
+    fn read_header(file: &mut File) -> io::Result<Header> {
         let mut line = String::new();
         BufReader::new(file.take(4096)).read_line(&mut line)?;
-        let key = line
-            .strip_prefix(HEADER_PREFIX)
-            .and_then(|rest| rest.strip_suffix('\n'))
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a cache entry"))?;
-        Ok((key.to_string(), line.len() as u64, modified))
+        let not_an_entry = || io::Error::new(io::ErrorKind::InvalidData, "not a cache entry");
+        let rest = line.strip_prefix(HEADER_PREFIX).and_then(|rest| rest.strip_suffix('\n'));
+        let (sha256, key) = rest.and_then(|rest| rest.split_once(' ')).ok_or_else(not_an_entry)?;
+        if !integrity::is_sha256(sha256) {
+            return Err(not_an_entry());
+        }
+        Ok(Header { key: key.to_string(), sha256: sha256.to_string(), len: line.len() as u64 })
     }
 
-    fn hit(path: PathBuf, key: String, header_len: u64) -> Result<Hit, BackendError> {
+    /// The header and the creation time of one stored entry.
+    fn read_entry(path: &Path) -> io::Result<(Header, SystemTime)> {
+        let mut file = File::open(path)?;
+        let modified = file.metadata()?.modified()?;
+        Ok((Self::read_header(&mut file)?, modified))
+    }
+
+    fn hit(path: PathBuf, git_ref: &str, header: Header) -> Result<Hit, BackendError> {
         let len = fs::metadata(&path).map_err(|source| io_error("lookup", &path, source))?.len();
-        let size = Some(len.saturating_sub(header_len));
-        Ok(Hit { key, size, locator: Locator::new(Entry { path, header_len }) })
+        let size = Some(len.saturating_sub(header.len));
+        let git_ref = git_ref.to_string();
+        Ok(Hit { key: header.key, size, locator: Locator::new(Entry { path, git_ref }) })
     }
 
-    /// The newest entry whose key starts with `prefix` (case-insensitively).
-    fn newest_with_prefix(&self, prefix: &str, version: &str) -> Result<Option<Hit>, BackendError> {
-        let dir = self.version_dir(version);
-        let entries = match fs::read_dir(&dir) {
+    /// The newest entry in `dir` whose key starts with `prefix` (case-insensitively).
+    fn newest_with_prefix(dir: &Path, git_ref: &str, prefix: &str) -> Result<Option<Hit>, BackendError> {
+        let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(io_error("lookup", &dir, source)),
+            Err(source) => return Err(io_error("lookup", dir, source)),
         };
         let prefix = prefix.to_lowercase();
-        let mut best: Option<(SystemTime, PathBuf, String, u64)> = None;
+        let mut best: Option<(SystemTime, PathBuf, Header)> = None;
         for entry in entries.flatten() {
             let path = entry.path();
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue; // a save in progress
             }
-            let Ok((key, header_len, created)) = Self::read_entry(&path) else { continue };
-            if key.to_lowercase().starts_with(&prefix) && best.as_ref().is_none_or(|b| created > b.0) {
-                best = Some((created, path, key, header_len));
+            let Ok((header, created)) = Self::read_entry(&path) else { continue };
+            if header.key.to_lowercase().starts_with(&prefix) && best.as_ref().is_none_or(|b| created > b.0) {
+                best = Some((created, path, header));
             }
         }
-        best.map(|(_, path, key, header_len)| Self::hit(path, key, header_len)).transpose()
+        best.map(|(_, path, header)| Self::hit(path, git_ref, header)).transpose()
+    }
+
+    /// Moves a refused entry out of every scope, into `<root>/v2/quarantine/`, unless a save
+    /// replaced it meanwhile (`identity` is the device and inode that was read); says where.
+    fn quarantine(root: &Path, path: &Path, identity: (u64, u64)) -> String {
+        let still_there = fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == identity);
+        if !still_there {
+            return "a newer save has replaced it since".into();
+        }
+        let dir = root.join(LAYOUT).join(QUARANTINE);
+        let stamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dest = dir.join(format!("{name}-{stamp}"));
+        match fs::create_dir_all(&dir).and_then(|()| fs::rename(path, &dest)) {
+            Ok(()) => format!("moved to {} (look at it, then delete it)", dest.display()),
+            Err(e) => match fs::remove_file(path) {
+                Ok(()) => format!("deleted (it could not be moved to {}: {e})", dir.display()),
+                Err(e) => format!("it could not be removed ({e}) and is refused again on every restore"),
+            },
+        }
+    }
+}
+
+/// `text` as one path component: bytes other than ASCII letters, digits, `.`, `_` and `-`
+/// (and a leading `.`) written `%XX`, so `refs/heads/main` is `refs%2Fheads%2Fmain` and no
+/// repository or ref can name a parent, a hidden file or another scope's directory.
+fn path_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, b) in text.bytes().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || (b == b'.' && i > 0) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Copies into a file while hashing what was copied.
+struct Hashing<'a> {
+    file: &'a mut File,
+    hasher: Sha256,
+}
+
+impl Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -94,45 +175,150 @@ impl Backend for LocalBackend {
     }
 
     fn lookup(&self, keys: &[String], version: &str) -> Result<Option<Hit>, BackendError> {
-        for (i, key) in keys.iter().enumerate() {
-            if i == 0 {
-                let path = self.entry_path(key, version);
-                if let Ok((stored, header_len, _)) = Self::read_entry(&path) {
-                    return Self::hit(path, stored, header_len).map(Some);
+        for git_ref in self.scope.reads() {
+            for (i, key) in keys.iter().enumerate() {
+                if i == 0 {
+                    let path = self.entry_path(git_ref, key, version);
+                    if let Ok((header, _)) = Self::read_entry(&path) {
+                        return Self::hit(path, git_ref, header).map(Some);
+                    }
                 }
-            }
-            if let Some(hit) = self.newest_with_prefix(key, version)? {
-                return Ok(Some(hit));
+                if let Some(hit) =
+                    Self::newest_with_prefix(&self.version_dir(git_ref, version), git_ref, key)?
+                {
+                    return Ok(Some(hit));
+                }
             }
         }
         Ok(None)
     }
 
     fn download(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError> {
-        let Entry { path, header_len } = hit.locator::<Entry>(&self.name())?;
-        let mut file = File::open(path).map_err(|source| io_error("download", path, source))?;
-        file.seek(SeekFrom::Start(*header_len)).map_err(|source| io_error("download", path, source))?;
-        Ok(Box::new(file))
+        let Entry { path, git_ref } = hit.locator::<Entry>(&self.name())?;
+        let failed = |source| io_error("download", path, source);
+        let mut file = File::open(path).map_err(failed)?;
+        let metadata = file.metadata().map_err(failed)?;
+        // The header again, from the file being read: a save may have replaced the entry
+        // since the lookup.
+        let header = Self::read_header(&mut file).map_err(failed)?;
+        file.seek(SeekFrom::Start(header.len)).map_err(failed)?;
+        let (root, quarantined) = (self.root.clone(), path.clone());
+        let identity = (metadata.dev(), metadata.ino());
+        let entry =
+            format!("the entry {} of {} {git_ref} ({})", header.key, self.scope.repository, path.display());
+        Ok(Box::new(Verifying::new(
+            file,
+            header.sha256,
+            entry,
+            Box::new(move || Self::quarantine(&root, &quarantined, identity)),
+        )))
+    }
+
+    fn verifies_integrity(&self) -> bool {
+        true
     }
 
     fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError> {
+        let git_ref = match self.scope.save_ref() {
+            Ok(git_ref) => git_ref,
+            Err(refused) => {
+                archive.abandon();
+                return Err(refused);
+            }
+        };
         archive.wait_until_complete()?;
         let archive = archive.path();
-        let dir = self.version_dir(version);
+        let dir = self.version_dir(git_ref, version);
         fs::create_dir_all(&dir).map_err(|source| io_error("save", &dir, source))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".saving-")
             .tempfile_in(&dir)
             .map_err(|source| io_error("save", &dir, source))?;
         let mut source = File::open(archive).map_err(|source| io_error("save", archive, source))?;
-        let mut write = |tmp: &mut tempfile::NamedTempFile| -> io::Result<()> {
-            tmp.write_all(format!("{HEADER_PREFIX}{key}\n").as_bytes())?;
-            io::copy(&mut source, tmp)?;
-            tmp.as_file().sync_all()
+        // The header names the digest before the bytes it is computed from: written as zeros,
+        // then filled in.
+        let mut write = |file: &mut File| -> io::Result<()> {
+            file.write_all(format!("{HEADER_PREFIX}{} {key}\n", "0".repeat(64)).as_bytes())?;
+            let mut hashing = Hashing { file, hasher: Sha256::new() };
+            io::copy(&mut source, &mut hashing)?;
+            let digest = hex::encode(hashing.hasher.finalize());
+            file.seek(SeekFrom::Start(HEADER_PREFIX.len() as u64))?;
+            file.write_all(digest.as_bytes())?;
+            file.sync_all()
         };
-        write(&mut tmp).map_err(|source| io_error("save", tmp.path(), source))?;
-        let dest = self.entry_path(key, version);
+        write(tmp.as_file_mut()).map_err(|source| io_error("save", tmp.path(), source))?;
+        let dest = self.entry_path(git_ref, key, version);
         tmp.persist(&dest).map_err(|e| io_error("save", &dest, e.error))?;
         Ok(Saved::Stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(repository: &str, own_ref: &str, fallback_refs: &[&str]) -> Scope {
+        Scope {
+            repository: repository.into(),
+            own_ref: own_ref.into(),
+            fallback_refs: fallback_refs.iter().map(|r| r.to_string()).collect(),
+            read_only_event: None,
+        }
+    }
+
+    #[test]
+    fn path_components_cannot_leave_their_directory() {
+        assert_eq!(path_component("refs/heads/main"), "refs%2Fheads%2Fmain");
+        assert_eq!(path_component("o/r.io"), "o%2Fr.io");
+        assert_eq!(path_component(".."), "%2E.");
+        assert_eq!(path_component(".hidden"), "%2Ehidden");
+    }
+
+    #[test]
+    fn entries_are_read_in_their_scope_only_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a");
+        fs::write(&archive, b"archive bytes").unwrap();
+        let root = dir.path().join("store");
+        let keys = vec!["k".to_string()];
+        let store = |scope| LocalBackend::new(root.clone(), scope);
+
+        let pr = store(scope("o/r", "refs/pull/7/merge", &["refs/heads/main"]));
+        assert_eq!(pr.save_file("k", "v", &archive).unwrap(), Saved::Stored);
+        let main = store(scope("o/r", "refs/heads/main", &[]));
+        assert!(
+            main.lookup(&keys, "v").unwrap().is_none(),
+            "the base branch never reads a pull request's entry"
+        );
+        let sibling = store(scope("o/r", "refs/pull/8/merge", &["refs/heads/main"]));
+        assert!(sibling.lookup(&keys, "v").unwrap().is_none(), "nor does a sibling pull request");
+        let other = store(scope("o/other", "refs/pull/7/merge", &["refs/heads/main"]));
+        assert!(other.lookup(&keys, "v").unwrap().is_none(), "nor another repository");
+
+        assert_eq!(main.save_file("k", "v", &archive).unwrap(), Saved::Stored);
+        assert!(sibling.lookup(&keys, "v").unwrap().is_some(), "a pull request reads its base branch");
+        let hit = pr.lookup(&keys, "v").unwrap().unwrap();
+        let mut bytes = Vec::new();
+        pr.download(&hit).unwrap().read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, b"archive bytes");
+
+        // A byte flipped at rest: refused, and quarantined so the next lookup misses.
+        let Entry { path, .. } = hit.locator::<Entry>(&pr.name()).unwrap().clone();
+        let mut stored = fs::read(&path).unwrap();
+        *stored.last_mut().unwrap() ^= 1;
+        fs::write(&path, stored).unwrap();
+        let error = pr.download(&hit).unwrap().read_to_end(&mut Vec::new()).unwrap_err();
+        let refused = integrity::refusal(&error).expect("an integrity refusal");
+        assert!(
+            refused.contains("entry k of o/r refs/pull/7/merge") && refused.contains("quarantine"),
+            "{refused}"
+        );
+        assert!(!path.exists());
+        let after = pr.lookup(&keys, "v").unwrap().unwrap();
+        assert_ne!(
+            after.locator::<Entry>(&pr.name()).unwrap().path,
+            path,
+            "main's entry, not the refused one"
+        );
     }
 }

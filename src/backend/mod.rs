@@ -12,9 +12,11 @@ pub mod aws_credentials;
 pub mod fuzzing;
 pub mod github;
 pub mod http;
+pub mod integrity;
 pub mod local;
 pub mod mode;
 pub mod s3;
+pub mod scope;
 pub mod transfer;
 
 pub use archive_file::ArchiveFile;
@@ -134,6 +136,13 @@ pub enum BackendError {
     /// A hit handed to another backend than the one that found it (a bug in the caller).
     #[error("download: the entry was not found by the {backend} backend")]
     ForeignHit { backend: String },
+    /// A stored entry's archive is not the one saved (`integrity.rs`): refused, and removed
+    /// from use as `disposal` says. The text must keep [`integrity::REFUSED_MARK`].
+    #[error(
+        "{entry}: the archive does not match the sha256 recorded when it was saved \
+         (recorded {recorded}, read {actual}); it was damaged or altered in the store, so it is refused: {disposal}"
+    )]
+    Integrity { entry: String, recorded: String, actual: String, disposal: String },
     /// The archive being uploaded was never completed (packing failed or was stopped).
     #[error("save: {0}")]
     Unfinished(#[from] archive_file::Unfinished),
@@ -153,6 +162,12 @@ pub trait Backend: Send + Sync {
     /// while it grows (see `archive_file.rs`).
     fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError>;
 
+    /// Whether [`Backend::download`] checks the entry's recorded sha256 at the end of the
+    /// stream (`integrity.rs`), so the restore reads every entry to its end.
+    fn verifies_integrity(&self) -> bool {
+        false
+    }
+
     /// [`Backend::save`] of an archive file that is already complete.
     fn save_file(&self, key: &str, version: &str, archive: &Path) -> Result<Saved, BackendError> {
         let archive = ArchiveFile::complete(archive).map_err(|source| BackendError::Io {
@@ -171,8 +186,8 @@ pub enum BackendKind {
     ArtifactCache { url: String, token: Secret, reservation: artifact_cache::Reservation },
     /// Twirp + blob (github.com); `url` is `ACTIONS_RESULTS_URL`.
     Github { url: String, token: Secret },
-    /// A directory store.
-    Local { root: PathBuf },
+    /// A directory store, read and written in `scope`.
+    Local { root: PathBuf, scope: scope::Scope },
     /// An S3-compatible bucket.
     S3(Box<s3::S3Settings>),
 }
@@ -186,7 +201,7 @@ pub fn open(kind: &BackendKind, mode: CacheMode, deadline: Instant, tuning: Tuni
 
 fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
     match kind {
-        BackendKind::Local { root } => Box::new(local::LocalBackend::new(root.clone())),
+        BackendKind::Local { root, scope } => Box::new(local::LocalBackend::new(root.clone(), scope.clone())),
         BackendKind::ArtifactCache { url, token, reservation } => Box::new(
             artifact_cache::ArtifactCacheBackend::new(url, token.clone(), *reservation, deadline, tuning),
         ),

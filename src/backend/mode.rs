@@ -50,6 +50,10 @@ impl Backend for Limited {
         self.inner.download(hit)
     }
 
+    fn verifies_integrity(&self) -> bool {
+        self.inner.verifies_integrity()
+    }
+
     fn save(&self, key: &str, version: &str, archive: &ArchiveFile) -> Result<Saved, BackendError> {
         if !self.mode.write {
             archive.abandon();
@@ -73,7 +77,9 @@ mod tests {
         let archive = dir.path().join("a");
         std::fs::write(&archive, b"bytes").unwrap();
         let keys = vec!["k".to_string()];
-        let local = || Box::new(LocalBackend::new(dir.path().join("store"))) as Box<dyn Backend>;
+        let scope = crate::backend::scope::Scope::from_env(&|_| None);
+        let local =
+            || Box::new(LocalBackend::new(dir.path().join("store"), scope.clone())) as Box<dyn Backend>;
 
         let write_only = limit(local(), CacheMode { read: false, write: true });
         assert_eq!(write_only.save_file("k", "v", &archive).unwrap(), Saved::Stored);

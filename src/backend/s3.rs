@@ -5,7 +5,12 @@
 //! services compare keys case-insensitively; S3 does not). A restore reads the run's own ref,
 //! then the pull request's base branch, then the default branch; a save writes its own ref only,
 //! so a pull request can never plant an entry that the default branch restores (the scoping of
-//! GitHub's cache). Within one ref, the exact key is one ranged `GET` and each restore key one
+//! GitHub's cache, `scope.rs`). Each entry's archive sha256 is a small companion object,
+//! `<prefix><repository>/<ref>/<version>.sha256/<key>/<ETag of the entry>`, written once the
+//! upload is done (an upload that starts while the archive is still being packed cannot carry
+//! it as metadata; naming the entry's ETag keeps two jobs saving one key at once from recording
+//! each other's digest). A download is checked against it (`integrity.rs`); an entry without
+//! one is not restored, and one whose bytes do not match it is deleted. Within one ref, the exact key is one ranged `GET` and each restore key one
 //! `ListObjectsV2` by prefix, the newest object winning. An entry, once there, is kept: a second
 //! save of its key is [`Saved::AlreadyExists`]. Expiry is the bucket's lifecycle rule.
 //!
@@ -24,6 +29,8 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use super::aws_credentials::{CredentialSource, Keys};
 use super::http::{Fail, Http, Tuning, status_error};
+use super::integrity::{self, Verifying};
+pub use super::scope::Scope;
 use super::transfer;
 use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved, Secret};
 
@@ -31,17 +38,6 @@ use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved, Secret};
 const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// Listing pages read per restore key before giving up on finding the newest.
 const MAX_LIST_PAGES: usize = 20;
-
-/// Which refs a job reads and which one it writes, named as `GITHUB_REF` names them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scope {
-    /// `owner/name`.
-    pub repository: String,
-    /// The run's own ref: the only one saved to, the first one read.
-    pub own_ref: String,
-    /// Read after the own ref, in order: a pull request's base branch, the default branch.
-    pub fallback_refs: Vec<String>,
-}
 
 /// Everything the S3 backend needs, validated by `config.rs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,10 +54,12 @@ pub struct S3Settings {
     pub scope: Scope,
 }
 
-/// Where a found entry lives: its object name.
+/// Where a found entry lives: its object name, and that of its recorded sha256.
 #[derive(Debug, Clone)]
 struct Object {
     name: String,
+    /// `None` when the store named no ETag for the entry.
+    digest: Option<String>,
 }
 
 /// A client of one bucket.
@@ -132,10 +130,14 @@ impl S3Backend {
 
     /// The size of the object `name`, or `None` when there is none: one `GET` of its first
     /// byte, so a missing bucket is told apart from a missing object by the error body.
-    fn size_of(&self, credentials: &Credentials, name: &str) -> Result<Option<u64>, BackendError> {
+    fn size_of(
+        &self,
+        credentials: &Credentials,
+        name: &str,
+    ) -> Result<Option<(u64, Option<String>)>, BackendError> {
         let op = "lookup";
         let url = self.bucket()?.get_object(Some(credentials), name).sign(self.validity());
-        let (status, size, body) = self.http.retry(op, || {
+        let (status, size, etag, body) = self.http.retry(op, || {
             let response = self.http.check(
                 op,
                 url.as_str(),
@@ -150,12 +152,13 @@ impl S3Backend {
                 200 => header("content-length").and_then(|v| v.parse().ok()),
                 _ => None,
             };
+            let etag = header("etag");
             let body =
                 if status == 200 { Vec::new() } else { self.http.body_bytes(op, url.as_str(), response)? };
-            Ok::<_, Fail>((status, size, body))
+            Ok::<_, Fail>((status, size, etag, body))
         })?;
         match status {
-            200 | 206 => Ok(Some(size.unwrap_or(1))),
+            200 | 206 => Ok(Some((size.unwrap_or(1), etag))),
             // An empty object: never an archive.
             416 => Ok(None),
             404 if xml_field(&String::from_utf8_lossy(&body), "Code").as_deref() != Some("NoSuchBucket") => {
@@ -165,11 +168,15 @@ impl S3Backend {
         }
     }
 
-    /// The newest object whose name starts with `prefix`, with its size.
-    fn newest(&self, credentials: &Credentials, prefix: &str) -> Result<Option<(String, u64)>, BackendError> {
+    /// The newest object whose name starts with `prefix`, with its size and ETag.
+    fn newest(
+        &self,
+        credentials: &Credentials,
+        prefix: &str,
+    ) -> Result<Option<(String, u64, Option<String>)>, BackendError> {
         let op = "lookup";
         let bucket = self.bucket()?;
-        let mut best: Option<(String, String, u64)> = None;
+        let mut best: Option<(String, String, u64, Option<String>)> = None;
         let mut token: Option<String> = None;
         for _ in 0..MAX_LIST_PAGES {
             let mut list: ListObjectsV2 = bucket.list_objects_v2(Some(credentials));
@@ -195,8 +202,8 @@ impl S3Backend {
             for object in page.contents {
                 let modified = object.last_modified.unwrap_or_default();
                 let size = object.size.unwrap_or(0);
-                if size > 0 && best.as_ref().is_none_or(|(_, newest, _)| modified > *newest) {
-                    best = Some((object.key, modified, size));
+                if size > 0 && best.as_ref().is_none_or(|(_, newest, _, _)| modified > *newest) {
+                    best = Some((object.key, modified, size, object.etag));
                 }
             }
             token = page.next_continuation_token;
@@ -204,12 +211,58 @@ impl S3Backend {
                 break;
             }
         }
-        Ok(best.map(|(name, _, size)| (name, size)))
+        Ok(best.map(|(name, _, size, etag)| (name, size, etag)))
     }
 
-    fn hit(&self, directory: &str, name: String, size: u64) -> Hit {
+    fn hit(&self, directory: &str, name: String, size: u64, etag: Option<String>) -> Hit {
         let key = name.strip_prefix(directory).unwrap_or(&name).to_string();
-        Hit { key, size: Some(size), locator: Locator::new(Object { name }) }
+        let digest = etag.map(|etag| digest_name(directory, &key, &etag));
+        Hit { key, size: Some(size), locator: Locator::new(Object { name, digest }) }
+    }
+
+    /// The sha256 recorded for an entry, or `None` when there is none.
+    fn recorded_digest(
+        &self,
+        credentials: &Credentials,
+        digest: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let op = "download";
+        let url = self.bucket()?.get_object(Some(credentials), digest).sign(self.validity());
+        let (status, body) = self.http.retry(op, || {
+            let response = self.http.check(op, url.as_str(), self.http.get(url.as_str()).call())?;
+            let status = response.status().as_u16();
+            Ok::<_, Fail>((status, self.http.body_bytes(op, url.as_str(), response)?))
+        })?;
+        match status {
+            200 => Ok(Some(String::from_utf8_lossy(&body).trim().to_string())),
+            404 => Ok(None),
+            _ => Err(self.error(op, status, &body)),
+        }
+    }
+
+    /// Records the archive's sha256 as the object `digest`, once the entry is stored.
+    fn put_digest(
+        &self,
+        credentials: &Credentials,
+        digest: &str,
+        archive: &ArchiveFile,
+    ) -> Result<(), BackendError> {
+        let op = "upload";
+        let sha256 = integrity::sha256_file(archive.path()).map_err(|source| BackendError::Io {
+            op,
+            path: archive.path().to_path_buf(),
+            source,
+        })?;
+        let url = self.bucket()?.put_object(Some(credentials), digest).sign(self.validity());
+        self.http.retry(op, || {
+            let result = self
+                .http
+                .request("PUT", url.as_str())
+                .header("Content-Type", "text/plain")
+                .send(sha256.as_bytes());
+            let response = self.http.check(op, url.as_str(), result)?;
+            self.part_answer(op, response).map(|_| ())
+        })
     }
 
     /// An S3 error answer as a [`BackendError`]: its `Code` and `Message`.
@@ -237,13 +290,13 @@ impl S3Backend {
         name: &str,
         archive: &ArchiveFile,
         size: u64,
-    ) -> Result<(), BackendError> {
+    ) -> Result<String, BackendError> {
         let op = "upload";
         let url = self.bucket()?.put_object(Some(credentials), name).sign(self.validity());
         let request =
             || self.http.request("PUT", url.as_str()).header("Content-Type", "application/octet-stream");
         transfer::send_range(&self.http, op, url.as_str(), archive.path(), (0, size), request, |response| {
-            self.part_answer(op, response).map(|_| ())
+            self.part_answer(op, response)
         })
     }
 
@@ -265,12 +318,13 @@ impl S3Backend {
     }
 
     /// A multipart upload whose parts are sent as soon as they are packed.
+    /// Returns the stored object's ETag.
     fn put_parts(
         &self,
         credentials: &Credentials,
         name: &str,
         archive: &ArchiveFile,
-    ) -> Result<(), BackendError> {
+    ) -> Result<String, BackendError> {
         let bucket = self.bucket()?;
         let part = self.http.tuning.upload_chunk.max(5 << 20);
         let op = "reserve";
@@ -344,7 +398,7 @@ impl S3Backend {
         name: &str,
         upload_id: &str,
         etags: &[String],
-    ) -> Result<(), BackendError> {
+    ) -> Result<String, BackendError> {
         let op = "finalize";
         let etags = etags.iter().map(String::as_str);
         let action = self.bucket()?.complete_multipart_upload(Some(credentials), name, upload_id, etags);
@@ -362,7 +416,7 @@ impl S3Backend {
             // S3 may answer 200 and report the failure in the body.
             let text = String::from_utf8_lossy(&body);
             if (200..300).contains(&status) && !text.contains("<Error>") {
-                return Ok(());
+                return Ok(xml_field(&text, "ETag").unwrap_or_default());
             }
             let status = if status < 300 { 500 } else { status };
             let error = self.error(op, status, &body);
@@ -381,18 +435,17 @@ impl Backend for S3Backend {
             return Ok(None);
         }
         let credentials = self.credentials()?;
-        let scope = &self.settings.scope;
-        for git_ref in std::iter::once(&scope.own_ref).chain(&scope.fallback_refs) {
+        for git_ref in self.settings.scope.reads() {
             let directory = self.directory(git_ref, version);
             for (i, key) in keys.iter().enumerate() {
                 let name = format!("{directory}{}", key.to_lowercase());
                 if i == 0
-                    && let Some(size) = self.size_of(&credentials, &name)?
+                    && let Some((size, etag)) = self.size_of(&credentials, &name)?
                 {
-                    return Ok(Some(self.hit(&directory, name, size)));
+                    return Ok(Some(self.hit(&directory, name, size, etag)));
                 }
-                if let Some((name, size)) = self.newest(&credentials, &name)? {
-                    return Ok(Some(self.hit(&directory, name, size)));
+                if let Some((name, size, etag)) = self.newest(&credentials, &name)? {
+                    return Ok(Some(self.hit(&directory, name, size, etag)));
                 }
             }
         }
@@ -400,10 +453,52 @@ impl Backend for S3Backend {
     }
 
     fn download(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError> {
-        let Object { name } = hit.locator::<Object>(&self.name())?;
+        let Object { name, digest } = hit.locator::<Object>(&self.name())?;
         let credentials = self.credentials()?;
-        let url = self.bucket()?.get_object(Some(&credentials), name).sign(self.validity());
-        transfer::ranged_download(&self.http, &Secret(url.to_string()))
+        let bucket = self.bucket()?;
+        let bucket_name = &self.settings.bucket;
+        let no_digest = |why: String| BackendError::Rejected {
+            op: "download",
+            message: format!(
+                "s3://{bucket_name}/{name} has no recorded sha256 ({why}), so it is not restored"
+            ),
+        };
+        let digest = digest.as_ref().ok_or_else(|| no_digest("the store names no ETag for it".into()))?;
+        let recorded = self
+            .recorded_digest(&credentials, digest)?
+            .filter(|recorded| integrity::is_sha256(recorded))
+            .ok_or_else(|| no_digest(format!("s3://{bucket_name}/{digest} is missing or not a sha256")))?;
+        let url = bucket.get_object(Some(&credentials), name).sign(self.validity());
+        let reader = transfer::ranged_download(&self.http, &Secret(url.to_string()))?;
+        // Taken out of use on a mismatch: both objects deleted, as far as the credentials allow.
+        let deletes: Vec<Secret> = [name, digest]
+            .iter()
+            .map(|object| {
+                Secret(bucket.delete_object(Some(&credentials), object).sign(self.validity()).to_string())
+            })
+            .collect();
+        let http = self.http.clone();
+        let dispose = Box::new(move || {
+            let refused: Vec<String> = deletes
+                .iter()
+                .filter_map(|url| match http.delete(url.expose()).call() {
+                    Ok(response) if response.status().is_success() => None,
+                    Ok(response) => Some(format!("answered {}", response.status().as_u16())),
+                    // Not the error's text: it may carry the signed URL.
+                    Err(_) => Some("the bucket could not be reached".to_string()),
+                })
+                .collect();
+            match refused.first() {
+                None => "deleted from the bucket".to_string(),
+                Some(why) => format!("it could not be deleted ({why}) and is refused again on every restore"),
+            }
+        });
+        let entry = format!("s3://{}/{name}", self.settings.bucket);
+        Ok(Box::new(Verifying::new(reader, recorded, entry, dispose)))
+    }
+
+    fn verifies_integrity(&self) -> bool {
+        true
     }
 
     /// Checks that the key is free once the archive has its first bytes, then sends it in one
@@ -415,19 +510,40 @@ impl Backend for S3Backend {
             return Err(BackendError::Rejected { op: "save", message });
         }
         let credentials = self.credentials()?;
-        let name = format!("{}{}", self.directory(&self.settings.scope.own_ref, version), key.to_lowercase());
+        let git_ref = match self.settings.scope.save_ref() {
+            Ok(git_ref) => git_ref,
+            Err(refused) => {
+                archive.abandon();
+                return Err(refused);
+            }
+        };
+        let directory = self.directory(git_ref, version);
+        let name = format!("{directory}{}", key.to_lowercase());
         if self.size_of(&credentials, &name)?.is_some() {
             return Ok(Saved::AlreadyExists(format!("s3://{}/{name} exists", self.settings.bucket)));
         }
         let part = self.http.tuning.upload_chunk.max(5 << 20);
         let so_far = archive.wait_for(part.saturating_add(1))?;
-        if so_far.complete && so_far.bytes <= part {
-            self.put_whole(&credentials, &name, archive, so_far.bytes)?;
+        let etag = if so_far.complete && so_far.bytes <= part {
+            self.put_whole(&credentials, &name, archive, so_far.bytes)?
         } else {
-            self.put_parts(&credentials, &name, archive)?;
+            self.put_parts(&credentials, &name, archive)?
+        };
+        if etag.trim_matches('"').is_empty() {
+            let message = format!("s3://{}/{name}: the store named no ETag for it", self.settings.bucket);
+            return Err(BackendError::Rejected { op: "save", message });
         }
+        // Until this is written, a restore finds the entry without a digest: a miss.
+        self.put_digest(&credentials, &digest_name(&directory, &key.to_lowercase(), &etag), archive)?;
         Ok(Saved::Stored)
     }
+}
+
+/// Where the sha256 of the entry `<directory><key>` with the ETag `etag` is recorded:
+/// `<…>/<version>.sha256/<key>/<etag>`, outside the entry's directory so that listing entries
+/// never lists digests.
+fn digest_name(directory: &str, key: &str, etag: &str) -> String {
+    format!("{}.sha256/{key}/{}", directory.trim_end_matches('/'), etag.trim_matches('"'))
 }
 
 /// The text of the first `<name>…</name>` element in `xml`, unescaped.
@@ -441,6 +557,8 @@ pub(crate) fn xml_field(xml: &str, name: &str) -> Option<String> {
             .replace("&gt;", ">")
             .replace("&quot;", "\"")
             .replace("&apos;", "'")
+            .replace("&#34;", "\"")
+            .replace("&#39;", "'")
             .replace("&amp;", "&"),
     )
 }
@@ -464,6 +582,8 @@ mod tests {
         let text = "<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>The bucket &amp; all</Message></Error>";
         assert_eq!(error_message(text), "NoSuchBucket: The bucket & all");
         assert_eq!(xml_field("<UploadId>a/b</UploadId>", "UploadId").as_deref(), Some("a/b"));
+        // Go's encoder (versitygw, MinIO) writes quotes as numeric references.
+        assert_eq!(xml_field("<ETag>&#34;e-2&#34;</ETag>", "ETag").as_deref(), Some("\"e-2\""));
         assert_eq!(error_message(""), "(no body)");
     }
 }

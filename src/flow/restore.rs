@@ -148,8 +148,11 @@ fn download_into_place(
         let reader = backend.download(hit).map_err(|e| e.to_string())?;
         let reader = cancel::Watched(reader);
         let mut reader = Progress::new(reader, format!("{}: downloaded", plan.target.name()), hit.size);
-        let unpacked =
-            archive::unpack(&mut reader, &staging, &unpack_limits(hit.size)).map_err(|e| e.to_string())?;
+        let unpacked = archive::unpack(&mut reader, &staging, &unpack_limits(hit.size));
+        if backend.verifies_integrity() {
+            verify_to_the_end(&mut reader, unpacked.is_ok())?;
+        }
+        let unpacked = unpacked.map_err(|e| e.to_string())?;
         let note = unpacked.comment.as_deref().and_then(EntryNote::from_comment);
         let nox = plan.target == Target::Nox;
         let saved = if nox { envs::saved_project_dists(&staging) } else { BTreeMap::new() };
@@ -165,6 +168,20 @@ fn download_into_place(
         place::discard(&staging);
     }
     result
+}
+
+/// Reads the download to its end, where the stores the action owns check the entry's recorded
+/// sha256 (`backend/integrity.rs`): also after a failed unpack, so that a damaged entry is named
+/// as such and taken out of use. Nothing has been moved into place yet.
+fn verify_to_the_end(reader: &mut dyn std::io::Read, unpacked: bool) -> Result<(), String> {
+    match std::io::copy(reader, &mut std::io::sink()) {
+        Ok(_) => Ok(()),
+        Err(e) => match backend::integrity::refusal(&e) {
+            Some(refused) => Err(refused),
+            None if unpacked => Err(format!("reading the entry to its end: {e}")),
+            None => Ok(()),
+        },
+    }
 }
 
 /// The largest total a restore may write: a multiple of the entry's size (at least 1 GiB), and

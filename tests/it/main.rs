@@ -21,6 +21,7 @@ mod release;
 mod runners;
 mod s3;
 mod safety;
+mod scoping;
 mod secrets;
 mod sh_entry;
 mod summary;

@@ -114,6 +114,16 @@ impl ObjectStore {
         fs::write(path, bytes).unwrap();
     }
 
+    /// The entries of the bucket: its objects without the recorded digests.
+    pub fn entries(&self) -> Vec<String> {
+        self.objects().into_iter().filter(|name| !name.contains(".sha256/")).collect()
+    }
+
+    /// The path of an object in the store's file system.
+    pub fn object_path(&self, object: &str) -> PathBuf {
+        self.root.path().join(BUCKET).join(object)
+    }
+
     /// The objects of the bucket (files below its directory), by name.
     pub fn objects(&self) -> Vec<String> {
         fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
@@ -183,6 +193,7 @@ fn settings(endpoint: &str, own_ref: &str, fallback: &[&str]) -> S3Settings {
             repository: REPOSITORY.into(),
             own_ref: own_ref.into(),
             fallback_refs: fallback.iter().map(|r| r.to_string()).collect(),
+            read_only_event: None,
         },
     }
 }
@@ -195,7 +206,7 @@ fn main_client(store: &ObjectStore) -> S3Backend {
     client(settings(&store.endpoint(), "refs/heads/main", &[]))
 }
 
-fn payload(len: usize, seed: u64) -> Vec<u8> {
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
@@ -230,15 +241,23 @@ fn round_trips_of_one_put_and_of_many_parts() {
     let large = payload((12 << 20) + 12345, 2);
     assert_eq!(save(&backend, "Small-Key", &small).unwrap(), Saved::Stored);
     assert_eq!(save(&backend, "large-key", &large).unwrap(), Saved::Stored);
-    assert_eq!(fetch(&backend, &["small-key"]), Some(("small-key".into(), small)));
-    assert_eq!(fetch(&backend, &["large-key"]), Some(("large-key".into(), large)));
+    assert_eq!(fetch(&backend, &["small-key"]), Some(("small-key".into(), small.clone())));
+    assert_eq!(fetch(&backend, &["large-key"]), Some(("large-key".into(), large.clone())));
     assert_eq!(
-        store.objects(),
+        store.entries(),
         [
             format!("uv-nox-cache/{REPOSITORY}/refs/heads/main/{VERSION}/large-key"),
             format!("uv-nox-cache/{REPOSITORY}/refs/heads/main/{VERSION}/small-key"),
         ]
     );
+    // Each with its sha256, under the ETag of the object it describes.
+    let digests: Vec<String> = store.objects().into_iter().filter(|name| name.contains(".sha256/")).collect();
+    assert_eq!(digests.len(), 2, "{digests:?}");
+    for (digest, bytes) in digests.iter().zip([&large, &small]) {
+        assert!(digest.starts_with(&format!("uv-nox-cache/{REPOSITORY}/refs/heads/main/{VERSION}.sha256/")));
+        let recorded = fs::read_to_string(store.object_path(digest)).unwrap();
+        assert_eq!(recorded, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)), "{digest}");
+    }
     assert!(fetch(&backend, &["absent"]).is_none());
     // A second save of a key finds it taken.
     assert!(matches!(save(&backend, "small-key", b"other").unwrap(), Saved::AlreadyExists(_)));
@@ -429,7 +448,7 @@ fn uv_job(machine: &Machine, store: &ObjectStore) -> Job {
     job
 }
 
-fn fill(dir: &Path, seed: u64) -> BTreeMap<String, Vec<u8>> {
+pub fn fill(dir: &Path, seed: u64) -> BTreeMap<String, Vec<u8>> {
     let _ = fs::remove_dir_all(dir);
     let mut files = BTreeMap::new();
     for i in 0..20u64 {
@@ -442,7 +461,7 @@ fn fill(dir: &Path, seed: u64) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     for entry in fs::read_dir(dir.join("wheels")).into_iter().flatten().flatten() {
         files.insert(
@@ -453,7 +472,7 @@ fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-fn warnings(step: &Step) -> Vec<&str> {
+pub fn warnings(step: &Step) -> Vec<&str> {
     step.stdout.lines().filter(|l| l.starts_with("::warning")).collect()
 }
 
@@ -476,7 +495,7 @@ fn the_action_saves_and_restores_through_the_bucket() {
     assert!(post.stdout.contains("uv: saved"), "{}", post.log());
     assert!(warnings(&post).is_empty(), "{}", post.log());
 
-    let objects = store.objects();
+    let objects = store.entries();
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert!(objects[0].starts_with(&format!("uv-nox-cache/{REPOSITORY}/refs/heads/main/")), "{objects:?}");
     let listing = Command::new("tar")
@@ -568,7 +587,7 @@ fn several_jobs_share_one_bucket() {
             });
         }
     });
-    assert_eq!(store.objects().len(), 2, "{:?}", store.objects());
+    assert_eq!(store.entries().len(), 2, "{:?}", store.objects());
 }
 
 /// A stand-in for STS (versitygw's single-account mode has none): answers every
