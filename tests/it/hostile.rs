@@ -18,6 +18,7 @@ use tar::EntryType;
 use crate::s3::ObjectStore;
 use crate::support::action::{Job, Machine, Step};
 use crate::support::cache_server::{CacheServer, Personality};
+use crate::support::local_store;
 
 // ---------------------------------------------------------------------------------------------
 // A machine wired to one store.
@@ -93,17 +94,14 @@ impl Rig {
             (Some(server), _) => server.plant(&key, &version, archive),
             (None, Some(store)) => {
                 let git_ref = &job.env["GITHUB_REF"];
-                let repository = &job.env["GITHUB_REPOSITORY"];
-                let name = format!("uv-nox-cache/{repository}/{git_ref}/{version}/{}", key.to_lowercase());
-                store.plant(&name, &archive);
+                store.save_entry(git_ref, &key, &version, &archive);
             }
             (None, None) => {
-                let dir = self.machine.store.join("v1").join(&version);
-                fs::create_dir_all(&dir).unwrap();
-                let name = hex::encode(Sha256::digest(key.to_lowercase().as_bytes()));
-                let mut file = fs::File::create(dir.join(name)).unwrap();
-                file.write_all(format!("uv-nox-cache-entry {key}\n").as_bytes()).unwrap();
-                file.write_all(&archive).unwrap();
+                let repository =
+                    job.env.get("GITHUB_REPOSITORY").map_or("unknown-repository", String::as_str);
+                let git_ref = &job.env["GITHUB_REF"];
+                let path = local_store::entry_path(&self.machine.store, repository, git_ref, &version, &key);
+                local_store::write_entry(&path, &key, &archive);
             }
         }
     }
@@ -615,7 +613,7 @@ fn two_saves_of_one_key_at_once() {
             // upload at once and the last whole object stays.
             Store::S3 => {
                 assert_eq!(saved + lost, 2, "{context}");
-                assert_eq!(rig.object_store.as_ref().unwrap().objects().len(), 1, "{context}");
+                assert_eq!(rig.object_store.as_ref().unwrap().entries().len(), 1, "{context}");
             }
         }
         fs::remove_dir_all(rig.nox()).unwrap();
@@ -831,7 +829,7 @@ fn an_unreadable_target_at_save_is_a_warning() {
         post.log()
     );
     assert!(fs::read_dir(job.dir.join("temp")).unwrap().next().is_none(), "the temporary archive was left");
-    assert!(!rig.machine.store.join("v1").exists(), "nothing was stored");
+    assert!(!rig.machine.store.join("v2").exists(), "nothing was stored");
 
     // A target that is a file, and a target that is a symlink loop: nothing to save, no error.
     fs::remove_dir_all(&uv).ok();
@@ -968,5 +966,5 @@ fn a_full_runner_temp_during_save_is_a_warning() {
         post.log()
     );
     assert!(fs::read_dir(&temp).unwrap().next().is_none(), "the partial archive was left behind");
-    assert!(!rig.machine.store.join("v1").exists(), "nothing was stored");
+    assert!(!rig.machine.store.join("v2").exists(), "nothing was stored");
 }

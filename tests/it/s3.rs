@@ -147,6 +147,16 @@ impl ObjectStore {
         out
     }
 
+    /// Stores `archive` as the entry `key` of [`REPOSITORY`] on `git_ref`, with its recorded
+    /// sha256, as a save would, whatever the archive holds.
+    pub fn save_entry(&self, git_ref: &str, key: &str, version: &str, archive: &[u8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("archive");
+        fs::write(&path, archive).unwrap();
+        let saved = client(settings(&self.endpoint(), git_ref, &[])).save_file(key, version, &path);
+        assert!(matches!(saved, Ok(Saved::Stored)), "{saved:?}");
+    }
+
     /// Points a job at this store, as a fleet admin's runner variables would.
     pub fn configure(&self, job: &mut Job) {
         job.set_env("UV_NOX_CACHE_S3_BUCKET", BUCKET)
@@ -299,6 +309,49 @@ fn refs_are_scoped_like_githubs_cache() {
     save(&feature, "key-main", b"pr copy").unwrap();
     assert_eq!(fetch(&feature, &["key-main"]), Some(("key-main".into(), b"pr copy".to_vec())));
     assert_eq!(fetch(&main, &["key-main"]), Some(("key-main".into(), b"from main".to_vec())));
+
+    // Never a sibling pull request's entry, nor another repository's.
+    let sibling = client(settings(&store.endpoint(), "refs/pull/8/merge", &["refs/heads/main"]));
+    assert!(fetch(&sibling, &["key-pr"]).is_none(), "a sibling pull request read pull request 7's entry");
+    let mut elsewhere = settings(&store.endpoint(), "refs/pull/7/merge", &["refs/heads/main"]);
+    elsewhere.scope.repository = "someone/else".into();
+    let elsewhere = client(elsewhere);
+    assert!(fetch(&elsewhere, &["key-pr"]).is_none() && fetch(&elsewhere, &["key-main"]).is_none());
+
+    // A run on the base branch for a pull request reads it and writes nothing.
+    let mut target = settings(&store.endpoint(), "refs/heads/main", &[]);
+    target.scope.read_only_event = Some("pull_request_target".into());
+    let target = client(target);
+    assert_eq!(fetch(&target, &["key-main"]), Some(("key-main".into(), b"from main".to_vec())));
+    let before = store.objects();
+    let refused = save(&target, "key-target", b"from the target run").unwrap_err();
+    assert!(matches!(refused, BackendError::Denied { .. }), "{refused}");
+    assert_eq!(store.objects(), before, "nothing was written");
+}
+
+/// An object put in the bucket past the action (no recorded sha256) is never restored, and an
+/// entry whose bytes changed in the bucket is refused and deleted.
+#[test]
+fn entries_are_checked_against_their_recorded_sha256() {
+    let store = ObjectStore::start();
+    let main = main_client(&store);
+    store.plant(&format!("uv-nox-cache/{REPOSITORY}/refs/heads/main/{VERSION}/planted"), b"planted bytes");
+    let hit = main.lookup(&["planted".to_string()], VERSION).unwrap().expect("the object is found");
+    let refused = main.download(&hit).err().expect("refused");
+    assert!(refused.to_string().contains("has no recorded sha256"), "{refused}");
+
+    let bytes = payload((7 << 20) + 99, 5);
+    save(&main, "kept", &bytes).unwrap();
+    let name = format!("uv-nox-cache/{REPOSITORY}/refs/heads/main/{VERSION}/kept");
+    let mut stored = fs::read(store.object_path(&name)).unwrap();
+    stored[1 << 20] ^= 1;
+    fs::write(store.object_path(&name), stored).unwrap();
+    let hit = main.lookup(&["kept".to_string()], VERSION).unwrap().expect("the entry is found");
+    let mut reader = main.download(&hit).unwrap();
+    let error = reader.read_to_end(&mut Vec::new()).unwrap_err();
+    let refused = uv_nox_cache::backend::integrity::refusal(&error).expect("an integrity refusal");
+    assert!(refused.contains(&name) && refused.contains("deleted from the bucket"), "{refused}");
+    assert!(main.lookup(&["kept".to_string()], VERSION).unwrap().is_none(), "not used again");
 }
 
 /// Four clients save one key at once: every save ends cleanly and the object read back is one

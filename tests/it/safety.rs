@@ -178,23 +178,16 @@ fn envs_restored_onto_another_workspace_path_are_removed() {
     assert!(!second.workspace.join(".nox/check").exists());
 }
 
-/// Stores the local-store entry of `from` again under `to`.
+/// Stores the local-store entry of `from` again under `to`, in the same scope.
 fn copy_local_entry(store: &Path, from: &str, to: &str) {
+    use crate::support::local_store;
     use sha2::{Digest, Sha256};
-    let header = format!("uv-nox-cache-entry {from}\n");
-    for version in fs::read_dir(store.join("v1")).unwrap().flatten() {
-        for entry in fs::read_dir(version.path()).unwrap().flatten() {
-            let bytes = fs::read(entry.path()).unwrap();
-            if let Some(archive) = bytes.strip_prefix(header.as_bytes()) {
-                let name = hex::encode(Sha256::digest(to.to_lowercase().as_bytes()));
-                let mut copy = format!("uv-nox-cache-entry {to}\n").into_bytes();
-                copy.extend_from_slice(archive);
-                fs::write(version.path().join(name), copy).unwrap();
-                return;
-            }
-        }
-    }
-    panic!("no local entry for {from}");
+    let (path, _, archive) = local_store::entries(store)
+        .into_iter()
+        .find(|(_, key, _)| key == from)
+        .unwrap_or_else(|| panic!("no local entry for {from}"));
+    let name = hex::encode(Sha256::digest(to.to_lowercase().as_bytes()));
+    local_store::write_entry(&path.with_file_name(name), to, &archive);
 }
 
 /// A session that installs `idna`, then — when `FLAKE` is set, as when the index fails —

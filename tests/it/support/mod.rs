@@ -1,8 +1,10 @@
 //! Shared test support: running the action's steps on a runner machine ([`action`]), the rig
 //! of machine plus cache service the step-level suites share ([`rig`]), the test cache server
-//! ([`cache_server`]), the official client ([`official`]) and real tools ([`tools`]).
+//! ([`cache_server`]), the official client ([`official`]), real tools ([`tools`]) and the local store's layout
+//! ([`local_store`]).
 
 pub mod action;
+pub mod local_store;
 pub mod official;
 pub mod rig;
 pub mod tools;
