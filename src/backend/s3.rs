@@ -10,7 +10,8 @@
 //! upload is done (an upload that starts while the archive is still being packed cannot carry
 //! it as metadata; naming the entry's ETag keeps two jobs saving one key at once from recording
 //! each other's digest). A download is checked against it (`integrity.rs`); an entry without
-//! one is not restored, and one whose bytes do not match it is deleted. Within one ref, the exact key is one ranged `GET` and each restore key one
+//! one is passed over by lookups and replaced by the next save of its key, and one whose bytes
+//! do not match it is deleted. Within one ref, the exact key is one ranged `GET` and each restore key one
 //! `ListObjectsV2` by prefix, the newest object winning. An entry, once there, is kept: a second
 //! save of its key is [`Saved::AlreadyExists`]. Expiry is the bucket's lifecycle rule.
 //!
@@ -58,8 +59,10 @@ pub struct S3Settings {
 #[derive(Debug, Clone)]
 struct Object {
     name: String,
-    /// `None` when the store named no ETag for the entry.
-    digest: Option<String>,
+    /// The object holding its recorded sha256.
+    digest: String,
+    /// The sha256 recorded in `digest`.
+    recorded: String,
 }
 
 /// A client of one bucket.
@@ -214,10 +217,33 @@ impl S3Backend {
         Ok(best.map(|(name, _, size, etag)| (name, size, etag)))
     }
 
-    fn hit(&self, directory: &str, name: String, size: u64, etag: Option<String>) -> Hit {
+    /// The entry `name` as a hit, or `None` when it has no recorded sha256: an entry saved by
+    /// 0.1.0, one being saved this moment, or an object put there past the action. Such an
+    /// entry is ignored by restores and replaced by the next save of its key.
+    fn hit(
+        &self,
+        credentials: &Credentials,
+        directory: &str,
+        (name, size, etag): (String, u64, Option<String>),
+    ) -> Result<Option<Hit>, BackendError> {
         let key = name.strip_prefix(directory).unwrap_or(&name).to_string();
-        let digest = etag.map(|etag| digest_name(directory, &key, &etag));
-        Hit { key, size: Some(size), locator: Locator::new(Object { name, digest }) }
+        let Some(digest) = etag.map(|etag| digest_name(directory, &key, &etag)) else {
+            tracing::info!("ignoring s3://{}/{name}: the store names no ETag for it", self.settings.bucket);
+            return Ok(None);
+        };
+        match self.recorded_digest(credentials, &digest)?.filter(|r| integrity::is_sha256(r)) {
+            Some(recorded) => {
+                let object = Object { name, digest, recorded };
+                Ok(Some(Hit { key, size: Some(size), locator: Locator::new(object) }))
+            }
+            None => {
+                tracing::info!(
+                    "ignoring s3://{}/{name}: it has no recorded sha256 (saved by 0.1.0, or being saved now)",
+                    self.settings.bucket
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// The sha256 recorded for an entry, or `None` when there is none.
@@ -439,13 +465,19 @@ impl Backend for S3Backend {
             let directory = self.directory(git_ref, version);
             for (i, key) in keys.iter().enumerate() {
                 let name = format!("{directory}{}", key.to_lowercase());
-                if i == 0
-                    && let Some((size, etag)) = self.size_of(&credentials, &name)?
+                let exact = match i {
+                    0 => self.size_of(&credentials, &name)?.map(|(size, etag)| (name.clone(), size, etag)),
+                    _ => None,
+                };
+                if let Some(found) = exact
+                    && let Some(hit) = self.hit(&credentials, &directory, found)?
                 {
-                    return Ok(Some(self.hit(&directory, name, size, etag)));
+                    return Ok(Some(hit));
                 }
-                if let Some((name, size, etag)) = self.newest(&credentials, &name)? {
-                    return Ok(Some(self.hit(&directory, name, size, etag)));
+                if let Some(found) = self.newest(&credentials, &name)?
+                    && let Some(hit) = self.hit(&credentials, &directory, found)?
+                {
+                    return Ok(Some(hit));
                 }
             }
         }
@@ -453,21 +485,9 @@ impl Backend for S3Backend {
     }
 
     fn download(&self, hit: &Hit) -> Result<Box<dyn Read + Send>, BackendError> {
-        let Object { name, digest } = hit.locator::<Object>(&self.name())?;
+        let Object { name, digest, recorded } = hit.locator::<Object>(&self.name())?;
         let credentials = self.credentials()?;
         let bucket = self.bucket()?;
-        let bucket_name = &self.settings.bucket;
-        let no_digest = |why: String| BackendError::Rejected {
-            op: "download",
-            message: format!(
-                "s3://{bucket_name}/{name} has no recorded sha256 ({why}), so it is not restored"
-            ),
-        };
-        let digest = digest.as_ref().ok_or_else(|| no_digest("the store names no ETag for it".into()))?;
-        let recorded = self
-            .recorded_digest(&credentials, digest)?
-            .filter(|recorded| integrity::is_sha256(recorded))
-            .ok_or_else(|| no_digest(format!("s3://{bucket_name}/{digest} is missing or not a sha256")))?;
         let url = bucket.get_object(Some(&credentials), name).sign(self.validity());
         let reader = transfer::ranged_download(&self.http, &Secret(url.to_string()))?;
         // Taken out of use on a mismatch: both objects deleted, as far as the credentials allow.
@@ -494,7 +514,7 @@ impl Backend for S3Backend {
             }
         });
         let entry = format!("s3://{}/{name}", self.settings.bucket);
-        Ok(Box::new(Verifying::new(reader, recorded, entry, dispose)))
+        Ok(Box::new(Verifying::new(reader, recorded.clone(), entry, dispose)))
     }
 
     fn verifies_integrity(&self) -> bool {
@@ -519,7 +539,10 @@ impl Backend for S3Backend {
         };
         let directory = self.directory(git_ref, version);
         let name = format!("{directory}{}", key.to_lowercase());
-        if self.size_of(&credentials, &name)?.is_some() {
+        // A stored entry is kept; one without a recorded sha256 (0.1.0's) is replaced.
+        if let Some(found) = self.size_of(&credentials, &name)?.map(|(size, etag)| (name.clone(), size, etag))
+            && self.hit(&credentials, &directory, found)?.is_some()
+        {
             return Ok(Saved::AlreadyExists(format!("s3://{}/{name} exists", self.settings.bucket)));
         }
         let part = self.http.tuning.upload_chunk.max(5 << 20);

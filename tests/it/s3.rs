@@ -329,16 +329,22 @@ fn refs_are_scoped_like_githubs_cache() {
     assert_eq!(store.objects(), before, "nothing was written");
 }
 
-/// An object put in the bucket past the action (no recorded sha256) is never restored, and an
-/// entry whose bytes changed in the bucket is refused and deleted.
+/// An object without a recorded sha256 (saved by 0.1.0, or put in the bucket past the action)
+/// is never restored and is replaced by the next save; an entry whose bytes changed in the
+/// bucket is refused and deleted.
 #[test]
 fn entries_are_checked_against_their_recorded_sha256() {
     let store = ObjectStore::start();
     let main = main_client(&store);
     store.plant(&format!("uv-nox-cache/{REPOSITORY}/refs/heads/main/{VERSION}/planted"), b"planted bytes");
-    let hit = main.lookup(&["planted".to_string()], VERSION).unwrap().expect("the object is found");
-    let refused = main.download(&hit).err().expect("refused");
-    assert!(refused.to_string().contains("has no recorded sha256"), "{refused}");
+    save(&main, "planted-older", b"older, with a digest").unwrap();
+    assert_eq!(
+        fetch(&main, &["planted", "planted-o"]),
+        Some(("planted-older".into(), b"older, with a digest".to_vec())),
+        "the object without a digest is passed over"
+    );
+    assert_eq!(save(&main, "planted", b"saved now").unwrap(), Saved::Stored, "and replaced");
+    assert_eq!(fetch(&main, &["planted"]), Some(("planted".into(), b"saved now".to_vec())));
 
     let bytes = payload((7 << 20) + 99, 5);
     save(&main, "kept", &bytes).unwrap();
