@@ -11,9 +11,10 @@
 //! it as metadata; naming the entry's ETag keeps two jobs saving one key at once from recording
 //! each other's digest). A download is checked against it (`integrity.rs`); an entry without
 //! one is passed over by lookups and replaced by the next save of its key, and one whose bytes
-//! do not match it is deleted. Within one ref, the exact key is one ranged `GET` and each restore key one
-//! `ListObjectsV2` by prefix, the newest object winning. An entry, once there, is kept: a second
-//! save of its key is [`Saved::AlreadyExists`]. Expiry is the bucket's lifecycle rule.
+//! do not match it is deleted. Within one ref, the exact key is one ranged `GET` and each
+//! restore key one `ListObjectsV2` by prefix, the newest object winning. An entry, once there,
+//! is kept: a second save of its key is [`Saved::AlreadyExists`]. Expiry is the bucket's
+//! lifecycle rule.
 //!
 //! Every request is a URL presigned by `rusty-s3` (sans-IO SigV4) and sent with the shared
 //! `ureq` agent, so signing never needs the bytes and the transfer code is the one of the other
@@ -252,7 +253,7 @@ impl S3Backend {
         credentials: &Credentials,
         digest: &str,
     ) -> Result<Option<String>, BackendError> {
-        let op = "download";
+        let op = "lookup";
         let url = self.bucket()?.get_object(Some(credentials), digest).sign(self.validity());
         let (status, body) = self.http.retry(op, || {
             let response = self.http.check(op, url.as_str(), self.http.get(url.as_str()).call())?;
