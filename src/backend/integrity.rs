@@ -8,17 +8,32 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::BackendError;
+use super::{ArchiveFile, BackendError};
 
-/// The sha256 of a file, lower-case hex.
-pub fn sha256_file(path: &Path) -> io::Result<String> {
+/// The sha256 of an archive, lower-case hex, read while the packer still writes it, so that a
+/// save that uploads while packing has the digest as soon as the last byte is written.
+pub fn sha256_of_archive(archive: &ArchiveFile) -> Result<String, BackendError> {
+    const STEP: u64 = 4 << 20;
+    let failed = |source| BackendError::Io { op: "save", path: archive.path().to_path_buf(), source };
+    let mut file = File::open(archive.path()).map_err(failed)?;
     let mut hasher = Sha256::new();
-    io::copy(&mut File::open(path)?, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
+    let mut buf = vec![0u8; 256 << 10];
+    let mut hashed = 0u64;
+    loop {
+        let written = archive.wait_for(hashed.saturating_add(STEP))?;
+        while hashed < written.bytes {
+            let n = buf.len().min(usize::try_from(written.bytes - hashed).unwrap_or(usize::MAX));
+            file.read_exact(&mut buf[..n]).map_err(failed)?;
+            hasher.update(&buf[..n]);
+            hashed += n as u64;
+        }
+        if written.complete {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+    }
 }
 
 /// Whether `text` is a sha256 as recorded: 64 lower-case hex digits.
@@ -102,6 +117,23 @@ mod tests {
     fn read_all(reader: &mut impl Read) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         reader.read_to_end(&mut out).map(|_| out)
+    }
+
+    #[test]
+    fn an_archive_is_hashed_while_it_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = ArchiveFile::create_in(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..(9u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let digest = std::thread::scope(|s| {
+            let hashing = s.spawn(|| sha256_of_archive(&archive));
+            let mut writer = archive.writer();
+            for piece in bytes.chunks(1 << 20) {
+                io::Write::write_all(&mut writer, piece).unwrap();
+            }
+            archive.finish().unwrap();
+            hashing.join().unwrap().unwrap()
+        });
+        assert_eq!(digest, hex::encode(Sha256::digest(&bytes)));
     }
 
     #[test]

@@ -267,19 +267,9 @@ impl S3Backend {
         }
     }
 
-    /// Records the archive's sha256 as the object `digest`, once the entry is stored.
-    fn put_digest(
-        &self,
-        credentials: &Credentials,
-        digest: &str,
-        archive: &ArchiveFile,
-    ) -> Result<(), BackendError> {
+    /// Records the archive's `sha256` as the object `digest`, once the entry is stored.
+    fn put_digest(&self, credentials: &Credentials, digest: &str, sha256: &str) -> Result<(), BackendError> {
         let op = "upload";
-        let sha256 = integrity::sha256_file(archive.path()).map_err(|source| BackendError::Io {
-            op,
-            path: archive.path().to_path_buf(),
-            source,
-        })?;
         let url = self.bucket()?.put_object(Some(credentials), digest).sign(self.validity());
         self.http.retry(op, || {
             let result = self
@@ -548,17 +538,26 @@ impl Backend for S3Backend {
         }
         let part = self.http.tuning.upload_chunk.max(5 << 20);
         let so_far = archive.wait_for(part.saturating_add(1))?;
-        let etag = if so_far.complete && so_far.bytes <= part {
-            self.put_whole(&credentials, &name, archive, so_far.bytes)?
-        } else {
-            self.put_parts(&credentials, &name, archive)?
-        };
+        // The digest is computed alongside the upload, as the archive grows.
+        let (uploaded, sha256) = std::thread::scope(|s| {
+            let hashing = s.spawn(|| integrity::sha256_of_archive(archive));
+            let uploaded = if so_far.complete && so_far.bytes <= part {
+                self.put_whole(&credentials, &name, archive, so_far.bytes)
+            } else {
+                self.put_parts(&credentials, &name, archive)
+            };
+            if uploaded.is_err() {
+                archive.abandon(); // the hashing need not wait for the packer
+            }
+            (uploaded, hashing.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        });
+        let (etag, sha256) = (uploaded?, sha256?);
         if etag.trim_matches('"').is_empty() {
             let message = format!("s3://{}/{name}: the store named no ETag for it", self.settings.bucket);
             return Err(BackendError::Rejected { op: "save", message });
         }
         // Until this is written, a restore finds the entry without a digest: a miss.
-        self.put_digest(&credentials, &digest_name(&directory, &key.to_lowercase(), &etag), archive)?;
+        self.put_digest(&credentials, &digest_name(&directory, &key.to_lowercase(), &etag), &sha256)?;
         Ok(Saved::Stored)
     }
 }
