@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use crate::s3::{ObjectStore, fill, read_tree, warnings};
 use crate::support::action::{Job, Machine};
+use crate::support::local_store;
 
 const REPOSITORY: &str = "owner/project";
 
@@ -241,18 +242,14 @@ fn unscoped_local_entries_are_ignored() {
     let store = Store::local();
     push_to_main(&store, REPOSITORY).save(5, false);
     let Store::Local(dir) = &store else { unreachable!() };
-    // The same archive as the old layout held it: `v1/<version>/<sha256 of the key>`.
-    let entry = &store.entries()[0];
-    let version = entry.parent().unwrap().file_name().unwrap();
-    let text = fs::read(entry).unwrap();
-    let newline = text.iter().position(|b| *b == b'\n').unwrap();
-    let header = String::from_utf8_lossy(&text[..newline]).into_owned();
-    let key = header.splitn(3, ' ').nth(2).unwrap();
-    let old = dir.path().join("v1").join(version);
+    // The same archive as 0.1.0 stored it: `v1/<version>/<sha256 of the key>`, a header
+    // without the archive's sha256.
+    let [(path, key, archive)] = &local_store::entries(dir.path())[..] else { panic!("one entry") };
+    let old = dir.path().join("v1").join(path.parent().unwrap().file_name().unwrap());
     fs::create_dir_all(&old).unwrap();
     let mut bytes = format!("uv-nox-cache-entry {key}\n").into_bytes();
-    bytes.extend_from_slice(&text[newline + 1..]);
-    fs::write(old.join(entry.file_name().unwrap()), bytes).unwrap();
+    bytes.extend_from_slice(archive);
+    fs::write(old.join(path.file_name().unwrap()), bytes).unwrap();
     fs::remove_dir_all(dir.path().join("v2")).unwrap();
 
     let (step, restored) = push_to_main(&store, REPOSITORY).restore();
