@@ -7,10 +7,11 @@
 
 use std::process::ExitCode;
 
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
+use crate::backend::BackendError;
 use crate::config::Config;
-use crate::flow::{self, RestoreResult, Restored, SaveReport, SaveResult};
+use crate::flow::{self, RestoreResult, Restored, SaveError, SaveReport, SaveResult};
 use crate::runner::{self, FileCommands, SummaryRow};
 use crate::steps::Unfinished;
 use crate::target::{PlanError, TargetPlan};
@@ -87,7 +88,12 @@ fn report_restore(
         if let RestoreResult::Failed(e) = &o.result
             && !matches!(e, flow::RestoreError::Unfinished(_))
         {
-            warn!("{t}: {e}");
+            // A service found down was warned about once, by the target that found it.
+            if matches!(e, flow::RestoreError::Lookup(BackendError::SkippedDown { .. })) {
+                info!("{t}: {e}");
+            } else {
+                warn!("{t}: {e}");
+            }
         }
         for reason in &o.invalidated {
             warn!("{t}: {reason}");
@@ -170,6 +176,9 @@ fn report_save(cfg: &Config, reports: &[SaveReport]) {
             }
             SaveResult::Denied(why) => {
                 crate::notice!("{t}: not saved, the cache service refused the write: {why}")
+            }
+            SaveResult::Failed(e @ SaveError::Store { source: BackendError::SkippedDown { .. }, .. }) => {
+                info!("{t}: {e}")
             }
             SaveResult::Failed(e) => warn!("{t}: {e}"),
             SaveResult::Saved | SaveResult::ExactHit | SaveResult::NothingToSave | SaveResult::Skipped(_) => {

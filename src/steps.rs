@@ -155,6 +155,7 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
             files.job_env.set(env::UV_CACHE_DIR, plan.dir.to_string_lossy());
         }
     }
+    let health = tuning.backend.health.clone();
     let outcomes = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, tuning.grace, move |deadline| {
@@ -164,6 +165,10 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
     };
     exit_if_cancelled("restore");
     files.state.set(flow::STATE_RESTORE_ENDED, crate::entry_note::now_ms().to_string());
+    // A service found down is not tried again by the post step (backend/health.rs).
+    if let Some(down) = health.state_value() {
+        files.state.set(backend::health::STATE, down);
+    }
     if let Ok(outcomes) = &outcomes {
         flow::restore::hint_reuse(&cfg, outcomes);
     }
@@ -195,6 +200,7 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
         .chain([flow::STATE_RESTORE_ENDED.to_string()])
         .filter_map(|name| runner::read_state(lookup, &name).map(|v| (name, v)))
         .collect();
+    tuning.backend.health.learn(runner::read_state(lookup, backend::health::STATE).as_deref());
     let reports = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, tuning.grace, move |deadline| {

@@ -1,7 +1,7 @@
 //! `UV_NOX_CACHE_TEST_TUNING`: the one way the integration tests change the binary's timing.
-//! The real values — the toolkit's 3 s first retry delay, a two-minute idle timeout, five
-//! seconds of grace past the `timeout` input — make a suite of fault tests wait for minutes
-//! doing nothing; the tests set this variable to small values instead, and nothing else reads
+//! The real values (docs/reliability.md, "Bounded waits") — a 2 s first retry delay, a 20 s
+//! answer timeout, a 30 s idle timeout, five seconds of grace past the `timeout` input — make a
+//! suite of fault tests wait for minutes doing nothing; the tests set this variable to small values instead, and nothing else reads
 //! it. Workflows never set it, and the action's behaviour does not depend on it otherwise.
 //!
 //! The value is a comma-separated list of `name=value`: durations as `250ms` or `2s`, counts
@@ -22,8 +22,10 @@ pub const NAMES: &[&str] = &[
     "parallelism",
     "attempts",
     "retry_delay",
+    "retry_budget",
     "idle_timeout",
     "connect_timeout",
+    "answer_timeout",
     "grace",
 ];
 
@@ -80,7 +82,11 @@ pub fn parse(value: Option<&str>) -> Result<StepTuning, TuningError> {
             "parallelism" => t.parallelism = count(value).ok_or_else(|| error("is not a count"))?,
             "attempts" => t.attempts = count(value).ok_or_else(|| error("is not a count"))?,
             "retry_delay" => t.retry_delay = duration(value).ok_or_else(|| error("is not a duration"))?,
+            "retry_budget" => t.retry_budget = duration(value).ok_or_else(|| error("is not a duration"))?,
             "idle_timeout" => t.idle_timeout = duration(value).ok_or_else(|| error("is not a duration"))?,
+            "answer_timeout" => {
+                t.answer_timeout = duration(value).ok_or_else(|| error("is not a duration"))?
+            }
             "connect_timeout" => {
                 t.connect_timeout = duration(value).ok_or_else(|| error("is not a duration"))?
             }
@@ -126,7 +132,8 @@ mod tests {
     fn every_name_is_understood() {
         let tuning = parse(Some(
             "upload_chunk=1000, block_size=2000,single_put_max=3000,download_block=4000,parallelism=2,\
-             attempts=3,retry_delay=50ms,idle_timeout=2s,connect_timeout=1500ms,grace=0ms",
+             attempts=3,retry_delay=50ms,retry_budget=4s,idle_timeout=2s,connect_timeout=1500ms,\
+             answer_timeout=3s,grace=0ms",
         ))
         .unwrap();
         let t = &tuning.backend;
@@ -138,8 +145,9 @@ mod tests {
         assert_eq!(t.retry_delay, Duration::from_millis(50));
         assert_eq!(t.idle_timeout, Duration::from_secs(2));
         assert_eq!(t.connect_timeout, Duration::from_millis(1500));
+        assert_eq!((t.retry_budget, t.answer_timeout), (Duration::from_secs(4), Duration::from_secs(3)));
         assert_eq!(tuning.grace, Duration::ZERO);
-        assert_eq!(NAMES.len(), 10, "NAMES lists every arm of `parse`");
+        assert_eq!(NAMES.len(), 12, "NAMES lists every arm of `parse`");
     }
 
     #[test]
@@ -155,7 +163,7 @@ mod tests {
             assert_eq!(e.why, why, "{value}");
             let message = e.to_string();
             assert!(message.contains("UV_NOX_CACHE_TEST_TUNING") && message.contains(value), "{message}");
-            assert!(message.contains("retry_delay, idle_timeout"), "{message}");
+            assert!(message.contains("retry_delay, retry_budget, idle_timeout"), "{message}");
         }
     }
 }

@@ -4,10 +4,15 @@
 //! - One `ureq` agent with `http_status_as_error(false)`: statuses are mapped here, in
 //!   [`status_error`], and error bodies are kept (BOM stripped, truncated) because they are the
 //!   best diagnostics the services give.
-//! - [`Http::retry`] retries 5xx and network errors with the toolkit's backoff (3 s × 1.5ⁿ,
-//!   docs/protocol.md §4.1) and honours `429 Retry-After`, but never sleeps past the overall deadline
-//!   given to `backend::open`; a request cut short by that deadline is
-//!   [`BackendError::TimedOut`].
+//! - Every request has bounded waits (docs/reliability.md, "Bounded waits"): a connect
+//!   timeout, an answer timeout for the response headers, and an idle timeout for any silent
+//!   read or write of a body; the overall deadline given to `backend::open` caps them all, and a
+//!   request cut short by that deadline is [`BackendError::TimedOut`].
+//! - [`Http::retry`] retries 5xx and resets with the toolkit's backoff shape (d × 1.5ⁿ,
+//!   docs/protocol.md §4.1) and honours `429 Retry-After`, within one retry budget for the whole
+//!   step and never past the deadline. A request that met silence (refused, no answer, stalled)
+//!   is reported to the step's [`Health`], which retries it once and then declares the service
+//!   down for the rest of the job (`health.rs`).
 //! - Nothing that leaves this module names a token or a signed URL's query string: URLs are
 //!   logged as host + path ([`redact`]) and captured bodies are scrubbed ([`Http::scrub`]).
 
@@ -22,7 +27,8 @@ use serde::Deserialize;
 use ureq::http::Response;
 use ureq::{Agent, Body, RequestBuilder};
 
-use super::{BackendError, Secret};
+use super::health::Silence;
+use super::{BackendError, Health, Secret};
 
 /// How much of an error body is kept for messages.
 const BODY_LIMIT: usize = 512;
@@ -47,10 +53,17 @@ pub struct Tuning {
     pub attempts: u32,
     /// The first retry delay; later ones grow by 1.5× with jitter.
     pub retry_delay: Duration,
-    /// Longest silence tolerated while reading or writing one request.
+    /// The longest the whole step waits between attempts, all requests together.
+    pub retry_budget: Duration,
+    /// Longest silence tolerated while reading or writing one request's body.
     pub idle_timeout: Duration,
-    /// Longest wait for a connection.
+    /// Longest wait for a connection (DNS, TCP and TLS).
     pub connect_timeout: Duration,
+    /// Longest wait for the answer's headers once the request is sent.
+    pub answer_timeout: Duration,
+    /// The step's verdict on the service (`health.rs`), shared by every client opened with
+    /// clones of this tuning.
+    pub health: Health,
 }
 
 impl Default for Tuning {
@@ -63,10 +76,30 @@ impl Default for Tuning {
             // bounds a download's buffers to ~20 MiB.
             download_block: 4 << 20,
             parallelism: 4,
-            attempts: 5,
-            retry_delay: Duration::from_secs(3),
-            idle_timeout: Duration::from_secs(120),
-            connect_timeout: Duration::from_secs(30),
+            // The numbers and why: docs/reliability.md, "Bounded waits".
+            attempts: 3,
+            retry_delay: Duration::from_secs(2),
+            retry_budget: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            answer_timeout: Duration::from_secs(20),
+            health: Health::default(),
+        }
+    }
+}
+
+impl Tuning {
+    /// The default sizes and parallelism with this tuning's timing, retries and verdict.
+    pub fn timing_only(&self) -> Tuning {
+        Tuning {
+            attempts: self.attempts,
+            retry_delay: self.retry_delay,
+            retry_budget: self.retry_budget,
+            idle_timeout: self.idle_timeout,
+            connect_timeout: self.connect_timeout,
+            answer_timeout: self.answer_timeout,
+            health: self.health.clone(),
+            ..Tuning::default()
         }
     }
 }
@@ -129,6 +162,7 @@ impl Http {
             .config()
             .timeout_global(Some(remaining))
             .timeout_connect(Some(self.tuning.connect_timeout))
+            .timeout_recv_response(Some(self.tuning.answer_timeout))
             .timeout_per_read(Some(self.tuning.idle_timeout))
             .timeout_per_write(Some(self.tuning.idle_timeout))
             .build()
@@ -153,6 +187,7 @@ impl Http {
             .config()
             .timeout_global(Some(remaining))
             .timeout_connect(Some(self.tuning.connect_timeout))
+            .timeout_recv_response(Some(self.tuning.answer_timeout))
             .timeout_per_read(Some(self.tuning.idle_timeout))
             .build()
     }
@@ -166,6 +201,7 @@ impl Http {
     ) -> Result<T, BackendError> {
         let attempts = self.tuning.attempts.max(1);
         for n in 0..attempts {
+            self.tuning.health.check(op)?;
             if self.remaining().is_none() {
                 return Err(BackendError::TimedOut { op });
             }
@@ -175,11 +211,20 @@ impl Http {
                 Err(Fail::Retry(e)) => (e, self.backoff(n)),
                 Err(Fail::RetryAfter(e, after)) => (e, after.unwrap_or_else(|| self.backoff(n))),
             };
+            // Silence that made the verdict: this caller tells it.
+            if let Err(down) = self.tuning.health.check(op) {
+                tracing::debug!("{op}: {error}");
+                return Err(down);
+            }
             if n + 1 == attempts {
                 return Err(error);
             }
             if Instant::now() + wait >= self.deadline {
                 tracing::debug!("{op}: not retrying, the deadline comes first: {error}");
+                return Err(error);
+            }
+            if !self.tuning.health.may_wait(wait, self.tuning.retry_budget) {
+                tracing::debug!("{op}: not retrying, the step's retry budget is spent: {error}");
                 return Err(error);
             }
             tracing::debug!("{op}: retrying in {} ms: {error}", wait.as_millis());
@@ -231,12 +276,74 @@ impl Http {
         Ok(response)
     }
 
-    /// A network-level failure: retryable, except when the deadline ran out.
+    /// A network-level failure: retryable, except when the deadline ran out. Silence (no
+    /// connection, no answer, a stalled body) is told to the step's [`Health`], which makes the
+    /// verdict at a host's second.
     pub(crate) fn transport_fail(&self, op: &'static str, url: &str, error: ureq::Error) -> Fail {
         if self.remaining().is_none() {
             return Fail::Final(BackendError::TimedOut { op });
         }
+        if let Some((kind, why)) = self.silence_of(&error) {
+            self.tuning.health.silence(host_of(url), kind, &why);
+        }
         Fail::Retry(self.transport_error(op, url, error))
+    }
+
+    /// Whether `error` is silence, and what the host did, in words that follow its name.
+    fn silence_of(&self, error: &ureq::Error) -> Option<(Silence, String)> {
+        use std::io::ErrorKind;
+        use ureq::Timeout;
+        let secs = |d: Duration| format!("{} s", d.as_secs_f64());
+        let unreachable = |why: String| Some((Silence::Unreachable, why));
+        match error {
+            ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => unreachable(format!(
+                "did not accept a connection within {}",
+                secs(self.tuning.connect_timeout)
+            )),
+            ureq::Error::Timeout(Timeout::RecvResponse | Timeout::SendRequest) => Some((
+                Silence::NoAnswer,
+                format!(
+                    "accepted the connection but did not answer within {}",
+                    secs(self.tuning.answer_timeout)
+                ),
+            )),
+            ureq::Error::Timeout(
+                Timeout::PerRead | Timeout::PerWrite | Timeout::RecvBody | Timeout::SendBody,
+            ) => Some((Silence::Stalled, self.stalled())),
+            ureq::Error::HostNotFound => unreachable("could not be resolved (no such host)".into()),
+            ureq::Error::ConnectionFailed => unreachable("could not be connected to".into()),
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => {
+                unreachable(format!("failed the TLS handshake ({})", self.scrub(&error.to_string())))
+            }
+            ureq::Error::ConnectProxyFailed(_) => {
+                unreachable(format!("could not be reached through the proxy ({error})"))
+            }
+            ureq::Error::Io(e) => match e.kind() {
+                ErrorKind::ConnectionRefused => unreachable("refused the connection".into()),
+                ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable | ErrorKind::AddrNotAvailable => {
+                    unreachable(format!("is unreachable ({e})"))
+                }
+                ErrorKind::TimedOut | ErrorKind::WouldBlock => Some((Silence::Stalled, self.stalled())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn stalled(&self) -> String {
+        format!(
+            "stopped sending for {} s in the middle of a transfer",
+            self.tuning.idle_timeout.as_secs_f64()
+        )
+    }
+
+    /// Tells the step's [`Health`] about a body read that timed out (a stall).
+    fn read_silence(&self, url: &str, error: &std::io::Error) {
+        if matches!(error.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
+            && self.remaining().is_some()
+        {
+            self.tuning.health.silence(host_of(url), Silence::Stalled, &self.stalled());
+        }
     }
 
     pub(crate) fn transport_error(&self, op: &'static str, url: &str, error: ureq::Error) -> BackendError {
@@ -271,6 +378,7 @@ impl Http {
                 if self.remaining().is_none() {
                     return Err(Fail::Final(BackendError::TimedOut { op }));
                 }
+                self.read_silence(url, &e);
                 Err(Fail::Retry(BackendError::Transport {
                     op,
                     host: host_of(url).to_string(),
@@ -306,6 +414,7 @@ impl Http {
 pub(crate) struct SafeReader {
     inner: ureq::BodyReader<'static>,
     http: Http,
+    url: String,
     host: String,
     read: u64,
 }
@@ -315,6 +424,7 @@ impl SafeReader {
         SafeReader {
             inner: response.into_body().into_reader(),
             http: http.clone(),
+            url: redact(url),
             host: host_of(url).to_string(),
             read: 0,
         }
@@ -329,6 +439,7 @@ impl Read for SafeReader {
                 Ok(n)
             }
             Err(e) => {
+                self.http.read_silence(&self.url, &e);
                 let what =
                     if self.http.remaining().is_none() { "stopped at the deadline" } else { "broke off" };
                 let message =

@@ -11,6 +11,7 @@ pub mod aws_credentials;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod github;
+pub mod health;
 pub mod http;
 pub mod integrity;
 pub mod local;
@@ -20,6 +21,7 @@ pub mod scope;
 pub mod transfer;
 
 pub use archive_file::ArchiveFile;
+pub use health::Health;
 pub use http::Tuning;
 pub use mode::CacheMode;
 
@@ -128,6 +130,16 @@ pub enum BackendError {
     Rejected { op: &'static str, message: String },
     #[error("{op}: gave up after the `timeout` input's deadline")]
     TimedOut { op: &'static str },
+    /// The request that made the verdict of `health.rs`: the service is down for this job.
+    #[error(
+        "{op}: the cache service at {host} {why}; not using it again in this job (lookups are misses, \
+         saves are skipped) — {}",
+        health::FIX
+    )]
+    Down { op: &'static str, host: String, why: String },
+    /// Not tried: the service was found down earlier in this job (told once, as [`BackendError::Down`]).
+    #[error("{op}: not tried, the cache service at {host} is down for this job")]
+    SkippedDown { op: &'static str, host: String },
     #[error("{op}: {path}: {source}")]
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     /// No usable S3 credentials or bucket address.
@@ -196,7 +208,8 @@ pub enum BackendKind {
 /// makes gives up at `deadline`. `tuning` is `Tuning::default()` except under the integration
 /// tests (`test_tuning.rs`).
 pub fn open(kind: &BackendKind, mode: CacheMode, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
-    mode::limit(open_unlimited(kind, deadline, tuning), mode)
+    let health = tuning.health.clone();
+    mode::limit(Box::new(health::Guarded { inner: open_unlimited(kind, deadline, tuning), health }), mode)
 }
 
 fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
@@ -208,8 +221,10 @@ fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<
         BackendKind::Github { url, token } => {
             Box::new(github::GithubBackend::new(url, token.clone(), deadline, tuning))
         }
+        // S3 keeps the default sizes (parts of at least 5 MiB); the timing and the verdict
+        // are the step's.
         BackendKind::S3(settings) => {
-            Box::new(s3::S3Backend::new((**settings).clone(), deadline, Tuning::default()))
+            Box::new(s3::S3Backend::new((**settings).clone(), deadline, tuning.timing_only()))
         }
     }
 }

@@ -7,12 +7,14 @@
 //! Each test prints `TIMING <test> <seconds>` for the step it times (`--nocapture` shows them).
 
 use std::fs;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::support::action::{Job, Step, snapshot};
-use crate::support::cache_server::{Fault, Route};
+use crate::support::cache_server::{CacheServer, Fault, Personality, Route, ServerConfig};
 use crate::support::rig::{FAST_TIMING, Rig, Service, Snapshot, fresh_checkout, populate, save_job};
 
 /// The `timeout` input the faulty steps run with.
@@ -160,9 +162,10 @@ fn connection_refused(service: Service) {
     assert_missed(&main);
     assert!(main.stdout.contains(&format!("127.0.0.1:{closed}")), "names the host\n{}", main.log());
     populate(&rig.machine, "unsaved");
+    // The post step takes the restore step's verdict: a notice, and no attempt.
     let post = job.post();
-    assert_degraded("connection_refused (save)", &post);
-    assert!(post.stdout.contains("saving") && post.stdout.contains("failed"), "{}", post.log());
+    assert_learned(&post, &format!("127.0.0.1:{closed}"));
+    timed("connection_refused (save)", &post);
 }
 
 fn closes_mid_body(service: Service) {
@@ -287,6 +290,244 @@ http_faults!(
     save_rate_limited_beyond_the_timeout,
     failed_restore_keeps_existing_dirs,
 );
+
+// ---- A dead or hung service: one verdict for the whole job ----------------------------
+
+/// The post step of a job whose restore found the service down: exit 0, no warning (the
+/// restore step gave the one), a notice naming the host, nothing tried.
+fn assert_learned(post: &Step, host: &str) {
+    assert_eq!(post.code, 0, "{}", post.log());
+    assert!(!post.stdout.contains("::error::") && !post.stdout.contains("::warning::"), "{}", post.log());
+    let notice = format!("::notice::not using the cache service at {host} in this step");
+    assert!(post.stdout.contains(&notice), "{}", post.log());
+    assert!(!post.stdout.contains(": saved "), "{}", post.log());
+}
+
+/// A port of 127.0.0.1 that nothing listens on: connections are refused.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A listener that accepts every connection and never answers (a hung server, a firewall
+/// that lets the handshake through); it stops when dropped.
+pub(crate) struct BlackHole {
+    pub(crate) port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl BlackHole {
+    pub(crate) fn start() -> BlackHole {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                held.extend(stream.ok());
+            }
+        });
+        BlackHole { port, stop }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Which backend a dead-service job is pointed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    V1,
+    V2,
+    S3,
+}
+
+/// A job of `rig` whose service (of `backend`) is at `port` of 127.0.0.1.
+pub(crate) fn job_at(rig: &Rig, backend: Backend, port: u16) -> Job {
+    let mut job = rig.job();
+    let origin = format!("http://127.0.0.1:{port}");
+    match backend {
+        Backend::V1 => {
+            job.use_service(rig.server(), crate::support::action::Protocol::V1);
+            job.set_env("ACTIONS_CACHE_URL", &format!("{origin}/7f3e2a91/"));
+        }
+        Backend::V2 => {
+            job.use_service(rig.server(), crate::support::action::Protocol::V2);
+            job.set_env("ACTIONS_RESULTS_URL", &format!("{origin}/results-receiver/"));
+        }
+        Backend::S3 => {
+            job.set_env("UV_NOX_CACHE_S3_BUCKET", "fleet-cache")
+                .set_env("UV_NOX_CACHE_S3_ENDPOINT", &origin)
+                .set_env("AWS_ACCESS_KEY_ID", "fleet-access-key")
+                .set_env("AWS_SECRET_ACCESS_KEY", "fleet-secret-key-0123456789")
+                .set_env("GITHUB_REPOSITORY", "octo/demo");
+        }
+    }
+    job
+}
+
+/// A rig for `backend`: the runner services have a server (the dead one is elsewhere).
+fn rig_for(backend: Backend) -> Rig {
+    Rig::new(match backend {
+        Backend::V1 => Service::ForgejoV1,
+        Backend::V2 => Service::GithubV2,
+        Backend::S3 => Service::Local,
+    })
+}
+
+/// A whole job (restore, the job's work, save) against a service that is dead at `port`:
+/// one warning naming the host and what it did, a miss, a post step that tries nothing, no
+/// partial tree; returns both steps.
+fn whole_job_against_a_dead_service(
+    backend: Backend,
+    port: u16,
+    timing: Option<&str>,
+    what: &str,
+) -> (Step, Step) {
+    let rig = rig_for(backend);
+    let mut job = job_at(&rig, backend, port);
+    if let Some(timing) = timing {
+        job.set_env("UV_NOX_CACHE_TEST_TUNING", timing);
+    }
+    let main = job.main();
+    let host = format!("127.0.0.1:{port}");
+    assert_eq!(main.code, 0, "{}", main.log());
+    assert!(!main.stdout.contains("::error::"), "{}", main.log());
+    let warnings: Vec<&str> = main.stdout.lines().filter(|l| l.starts_with("::warning::")).collect();
+    assert_eq!(warnings.len(), 1, "one warning for the whole step\n{}", main.log());
+    assert!(warnings[0].contains(&host) && warnings[0].contains(what), "{}", main.log());
+    assert!(warnings[0].contains("not using it again in this job"), "{}", main.log());
+    assert_missed(&main);
+    assert!(!rig.uv_dir().exists() && !rig.nox_dir().exists(), "half-restored\n{}", main.log());
+    assert_no_leftovers(&rig);
+    assert_eq!(job.state.get("CACHE_DOWN").map(|v| v.starts_with(&host)), Some(true), "{:?}", job.state);
+    populate(&rig.machine, "unsaved");
+    let post = job.post();
+    assert_learned(&post, &host);
+    assert!(fs::read_dir(job.dir.join("temp")).unwrap().next().is_none(), "no archive left in RUNNER_TEMP");
+    eprintln!(
+        "TIMING dead service {backend:?} {what}: restore {:.1} s + save {:.1} s",
+        main.elapsed.as_secs_f64(),
+        post.elapsed.as_secs_f64()
+    );
+    (main, post)
+}
+
+/// Short waits for the tests that are not about the default numbers.
+const DEAD_TIMING: &str = "retry_delay=100ms,connect_timeout=2s,answer_timeout=2s,idle_timeout=2s,grace=1s";
+
+fn refused_costs_one_retry(backend: Backend) {
+    let (main, post) = whole_job_against_a_dead_service(backend, closed_port(), Some(DEAD_TIMING), "refused");
+    let bound = Duration::from_secs(20);
+    assert!(main.elapsed + post.elapsed < bound, "{:?} + {:?}", main.elapsed, post.elapsed);
+}
+
+fn black_hole_costs_two_answer_timeouts(backend: Backend) {
+    let hole = BlackHole::start();
+    let (main, post) =
+        whole_job_against_a_dead_service(backend, hole.port, Some(DEAD_TIMING), "did not answer within 2 s");
+    // Two answer timeouts of 2 s, and process start-up on a busy machine.
+    let bound = Duration::from_secs(30);
+    assert!(main.elapsed + post.elapsed < bound, "{:?} + {:?}", main.elapsed, post.elapsed);
+    assert!(main.elapsed >= Duration::from_secs(4), "the service had its second chance: {:?}", main.elapsed);
+}
+
+mod dead {
+    use super::Backend;
+    macro_rules! per_backend {
+        ($($test:ident),*) => {
+            $( mod $test {
+                #[test] fn v1() { super::super::$test(super::Backend::V1) }
+                #[test] fn v2() { super::super::$test(super::Backend::V2) }
+                #[test] fn s3() { super::super::$test(super::Backend::S3) }
+            } )*
+        };
+    }
+    per_backend!(refused_costs_one_retry, black_hole_costs_two_answer_timeouts);
+}
+
+/// docs/reliability.md's promise with the default timing: a refused service costs the whole
+/// job's cache steps seconds (one retry after 2 s), not minutes.
+#[test]
+fn refused_whole_job_within_ten_seconds_by_default() {
+    let (main, post) = whole_job_against_a_dead_service(Backend::V1, closed_port(), None, "refused");
+    let total = main.elapsed + post.elapsed;
+    assert!(total <= Duration::from_secs(10), "restore {:?} + save {:?}", main.elapsed, post.elapsed);
+}
+
+/// A black-holed service (accepts, never answers) with the default timing: two answer
+/// timeouts of 20 s in the restore step, nothing in the post step; under a minute.
+#[test]
+fn black_holed_whole_job_within_a_minute_by_default() {
+    let hole = BlackHole::start();
+    let (main, post) =
+        whole_job_against_a_dead_service(Backend::V2, hole.port, None, "did not answer within 20 s");
+    let total = main.elapsed + post.elapsed;
+    assert!(total <= Duration::from_secs(60), "restore {:?} + save {:?}", main.elapsed, post.elapsed);
+}
+
+/// A service down for the restore step and back for the post step: the job keeps its verdict
+/// (the post step does not try), and the next job uses the service again.
+#[test]
+fn flapping_service_down_then_up() {
+    let rig = Rig::new(Service::ForgejoV1);
+    let port = closed_port();
+    let mut job = job_at(&rig, Backend::V1, port);
+    job.set_env("UV_NOX_CACHE_TEST_TUNING", DEAD_TIMING);
+    let main = job.main();
+    assert_degraded("flapping_service_down_then_up", &main);
+    assert_missed(&main);
+    let back = CacheServer::start_with(ServerConfig { port, ..ServerConfig::new(Personality::Forgejo) });
+    populate(&rig.machine, "saved later");
+    let post = job.post();
+    assert_learned(&post, &format!("127.0.0.1:{port}"));
+    assert!(back.requests().is_empty(), "the post step tried the service: {:?}", back.requests());
+    // The next job finds the service up: it misses, and saves.
+    let mut next = job_at(&rig, Backend::V1, port);
+    crate::support::rig::assert_clean(&next.main());
+    let post = next.post();
+    crate::support::rig::assert_clean(&post);
+    assert_eq!(back.entries().len(), 2, "{}", post.log());
+}
+
+/// A service that answers 503 to everything: every request retried within one retry budget
+/// for the step, a warning, a miss, nothing stored.
+fn server_error_storm(service: Service) {
+    let (rig, _) = saved(service);
+    rig.server().inject(Fault::Status { route: Route::Any, status: 503, times: FOREVER });
+    let mut job = faulty_job(&rig);
+    job.set_env("UV_NOX_CACHE_TEST_TUNING", "retry_delay=200ms,attempts=10,retry_budget=1s,grace=1s");
+    let main = job.main();
+    assert_degraded("server_error_storm", &main);
+    assert_missed(&main);
+    // Four lookups (two targets, two compressions) of up to ten attempts would wait ~1 min;
+    // the budget stops the retries after about a second of waiting.
+    let requests = rig.server().requests().len();
+    assert!(requests < 12, "the retry budget bounds the attempts ({requests} requests)\n{}", main.log());
+    let before = rig.server().entries();
+    populate(&rig.machine, "unsaved");
+    let post = job.post();
+    assert_degraded("server_error_storm (save)", &post);
+    assert_eq!(rig.server().entries(), before, "nothing saved half");
+}
+
+mod storm {
+    #[test]
+    fn v1() {
+        super::server_error_storm(super::Service::ForgejoV1)
+    }
+    #[test]
+    fn v2() {
+        super::server_error_storm(super::Service::GithubV2)
+    }
+}
 
 // ---- v2 only: `ok:false` ----------------------------------------------------------------
 

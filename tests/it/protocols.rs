@@ -36,6 +36,7 @@ fn fast() -> Tuning {
         retry_delay: Duration::from_millis(50),
         idle_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
+        ..Tuning::default()
     }
 }
 
