@@ -337,12 +337,18 @@ impl Http {
         )
     }
 
-    /// Tells the step's [`Health`] about a body read that timed out (a stall).
+    /// Tells the step's [`Health`] about a body read that failed in silence (a stall): ureq
+    /// hands its own timeouts over as `io::Error`s wrapping a [`ureq::Error`].
     fn read_silence(&self, url: &str, error: &std::io::Error) {
-        if matches!(error.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
+        let silence = match error.get_ref().and_then(|e| e.downcast_ref::<ureq::Error>()) {
+            Some(inner) => self.silence_of(inner),
+            None => matches!(error.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
+                .then(|| (Silence::Stalled, self.stalled())),
+        };
+        if let Some((kind, why)) = silence
             && self.remaining().is_some()
         {
-            self.tuning.health.silence(host_of(url), Silence::Stalled, &self.stalled());
+            self.tuning.health.silence(host_of(url), kind, &why);
         }
     }
 

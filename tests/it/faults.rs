@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::support::action::{Job, Step, snapshot};
+use crate::support::action::{Job, Protocol, Step, snapshot};
 use crate::support::cache_server::{CacheServer, Fault, Personality, Route, ServerConfig};
 use crate::support::rig::{FAST_TIMING, Rig, Service, Snapshot, fresh_checkout, populate, save_job};
 
@@ -453,6 +453,45 @@ mod dead {
     per_backend!(refused_costs_one_retry, black_hole_costs_two_answer_timeouts);
 }
 
+/// A server that stops sending mid-download: each try gives up after the idle timeout, the
+/// second stall is the verdict, and the rest of the job tries nothing.
+fn stall_costs_two_idle_timeouts(service: Service) {
+    let (rig, _) = saved(service);
+    rig.server().inject(Fault::Stall { route: Route::Download, times: FOREVER });
+    let mut job = faulty_job(&rig);
+    job.set_env("UV_NOX_CACHE_TEST_TUNING", DEAD_TIMING);
+    let main = job.main();
+    assert_degraded("stall_costs_two_idle_timeouts", &main);
+    let warnings: Vec<&str> = main.stdout.lines().filter(|l| l.starts_with("::warning::")).collect();
+    assert_eq!(warnings.len(), 1, "one warning for the whole step\n{}", main.log());
+    assert!(warnings[0].contains("stopped sending for 2 s"), "{}", main.log());
+    assert_missed(&main);
+    assert!(!rig.uv_dir().exists() && !rig.nox_dir().exists(), "half-restored\n{}", main.log());
+    assert_no_leftovers(&rig);
+    let downloads = rig.routed(Route::Download).len();
+    assert_eq!(downloads, 2, "one retry, then nothing more ({downloads} downloads)");
+    let host = format!("127.0.0.1:{}", rig.server().port());
+    populate(&rig.machine, "unsaved");
+    let before = rig.server().entries();
+    let post = job.post();
+    assert_learned(&post, &host);
+    assert_eq!(rig.server().entries(), before);
+    // Two idle timeouts of 2 s, and process start-up on a busy machine.
+    assert!(main.elapsed + post.elapsed < Duration::from_secs(30), "{:?} + {:?}", main.elapsed, post.elapsed);
+    rig.server().clear_faults();
+}
+
+mod stall {
+    #[test]
+    fn v1() {
+        super::stall_costs_two_idle_timeouts(super::Service::ForgejoV1)
+    }
+    #[test]
+    fn v2() {
+        super::stall_costs_two_idle_timeouts(super::Service::GithubV2)
+    }
+}
+
 /// docs/reliability.md's promise with the default timing: a refused service costs the whole
 /// job's cache steps seconds (one retry after 2 s), not minutes.
 #[test]
@@ -637,4 +676,181 @@ fn local_unwritable_runner_temp_skips_the_save() {
     assert_degraded("local_unwritable_runner_temp_skips_the_save", &post);
     assert!(post.stdout.contains("not saving"), "{}", post.log());
     assert!(store_entries(&rig.machine.store).is_empty());
+}
+
+// ---- The table of docs/reliability.md: both tools, the same faults, the same server ------
+
+/// Measures each fault on each backend with the default timing and inputs: a whole job of
+/// uv-nox-cache (restore of `uv nox`, the job's work, save) beside `@actions/cache` 6.3.0
+/// restoring and saving one directory through the same server, killed after 120 s. Prints the
+/// Markdown table of docs/reliability.md; `scripts/bench --faults` runs it.
+#[test]
+#[ignore = "a measurement of several minutes: scripts/bench --faults"]
+fn table_of_faults_for_both_tools() {
+    use crate::support::official::{Endpoint, Official, Site};
+    type Row = (&'static str, Backend);
+    let rows: Vec<Row> = vec![
+        ("refused", Backend::V1),
+        ("refused", Backend::V2),
+        ("refused", Backend::S3),
+        ("black-holed", Backend::V1),
+        ("black-holed", Backend::V2),
+        ("black-holed", Backend::S3),
+        ("503 on every request", Backend::V1),
+        ("503 on every request", Backend::V2),
+        ("stall mid-download", Backend::V1),
+        ("stall mid-download", Backend::V2),
+        ("down for the restore, up for the save", Backend::V1),
+        ("down for the restore, up for the save", Backend::V2),
+    ];
+    let official = Official::provision();
+    let limit = Duration::from_secs(120);
+    let seconds = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+    let measured: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .iter()
+            .map(|&(fault, backend)| {
+                let official = &official;
+                scope.spawn(move || {
+                    let service = match backend {
+                        Backend::V1 => Service::ForgejoV1,
+                        Backend::V2 => Service::GithubV2,
+                        Backend::S3 => Service::Local,
+                    };
+                    let (rig, _) = saved(service);
+                    let hole = (fault == "black-holed").then(BlackHole::start);
+                    let port = match (&hole, fault) {
+                        (Some(hole), _) => hole.port,
+                        (None, "refused" | "down for the restore, up for the save") => closed_port(),
+                        _ => rig.server().port(),
+                    };
+                    let protocol = match backend {
+                        Backend::V2 => Protocol::V2,
+                        _ => Protocol::V1,
+                    };
+                    let endpoint = |port: u16| Endpoint {
+                        cache_url: format!("http://127.0.0.1:{port}/7f3e2a91/"),
+                        results_url: format!("http://127.0.0.1:{port}/results-receiver/"),
+                        token: "test-runtime-token".into(),
+                    };
+                    // The official client's entry, saved while the service is well.
+                    let official_home = rig.machine.root.path().join("official-home");
+                    fs::create_dir_all(official_home.join("dir")).unwrap();
+                    fs::write(official_home.join("dir/data.bin"), vec![7u8; 3 << 20]).unwrap();
+                    let site = |port: u16| Site {
+                        endpoint: endpoint(port),
+                        protocol,
+                        server_url: if protocol == Protocol::V2 {
+                            "https://github.com"
+                        } else {
+                            "https://forgejo.example.org"
+                        },
+                        workspace: &official_home,
+                        home: &official_home,
+                    };
+                    if backend != Backend::S3 {
+                        let well = site(rig.server().port());
+                        let saved = official.run(&well, &["save", "dir", "official-entry"]);
+                        assert!(saved.starts_with("RESULT saved"), "{saved}");
+                    }
+                    match fault {
+                        "503 on every request" => rig.server().inject(Fault::Status {
+                            route: Route::Any,
+                            status: 503,
+                            times: FOREVER,
+                        }),
+                        "stall mid-download" => {
+                            rig.server().inject(Fault::Stall { route: Route::Download, times: FOREVER })
+                        }
+                        _ => {}
+                    }
+                    // uv-nox-cache: a whole job with the default timing and inputs.
+                    let mut job = job_at(&rig, backend, port);
+                    job.input("timeout", &crate::support::action::default_inputs()["timeout"]);
+                    let main = job.main();
+                    let back = (fault == "down for the restore, up for the save").then(|| {
+                        CacheServer::start_with(ServerConfig {
+                            port,
+                            ..ServerConfig::new(if backend == Backend::V2 {
+                                Personality::Github
+                            } else {
+                                Personality::Forgejo
+                            })
+                        })
+                    });
+                    populate(&rig.machine, "unsaved");
+                    let post = job.post();
+                    let ours = describe_ours(&main, &post);
+                    let ours_time = format!("{} + {}", seconds(main.elapsed), seconds(post.elapsed));
+                    // @actions/cache: restore, then save, of one directory.
+                    let theirs = if backend == Backend::S3 {
+                        ("no S3 backend".to_string(), "–".to_string())
+                    } else {
+                        let restore =
+                            official.run_bounded(&site(port), &["restore", "dir", "official-entry"], limit);
+                        fs::write(official_home.join("dir/new.bin"), b"changed").unwrap();
+                        let save =
+                            official.run_bounded(&site(port), &["save", "dir", "official-entry-2"], limit);
+                        let time = |b: &crate::support::official::Bounded| {
+                            if b.killed { format!("> {} s", limit.as_secs()) } else { seconds(b.elapsed) }
+                        };
+                        (
+                            format!("{}; {}", describe_theirs(&restore), describe_theirs(&save)),
+                            format!("{} + {}", time(&restore), time(&save)),
+                        )
+                    };
+                    drop(back);
+                    drop(hole);
+                    let backend = match backend {
+                        Backend::V1 => "v1",
+                        Backend::V2 => "v2",
+                        Backend::S3 => "s3",
+                    };
+                    format!("| {fault} | {backend} | {ours} | {ours_time} | {} | {} |", theirs.0, theirs.1)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    println!(
+        "| fault | backend | uv-nox-cache: what the user sees | restore + save | @actions/cache 6.3.0: what the user sees | restore + save |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for row in measured {
+        println!("{row}");
+    }
+}
+
+/// What a user sees of a whole job of uv-nox-cache, in a few words.
+fn describe_ours(main: &Step, post: &Step) -> String {
+    let warnings = |s: &Step| s.stdout.lines().filter(|l| l.starts_with("::warning::")).count();
+    let exit = if main.code == 0 && post.code == 0 { "exit 0" } else { "the job FAILS" };
+    let restored = match main.outputs.get("cache-hit").map(String::as_str) {
+        Some("true") => "hit",
+        _ if main.outputs.get("uv-restored").map(String::as_str) == Some("true") => "partial hit",
+        _ => "miss",
+    };
+    let saved = if post.stdout.contains(": saved ") {
+        "saved"
+    } else if post.stdout.contains("::notice::not using the cache service") {
+        "save not tried (notice)"
+    } else {
+        "not saved"
+    };
+    format!("{} warning(s), {restored}, {saved}, {exit}", warnings(main) + warnings(post))
+}
+
+/// What a user sees of one run of the official client.
+fn describe_theirs(run: &crate::support::official::Bounded) -> String {
+    if run.killed {
+        return "still waiting, killed".into();
+    }
+    let result = match run.result.as_deref() {
+        Some("RESULT miss") => "miss".to_string(),
+        Some(r) if r.starts_with("RESULT restored") => "hit".into(),
+        Some(r) if r.starts_with("RESULT saved") => "saved".into(),
+        Some("RESULT failed") => "not saved".into(),
+        _ => format!("error (exit {})", run.code.unwrap_or(-1)),
+    };
+    format!("{} warning(s), {result}", run.warnings)
 }
