@@ -91,6 +91,8 @@ fn report_restore(
             // A service found down was warned about once, by the target that found it.
             if matches!(e, flow::RestoreError::Lookup(BackendError::SkippedDown { .. })) {
                 info!("{t}: {e}");
+            } else if matches!(e, flow::RestoreError::TooSlow { .. }) {
+                crate::notice!("{t}: {e}");
             } else {
                 warn!("{t}: {e}");
             }

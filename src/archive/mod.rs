@@ -59,7 +59,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 pub use pack::pack;
-pub use unpack::unpack;
+pub use unpack::{unpack, unpack_noting};
 
 /// Upper bound on zstd compression worker threads, so that memory stays bounded on machines
 /// with many cores: with 2 MiB jobs zstd needs about 10 MiB plus 4 MiB per worker.

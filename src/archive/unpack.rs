@@ -38,6 +38,17 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Extracts into `dest`, which must not exist yet; see the module documentation for the rules.
 pub fn unpack(input: &mut dyn Read, dest: &Path, limits: &UnpackLimits) -> Result<UnpackStats, ArchiveError> {
+    unpack_noting(input, dest, limits, &|_| {})
+}
+
+/// [`unpack`], telling `on_comment` the root's PAX `comment` as soon as it is read (the first
+/// header), while the rest of the archive is still to come.
+pub fn unpack_noting(
+    input: &mut dyn Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+    on_comment: &dyn Fn(&str),
+) -> Result<UnpackStats, ArchiveError> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(ArchiveError::DestExists { path: dest.to_path_buf() });
     }
@@ -66,7 +77,7 @@ pub fn unpack(input: &mut dyn Read, dest: &Path, limits: &UnpackLimits) -> Resul
                 path: dest.to_path_buf(),
                 source,
             })?;
-        let read = read_archive(input, limits, tx, &spare);
+        let read = read_archive(input, limits, tx, &spare, on_comment);
         let written = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         match (read, written) {
             (Ok(stats), Ok(())) => Ok(stats),
@@ -226,6 +237,7 @@ fn read_archive(
     limits: &UnpackLimits,
     tx: SyncSender<Op>,
     spare: &Receiver<Vec<u8>>,
+    on_comment: &dyn Fn(&str),
 ) -> Result<UnpackStats, Stop> {
     let (decoder, consumed) = decompressor(input)?;
     // The tar crate reads GNU long names and PAX extensions whole into memory before handing
@@ -267,6 +279,9 @@ fn read_archive(
             }
             root = Some(trimmed.to_vec());
             stats.comment = pax_comment(&mut entry);
+            if let Some(comment) = &stats.comment {
+                on_comment(comment);
+            }
             send(&tx, Op::Dir { rel: Vec::new(), mode, mtime })?;
             stats.entries += 1;
             last_name = Some(name);

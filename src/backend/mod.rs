@@ -16,6 +16,7 @@ pub mod http;
 pub mod integrity;
 pub mod local;
 pub mod mode;
+pub mod pace;
 pub mod s3;
 pub mod scope;
 pub mod transfer;

@@ -60,6 +60,9 @@ pub enum RestoreError {
         human_size(*need), human_size(*size), dir.display(), human_size(*free)
     )]
     NoRoom { key: String, dir: std::path::PathBuf, size: u64, need: u64, free: u64 },
+    /// Slow but alive: the download would cost more than the work the entry saves. A notice.
+    #[error("not restoring {key}: {why}")]
+    TooSlow { key: String, why: crate::backend::pace::TooSlow },
     /// The step's deadline passed, or its work crashed, before this target was done.
     #[error("{0}")]
     Unfinished(&'static str),
@@ -123,6 +126,7 @@ impl Restored {
             RestoreResult::Failed(RestoreError::Lookup(_)) => "lookup failed".into(),
             RestoreResult::Failed(RestoreError::Restore { .. }) => "restore failed".into(),
             RestoreResult::Failed(RestoreError::NoRoom { .. }) => "no room on disk".into(),
+            RestoreResult::Failed(RestoreError::TooSlow { .. }) => "too slow, given up".into(),
             RestoreResult::Failed(RestoreError::Unfinished(why)) => (*why).into(),
             RestoreResult::Failed(RestoreError::Cancelled(c)) => c.to_string(),
         }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::archive::{self, Compression, UnpackLimits};
+use crate::backend::pace::{Pace, Paced};
 use crate::backend::{self, Backend, BackendError, Hit};
 use crate::config::{Config, Target};
 use crate::entry_note::EntryNote;
@@ -81,8 +82,13 @@ fn restore_target(
             free,
         }));
     }
-    let extracted = match download_into_place(cfg, backend, plan, &hit, uv_cache) {
+    let pace = Pace::default();
+    let extracted = match download_into_place(cfg, backend, plan, &hit, uv_cache, &pace) {
         Ok(extracted) => extracted,
+        // Slow but alive: the download cost more than the work it saves (backend/pace.rs).
+        Err(_) if let Some(why) = pace.gave_up() => {
+            return ended(RestoreResult::Failed(RestoreError::TooSlow { key: matched_key, why }));
+        }
         Err(why) => return ended(RestoreResult::Failed(RestoreError::Restore { key: matched_key, why })),
     };
     let outcome = Restored {
@@ -137,6 +143,7 @@ fn download_into_place(
     plan: &TargetPlan,
     hit: &Hit,
     uv_cache: Option<&Path>,
+    pace: &Pace,
 ) -> Result<Extracted, String> {
     for stale in place::remove_stale(&plan.dir) {
         info!("{}: removed {}, left by a run that was killed", plan.target.name(), stale.display());
@@ -145,10 +152,16 @@ fn download_into_place(
         place::staging_dir(&plan.dir).map_err(|e| format!("preparing {}: {e}", plan.dir.display()))?;
     let _removal = cancel::Removal::register(&staging);
     let result = (|| {
+        let asked = Instant::now();
         let reader = backend.download(hit).map_err(|e| e.to_string())?;
-        let reader = cancel::Watched(reader);
+        let reader = Paced::new(cancel::Watched(reader), pace, hit.size, asked);
         let mut reader = Progress::new(reader, format!("{}: downloaded", plan.target.name()), hit.size);
-        let unpacked = archive::unpack(&mut reader, &staging, &unpack_limits(hit.size));
+        let learn_work = |comment: &str| {
+            if let Some(note) = EntryNote::from_comment(comment) {
+                pace.set_work(note.job_work());
+            }
+        };
+        let unpacked = archive::unpack_noting(&mut reader, &staging, &unpack_limits(hit.size), &learn_work);
         if backend.verifies_integrity() {
             verify_to_the_end(&mut reader, unpacked.is_ok())?;
         }

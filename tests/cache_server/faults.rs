@@ -20,6 +20,8 @@ pub enum Fault {
     Stall { route: Route, times: usize },
     /// Handle the request, send the headers and half the body, then close the connection.
     Truncate { route: Route, times: usize },
+    /// Handle the request and send the whole body at `bytes_per_sec` (a throttled server).
+    Trickle { route: Route, bytes_per_sec: usize, times: usize },
     /// Answer `200` with a body that is not JSON.
     GarbageJson { route: Route, times: usize },
     /// Answer with this status and this (JSON) body: denials, `ok:false`, camelCase fields,
@@ -56,6 +58,7 @@ impl Fault {
             | Fault::RateLimitReset { route, .. }
             | Fault::Stall { route, .. }
             | Fault::Truncate { route, .. }
+            | Fault::Trickle { route, .. }
             | Fault::GarbageJson { route, .. }
             | Fault::Answer { route, .. } => *route,
             Fault::Later { fault, .. } => fault.route(),
@@ -75,6 +78,7 @@ impl Fault {
             | Fault::RateLimitReset { times, .. }
             | Fault::Stall { times, .. }
             | Fault::Truncate { times, .. }
+            | Fault::Trickle { times, .. }
             | Fault::GarbageJson { times, .. }
             | Fault::Answer { times, .. } => times,
             Fault::Later { fault, .. } => fault.times(),
@@ -144,6 +148,7 @@ impl Fault {
             }
             Fault::Stall { .. } => Effect::Deliver(Delivery::Stall),
             Fault::Truncate { .. } => Effect::Deliver(Delivery::Truncate),
+            Fault::Trickle { bytes_per_sec, .. } => Effect::Deliver(Delivery::Trickle(bytes_per_sec)),
             Fault::Later { fault, .. } => fault.effect(),
         }
     }

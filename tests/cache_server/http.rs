@@ -37,6 +37,8 @@ pub(super) enum Delivery {
     Normal,
     Stall,
     Truncate,
+    /// The whole body, at this many bytes per second (a throttled server).
+    Trickle(usize),
 }
 
 /// A response body: a range of bytes shared with the store, so that serving a large entry
@@ -197,11 +199,21 @@ fn write_response(writer: &mut TcpStream, response: Response, stop: &AtomicBool)
     head.push_str("Connection: close\r\n\r\n");
     writer.write_all(head.as_bytes())?;
     let cut = match response.delivery {
-        Delivery::Normal => response.body.len(),
+        Delivery::Normal | Delivery::Trickle(_) => response.body.len(),
         Delivery::Stall | Delivery::Truncate => response.body.len() / 2,
     };
     for slice in response.body.slices(cut) {
-        if response.chunked {
+        if let Delivery::Trickle(rate) = response.delivery {
+            // A tenth of the rate every 100 ms, until the client hangs up or the server stops.
+            for piece in slice.chunks((rate / 10).max(1)) {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                writer.write_all(piece)?;
+                writer.flush()?;
+                thread::sleep(Duration::from_millis(100));
+            }
+        } else if response.chunked {
             for piece in slice.chunks(64 * 1024) {
                 writer.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
                 writer.write_all(piece)?;
@@ -212,7 +224,7 @@ fn write_response(writer: &mut TcpStream, response: Response, stop: &AtomicBool)
         }
     }
     match response.delivery {
-        Delivery::Normal => {
+        Delivery::Normal | Delivery::Trickle(_) => {
             if response.chunked {
                 writer.write_all(b"0\r\n\r\n")?;
             }

@@ -492,6 +492,66 @@ mod stall {
     }
 }
 
+/// `size` incompressible bytes.
+fn noise(size: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// A rig whose saved nox entry holds `size` incompressible bytes (a slow download).
+fn saved_large(service: Service, size: usize) -> Rig {
+    let rig = Rig::new(service);
+    let mut job = rig.job();
+    crate::support::rig::assert_clean(&job.main());
+    populate(&rig.machine, "large");
+    fs::write(rig.nox_dir().join("tests/large.bin"), noise(size)).unwrap();
+    crate::support::rig::assert_clean(&job.post());
+    fresh_checkout(&rig.machine);
+    rig
+}
+
+/// Slow but alive: a server that trickles the nox entry (600 kB at a few kB/s, over a minute)
+/// is given up once the restore costs more than twice the saving job's work (here the 10 s
+/// floor: the saving job did nothing); a notice with both numbers, a miss, no warning.
+fn trickle_is_given_up(service: Service) {
+    let rig = saved_large(service, 600_000);
+    rig.server().inject(Fault::Trickle { route: Route::Download, bytes_per_sec: 2000, times: FOREVER });
+    let mut job = faulty_job(&rig);
+    job.input("timeout", "120");
+    job.set_env("UV_NOX_CACHE_TEST_TUNING", &format!("{DEAD_TIMING},download_block=8192"));
+    let main = job.main();
+    crate::support::rig::assert_clean(&main);
+    let notice = main.stdout.lines().find(|l| l.starts_with("::notice::nox: not restoring"));
+    let notice = notice.unwrap_or_else(|| panic!("no notice\n{}", main.log()));
+    assert!(notice.contains("kB/s") && notice.contains("more than 2 ×"), "{notice}");
+    assert_eq!(main.output("nox-restored"), "false", "{}", main.log());
+    assert!(!rig.nox_dir().exists(), "half-restored\n{}", main.log());
+    assert_no_leftovers(&rig);
+    assert!(main.summary.contains("too slow, given up"), "{}", main.summary);
+    eprintln!("TIMING trickle {service:?}: {:.1} s: {notice}", main.elapsed.as_secs_f64());
+    // The whole entry would take over a minute at this rate.
+    assert!(main.elapsed < Duration::from_secs(40), "{:?}\n{}", main.elapsed, main.log());
+    rig.server().clear_faults();
+}
+
+mod trickle {
+    #[test]
+    fn v1() {
+        super::trickle_is_given_up(super::Service::ForgejoV1)
+    }
+    #[test]
+    fn v2() {
+        super::trickle_is_given_up(super::Service::GithubV2)
+    }
+}
+
 /// docs/reliability.md's promise with the default timing: a refused service costs the whole
 /// job's cache steps seconds (one retry after 2 s), not minutes.
 #[test]
@@ -700,6 +760,8 @@ fn table_of_faults_for_both_tools() {
         ("503 on every request", Backend::V2),
         ("stall mid-download", Backend::V1),
         ("stall mid-download", Backend::V2),
+        ("trickle: 100 kB/s, 8 MB entry", Backend::V1),
+        ("trickle: 100 kB/s, 8 MB entry", Backend::V2),
         ("down for the restore, up for the save", Backend::V1),
         ("down for the restore, up for the save", Backend::V2),
     ];
@@ -717,7 +779,8 @@ fn table_of_faults_for_both_tools() {
                         Backend::V2 => Service::GithubV2,
                         Backend::S3 => Service::Local,
                     };
-                    let (rig, _) = saved(service);
+                    let trickle = fault.starts_with("trickle");
+                    let rig = if trickle { saved_large(service, 8_000_000) } else { saved(service).0 };
                     let hole = (fault == "black-holed").then(BlackHole::start);
                     let port = match (&hole, fault) {
                         (Some(hole), _) => hole.port,
@@ -736,7 +799,11 @@ fn table_of_faults_for_both_tools() {
                     // The official client's entry, saved while the service is well.
                     let official_home = rig.machine.root.path().join("official-home");
                     fs::create_dir_all(official_home.join("dir")).unwrap();
-                    fs::write(official_home.join("dir/data.bin"), vec![7u8; 3 << 20]).unwrap();
+                    fs::write(
+                        official_home.join("dir/data.bin"),
+                        noise(if trickle { 8_000_000 } else { 300_000 }),
+                    )
+                    .unwrap();
                     let site = |port: u16| Site {
                         endpoint: endpoint(port),
                         protocol,
@@ -762,6 +829,11 @@ fn table_of_faults_for_both_tools() {
                         "stall mid-download" => {
                             rig.server().inject(Fault::Stall { route: Route::Download, times: FOREVER })
                         }
+                        _ if trickle => rig.server().inject(Fault::Trickle {
+                            route: Route::Download,
+                            bytes_per_sec: 100_000,
+                            times: FOREVER,
+                        }),
                         _ => {}
                     }
                     // uv-nox-cache: a whole job with the default timing and inputs.
@@ -827,6 +899,7 @@ fn describe_ours(main: &Step, post: &Step) -> String {
     let exit = if main.code == 0 && post.code == 0 { "exit 0" } else { "the job FAILS" };
     let restored = match main.outputs.get("cache-hit").map(String::as_str) {
         Some("true") => "hit",
+        _ if main.stdout.contains("costs more than it saves") => "uv hit, nox given up as too slow (notice)",
         _ if main.outputs.get("uv-restored").map(String::as_str) == Some("true") => "partial hit",
         _ => "miss",
     };
