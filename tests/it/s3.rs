@@ -491,7 +491,8 @@ fn a_store_that_stalls_mid_body_fails_the_download_in_time() {
     });
     let error = read.expect_err("a stalled body cannot complete").to_string();
     eprintln!("stall: {error}");
-    assert!(error.contains("timed out") || error.contains("broke off"), "{error}");
+    // Stalled twice: the service is down for the rest of the step (health.rs).
+    assert!(error.contains("stopped sending for 2 s"), "{error}");
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "gave up after {:?} (limit 60 s)",
