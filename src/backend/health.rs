@@ -162,6 +162,11 @@ impl Backend for Guarded {
         self.health.check("save")?;
         self.inner.save(key, version, archive)
     }
+
+    // A guard changes when requests are made, not what the store guarantees.
+    fn verifies_integrity(&self) -> bool {
+        self.inner.verifies_integrity()
+    }
 }
 
 /// What a user can do about a service that is down: the words of [`BackendError::Down`].
