@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::archive::Compression;
 use crate::backend::artifact_cache::Reservation;
 use crate::backend::aws_credentials::CredentialSource;
+use crate::backend::local::Bound as LocalBound;
 use crate::backend::s3::S3Settings;
 use crate::backend::scope::Scope;
 use crate::backend::{BackendKind, Secret};
@@ -462,6 +463,7 @@ fn select_backend(
         reservation,
     });
     let v2 = get(env::ACTIONS_RESULTS_URL).map(|url| BackendKind::Github { url, token: token.clone() });
+    let local_bound = parse_local_max_size(raw.local_max_size.as_deref())?;
     let local = || {
         let default = runner
             .xdg_cache_home
@@ -471,7 +473,7 @@ fn select_backend(
             .join("uv-nox-cache");
         let root =
             raw.local_dir.as_deref().map(|d| expand_home(d, runner, &runner.workspace)).unwrap_or(default);
-        BackendKind::Local { root, scope: Scope::from_env(&get) }
+        BackendKind::Local { root, scope: Scope::from_env(&get), bound: local_bound }
     };
     let choice = choice(
         "backend",
@@ -538,6 +540,23 @@ fn select_backend(
             })
         }
     }
+}
+
+/// `local-max-size`: a size, or `none` for no bound; unset is the default bound.
+fn parse_local_max_size(value: Option<&str>) -> Result<LocalBound, ConfigError> {
+    let Some(value) = value else { return Ok(LocalBound::Default) };
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(LocalBound::None);
+    }
+    crate::byte_size::parse(value).filter(|bytes| *bytes > 0).map(LocalBound::Bytes).ok_or_else(|| {
+        invalid(
+            "local-max-size",
+            format!(
+                "`{value}` is not a size; give {}, or `none` to never remove entries",
+                crate::byte_size::FORMS
+            ),
+        )
+    })
 }
 
 /// This machine's OS named as `RUNNER_OS` names it.

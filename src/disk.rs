@@ -33,6 +33,24 @@ fn free_bytes(_path: &Path) -> Option<u64> {
     None
 }
 
+/// The size of the file system holding `path` (or its nearest existing ancestor); `None`
+/// where that cannot be told.
+pub fn total(path: &Path) -> Option<u64> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    total_bytes(existing)
+}
+
+#[cfg(unix)]
+fn total_bytes(path: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_blocks.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn total_bytes(_path: &Path) -> Option<u64> {
+    None
+}
+
 /// Not enough room for an entry of `size` compressed bytes below `dir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoRoom {

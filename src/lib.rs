@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod backend;
+pub mod byte_size;
 pub mod cancel;
 pub mod config;
 pub mod disk;
@@ -21,6 +22,7 @@ pub mod env;
 pub mod envs;
 pub mod flow;
 pub mod hash_files;
+pub mod housekeeping;
 pub mod inputs;
 pub mod key;
 pub mod place;
@@ -33,6 +35,7 @@ pub mod steps;
 pub mod target;
 pub mod test_tuning;
 pub mod token;
+pub mod utc;
 pub mod uv_python;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +63,8 @@ pub fn run(args: &[String]) -> ExitCode {
         Some("restore") => steps::restore(&lookup, &cwd),
         Some("save") => steps::save(&lookup, &cwd),
         Some("key") => key_command(&lookup, &cwd),
+        Some("entries") => housekeeping::entries_command(&args[2..], &lookup, &cwd),
+        Some("prune") => housekeeping::prune_command(&args[2..], &lookup, &cwd),
         Some("hash-files") => hash_files_command(&args[2..], &lookup, &cwd),
         Some("inputs") => {
             inputs::INPUT_NAMES.iter().for_each(|name| println!("{name}"));
@@ -102,6 +107,15 @@ commands:
                  GITHUB_WORKSPACE (or the current directory); an empty line when nothing
                  matches; exit 1 where hashFiles() would fail the step
   inputs         print the name of every input the action reads, one a line
+  entries [--json] [--for-key KEY]... [--ref REF]... [--repository OWNER/NAME]
+                 list the configured store's entries, newest first: saved, last used,
+                 size, target, repository, ref, key. With --for-key (the primary key,
+                 then restore keys) say which entry a job of --ref (its own ref, then
+                 the refs it falls back to; default GITHUB_REF) would restore
+  prune (--max-age DAYS | --max-size SIZE)... [--dry-run] [--json]
+                 remove the `local` or `s3` store's entries not restored for DAYS, then
+                 the least recently used until it takes at most SIZE (10GB, 500MB);
+                 entries used within the last hour are kept; --dry-run only lists
   --version      print the release and the hash of the sources this binary was built from
   --help         print this help
 ";

@@ -56,7 +56,7 @@ fn start(
 
 fn backend_label(cfg: &Config) -> String {
     match &cfg.backend {
-        backend::BackendKind::Local { root, scope } => {
+        backend::BackendKind::Local { root, scope, .. } => {
             format!("local store at {} ({}, {})", root.display(), scope.repository, scope.own_ref)
         }
         backend::BackendKind::ArtifactCache { .. } => "runner cache service v1 (artifactcache)".into(),

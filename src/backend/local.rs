@@ -11,6 +11,13 @@
 //! sees the old entry or the new one, never a partial one; a second save of a key replaces the
 //! first (newest wins, as on self-hosted runners). Entries of the unscoped `v1` layout are never
 //! read.
+//!
+//! A restore records its use by setting the modification time of a sidecar,
+//! `.<entry file name>.used`, as it opens the entry (one local system call, before the bytes
+//! stream): the entry's own time stays its save time, which the prefix lookup orders by, and
+//! an access time is left alone because every header read of a lookup would bump it. After each
+//! save the store is kept within its [`Bound`] (`local-max-size`), least recently used first
+//! (`housekeeping.rs`).
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -20,6 +27,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+use super::housekeeping::{self, Housekeeping, Policy, StoredEntry};
 use super::integrity::{self, Verifying};
 use super::scope::Scope;
 use super::transfer::io_error;
@@ -28,6 +36,37 @@ use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved};
 const HEADER_PREFIX: &str = "uv-nox-cache-entry ";
 const LAYOUT: &str = "v2";
 const QUARANTINE: &str = "quarantine";
+const USED_SUFFIX: &str = ".used";
+/// The default bound: 10 GB, or a tenth of the file system, whichever is smaller
+/// (docs/decisions.md).
+const DEFAULT_MAX_SIZE: u64 = 10_000_000_000;
+const DEFAULT_DISK_SHARE: u64 = 10;
+
+/// How large the store may grow before a save removes the least recently used entries
+/// (`local-max-size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Bound {
+    /// 10 GB or a tenth of the file system holding the store, whichever is smaller.
+    #[default]
+    Default,
+    Bytes(u64),
+    /// `local-max-size: none`: never removed automatically.
+    None,
+}
+
+impl Bound {
+    /// The bound in bytes for a store at `root`, `None` when there is none.
+    pub fn bytes(self, root: &Path) -> Option<u64> {
+        match self {
+            Bound::Bytes(bytes) => Some(bytes),
+            Bound::None => None,
+            Bound::Default => Some(
+                crate::disk::total(root)
+                    .map_or(DEFAULT_MAX_SIZE, |total| (total / DEFAULT_DISK_SHARE).min(DEFAULT_MAX_SIZE)),
+            ),
+        }
+    }
+}
 
 /// A found entry's file, and the ref it was saved on.
 #[derive(Debug, Clone)]
@@ -46,11 +85,17 @@ struct Header {
 pub struct LocalBackend {
     root: PathBuf,
     scope: Scope,
+    bound: Bound,
 }
 
 impl LocalBackend {
     pub fn new(root: PathBuf, scope: Scope) -> Self {
-        LocalBackend { root, scope }
+        LocalBackend { root, scope, bound: Bound::default() }
+    }
+
+    /// The same store, kept within `bound` after each save.
+    pub fn with_bound(self, bound: Bound) -> Self {
+        LocalBackend { bound, ..self }
     }
 
     fn version_dir(&self, git_ref: &str, version: &str) -> PathBuf {
@@ -84,6 +129,17 @@ impl LocalBackend {
         let mut file = File::open(path)?;
         let modified = file.metadata()?.modified()?;
         Ok((Self::read_header(&mut file)?, modified))
+    }
+
+    /// Removes the least recently used entries, of any repository, until the store is within its
+    /// bound; entries in use are kept (`housekeeping.rs`). Best effort: a save never fails for it.
+    fn keep_within_bound(&self) {
+        let Some(max_size) = self.bound.bytes(&self.root) else { return };
+        let Ok(entries) = self.list() else { return };
+        let policy = Policy { max_age: None, max_size: Some(max_size), ..Policy::default() };
+        for planned in housekeeping::plan(entries, &policy, SystemTime::now()).delete {
+            let _ = self.delete(&planned.entry);
+        }
     }
 
     fn hit(path: PathBuf, git_ref: &str, header: Header) -> Result<Hit, BackendError> {
@@ -134,6 +190,53 @@ impl LocalBackend {
             },
         }
     }
+}
+
+/// The sidecar whose modification time is the last restore of the entry at `path`.
+fn used_marker(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}{USED_SUFFIX}"))
+}
+
+/// Records a restore of the entry at `path` now; best effort.
+fn touch_used(path: &Path) {
+    let marker = used_marker(path);
+    if let Ok(file) = File::options().create(true).truncate(false).write(true).open(&marker) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+}
+
+/// The path component `text` was written as, decoded (`path_component` backwards).
+fn from_path_component(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok()))
+            .flatten();
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The subdirectories of `dir` with their names, none when it cannot be read.
+fn subdirectories(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect()
 }
 
 /// `text` as one path component: bytes other than ASCII letters, digits, `.`, `_` and `-`
@@ -198,6 +301,8 @@ impl Backend for LocalBackend {
         let failed = |source| io_error("download", path, source);
         let mut file = File::open(path).map_err(failed)?;
         let metadata = file.metadata().map_err(failed)?;
+        // Open, the bytes stay readable even if a prune removes the entry now.
+        touch_used(path);
         // The header again, from the file being read: a save may have replaced the entry
         // since the lookup.
         let header = Self::read_header(&mut file).map_err(failed)?;
@@ -249,7 +354,92 @@ impl Backend for LocalBackend {
         write(tmp.as_file_mut()).map_err(|source| io_error("save", tmp.path(), source))?;
         let dest = self.entry_path(git_ref, key, version);
         tmp.persist(&dest).map_err(|e| io_error("save", &dest, e.error))?;
+        self.keep_within_bound();
         Ok(Saved::Stored)
+    }
+}
+
+impl Housekeeping for LocalBackend {
+    fn describe(&self) -> String {
+        format!("the local store at {}", self.root.display())
+    }
+
+    /// Walks `<root>/v2/<repository>/<ref>/<version>/`, reading each entry's header; saves in
+    /// progress (`.saving-*`), sidecars and the quarantine are not entries.
+    fn list(&self) -> Result<Vec<StoredEntry>, BackendError> {
+        let layout = self.root.join(LAYOUT);
+        match fs::metadata(&layout) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(io_error("list", &layout, source)),
+        }
+        // A store that cannot be read is no access, not an empty store.
+        fs::read_dir(&layout).map_err(|source| io_error("list", &layout, source))?;
+        let mut out = Vec::new();
+        for (repository, repository_dir) in subdirectories(&layout) {
+            if repository == QUARANTINE {
+                continue;
+            }
+            for (git_ref, ref_dir) in subdirectories(&repository_dir) {
+                for (version, version_dir) in subdirectories(&ref_dir) {
+                    let Ok(files) = fs::read_dir(&version_dir) else { continue };
+                    for file in files.flatten() {
+                        if file.file_name().to_string_lossy().starts_with('.') {
+                            continue;
+                        }
+                        let path = file.path();
+                        let Ok((header, saved_at)) = Self::read_entry(&path) else { continue };
+                        let Ok(metadata) = fs::metadata(&path) else { continue };
+                        let used = fs::metadata(used_marker(&path)).and_then(|m| m.modified()).ok();
+                        out.push(StoredEntry {
+                            key: header.key,
+                            repository: from_path_component(&repository),
+                            git_ref: from_path_component(&git_ref),
+                            version: version.clone(),
+                            size: metadata.len().saturating_sub(header.len),
+                            saved_at,
+                            last_used: used.map_or(saved_at, |used| used.max(saved_at)),
+                            restorable: true,
+                            location: path.display().to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Unless the entry was saved again or restored since it was listed.
+    fn delete(&self, entry: &StoredEntry) -> Result<bool, BackendError> {
+        let path = Path::new(&entry.location);
+        let failed = |source| io_error("delete", path, source);
+        let saved_at = match fs::metadata(path).and_then(|m| m.modified()) {
+            Ok(saved_at) => saved_at,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(failed(source)),
+        };
+        let used = fs::metadata(used_marker(path)).and_then(|m| m.modified()).ok();
+        if saved_at != entry.saved_at || used.is_some_and(|used| used > entry.last_used) {
+            return Ok(false);
+        }
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(failed(source)),
+        }
+        let _ = fs::remove_file(used_marker(path));
+        Ok(true)
+    }
+
+    fn would_restore(
+        &self,
+        scope: &Scope,
+        keys: &[String],
+        version: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let store = LocalBackend::new(self.root.clone(), scope.clone());
+        let hit = store.lookup(keys, version)?;
+        Ok(hit.and_then(|hit| housekeeping::location_of(&hit, |e: &Entry| e.path.display().to_string())))
     }
 }
 

@@ -12,6 +12,7 @@ pub mod aws_credentials;
 pub mod fuzzing;
 pub mod github;
 pub mod health;
+pub mod housekeeping;
 pub mod http;
 pub mod integrity;
 pub mod local;
@@ -199,8 +200,8 @@ pub enum BackendKind {
     ArtifactCache { url: String, token: Secret, reservation: artifact_cache::Reservation },
     /// Twirp + blob (github.com); `url` is `ACTIONS_RESULTS_URL`.
     Github { url: String, token: Secret },
-    /// A directory store, read and written in `scope`.
-    Local { root: PathBuf, scope: scope::Scope },
+    /// A directory store, read and written in `scope`, kept within `bound` after each save.
+    Local { root: PathBuf, scope: scope::Scope, bound: local::Bound },
     /// An S3-compatible bucket.
     S3(Box<s3::S3Settings>),
 }
@@ -215,7 +216,9 @@ pub fn open(kind: &BackendKind, mode: CacheMode, deadline: Instant, tuning: Tuni
 
 fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
     match kind {
-        BackendKind::Local { root, scope } => Box::new(local::LocalBackend::new(root.clone(), scope.clone())),
+        BackendKind::Local { root, scope, bound } => {
+            Box::new(local::LocalBackend::new(root.clone(), scope.clone()).with_bound(*bound))
+        }
         BackendKind::ArtifactCache { url, token, reservation } => Box::new(
             artifact_cache::ArtifactCacheBackend::new(url, token.clone(), *reservation, deadline, tuning),
         ),

@@ -16,20 +16,26 @@
 //! is kept: a second save of its key is [`Saved::AlreadyExists`]. Expiry is the bucket's
 //! lifecycle rule.
 //!
+//! A restore records its use as an empty object, `<…>/<version>.used/<key>`, sent on a thread
+//! of its own as the download starts, so no restore waits for it; its time is the entry's last
+//! use for `prune` (`housekeeping.rs`). Listing, explaining and pruning need only
+//! `ListObjectsV2`, `GetObject` and `DeleteObject` under the prefix.
+//!
 //! Every request is a URL presigned by `rusty-s3` (sans-IO SigV4) and sent with the shared
 //! `ureq` agent, so signing never needs the bytes and the transfer code is the one of the other
 //! backends: multipart upload while the archive is packed, ranged parallel downloads. Presigned
 //! URLs carry the signature and any session token in their query, which no message includes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime};
 
 use rusty_s3::actions::{ListObjectsV2, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use super::aws_credentials::{CredentialSource, Keys};
+use super::housekeeping::{self, Housekeeping, StoredEntry};
 use super::http::{Fail, Http, Tuning, status_error};
 use super::integrity::{self, Verifying};
 pub use super::scope::Scope;
@@ -40,6 +46,10 @@ use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved, Secret};
 const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// Listing pages read per restore key before giving up on finding the newest.
 const MAX_LIST_PAGES: usize = 20;
+/// Listing pages read by `entries` and `prune` (a thousand objects each).
+const MAX_HOUSEKEEPING_PAGES: usize = 10_000;
+/// How long the end of a download waits for its use marker to be stored.
+const MARKER_WAIT: Duration = Duration::from_secs(2);
 
 /// Everything the S3 backend needs, validated by `config.rs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -505,7 +515,11 @@ impl Backend for S3Backend {
             }
         });
         let entry = format!("s3://{}/{name}", self.settings.bucket);
-        Ok(Box::new(Verifying::new(reader, recorded.clone(), entry, dispose)))
+        let marker = self.mark_used(&credentials, name);
+        Ok(Box::new(MarkedUse {
+            inner: Verifying::new(reader, recorded.clone(), entry, dispose),
+            marker: Some(marker),
+        }))
     }
 
     fn verifies_integrity(&self) -> bool {
@@ -562,6 +576,236 @@ impl Backend for S3Backend {
     }
 }
 
+/// A download that, once dropped, waits a moment for its use marker (never failing for it).
+struct MarkedUse<R> {
+    inner: R,
+    marker: Option<mpsc::Receiver<()>>,
+}
+
+impl<R: Read> Read for MarkedUse<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl<R> Drop for MarkedUse<R> {
+    fn drop(&mut self) {
+        if let Some(marker) = self.marker.take() {
+            let _ = marker.recv_timeout(MARKER_WAIT);
+        }
+    }
+}
+
+/// The parts of an object name below the prefix: `<owner>/<name>/<ref>/<version>[.kind]/<rest>`.
+#[derive(Debug, PartialEq, Eq)]
+struct ObjectName<'a> {
+    repository: String,
+    git_ref: String,
+    version: &'a str,
+    /// `""` for an entry, `sha256` or `used` for its companions.
+    kind: &'a str,
+    rest: String,
+}
+
+impl<'a> ObjectName<'a> {
+    /// `None` for an object the action did not write.
+    fn parse(name: &'a str) -> Option<ObjectName<'a>> {
+        let parts: Vec<&str> = name.split('/').collect();
+        let at = (3..parts.len().saturating_sub(1)).find(|&i| {
+            let (version, _) = parts[i].split_once('.').unwrap_or((parts[i], ""));
+            integrity::is_sha256(version)
+        })?;
+        let (version, kind) = parts[at].split_once('.').unwrap_or((parts[at], ""));
+        if !["", "sha256", "used"].contains(&kind) {
+            return None;
+        }
+        Some(ObjectName {
+            repository: parts[..2].join("/"),
+            git_ref: parts[2..at].join("/"),
+            version,
+            kind,
+            rest: parts[at + 1..].join("/"),
+        })
+    }
+}
+
+/// One object of a listing: name, time, size, ETag.
+struct Listed {
+    name: String,
+    modified: Option<SystemTime>,
+    size: u64,
+    etag: String,
+}
+
+impl S3Backend {
+    /// Every object whose name starts with `prefix`.
+    fn list_all(&self, op: &'static str, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let credentials = self.credentials()?;
+        let bucket = self.bucket()?;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_HOUSEKEEPING_PAGES {
+            let mut list: ListObjectsV2 = bucket.list_objects_v2(Some(&credentials));
+            list.with_prefix(prefix);
+            if let Some(token) = &token {
+                list.with_continuation_token(token.clone());
+            }
+            let url = list.sign(self.validity());
+            let (status, body) = self.http.retry(op, || {
+                let response = self.http.check(op, url.as_str(), self.http.get(url.as_str()).call())?;
+                let status = response.status().as_u16();
+                Ok::<_, Fail>((status, self.http.body_bytes(op, url.as_str(), response)?))
+            })?;
+            if status != 200 {
+                return Err(self.error(op, status, &body));
+            }
+            let page = ListObjectsV2::parse_response(&String::from_utf8_lossy(&body)).map_err(|e| {
+                BackendError::Decode {
+                    op,
+                    body: self.http.clip(&body),
+                    message: format!("not a ListObjectsV2 answer: {e}"),
+                }
+            })?;
+            out.extend(page.contents.into_iter().map(|object| Listed {
+                modified: object.last_modified.as_deref().and_then(crate::utc::parse),
+                size: object.size.unwrap_or(0),
+                etag: object.etag.unwrap_or_default().trim_matches('"').to_string(),
+                name: object.key,
+            }));
+            token = page.next_continuation_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes one object; one already gone is fine.
+    fn delete_object(&self, name: &str) -> Result<(), BackendError> {
+        let op = "delete";
+        let credentials = self.credentials()?;
+        let url = self.bucket()?.delete_object(Some(&credentials), name).sign(self.validity());
+        let (status, body) = self.http.retry(op, || {
+            let response = self.http.check(op, url.as_str(), self.http.delete(url.as_str()).call())?;
+            let status = response.status().as_u16();
+            Ok::<_, Fail>((status, self.http.body_bytes(op, url.as_str(), response)?))
+        })?;
+        match status {
+            200..=299 | 404 => Ok(()),
+            _ => Err(self.error(op, status, &body)),
+        }
+    }
+
+    /// Stores the use marker of the entry `name` on a thread of its own; the receiver hears
+    /// when it is done (or given up).
+    fn mark_used(&self, credentials: &Credentials, name: &str) -> mpsc::Receiver<()> {
+        let (done, finished) = mpsc::channel();
+        let marker = used_name(name);
+        let Ok(bucket) = self.bucket() else { return finished };
+        let url = bucket.put_object(Some(credentials), &marker).sign(self.validity());
+        let http = self.http.clone();
+        std::thread::spawn(move || {
+            let _ = http.request("PUT", url.as_str()).header("Content-Type", "text/plain").send(&b""[..]);
+            let _ = done.send(());
+        });
+        finished
+    }
+}
+
+impl Housekeeping for S3Backend {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.settings.bucket, self.settings.prefix)
+    }
+
+    /// One listing of the prefix: entries, their recorded digests and their use markers.
+    fn list(&self) -> Result<Vec<StoredEntry>, BackendError> {
+        let prefix = &self.settings.prefix;
+        let objects = self.list_all("list", prefix)?;
+        let mut digests: HashMap<String, ()> = HashMap::new();
+        let mut used: HashMap<String, SystemTime> = HashMap::new();
+        for object in &objects {
+            let Some(parsed) = object.name.strip_prefix(prefix.as_str()).and_then(ObjectName::parse) else {
+                continue;
+            };
+            match parsed.kind {
+                "sha256" => {
+                    digests.insert(object.name.clone(), ());
+                }
+                "used" => {
+                    if let Some(modified) = object.modified {
+                        used.insert(object.name.clone(), modified);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for object in objects {
+            let Some(parsed) = object.name.strip_prefix(prefix.as_str()).and_then(ObjectName::parse) else {
+                continue;
+            };
+            if !parsed.kind.is_empty() || object.size == 0 {
+                continue;
+            }
+            let directory = object.name[..object.name.len() - parsed.rest.len()].to_string();
+            let saved_at = object.modified.unwrap_or(SystemTime::UNIX_EPOCH);
+            let last_used = used.get(&used_name(&object.name)).map_or(saved_at, |u| (*u).max(saved_at));
+            out.push(StoredEntry {
+                restorable: digests.contains_key(&digest_name(&directory, &parsed.rest, &object.etag)),
+                key: parsed.rest,
+                repository: parsed.repository,
+                git_ref: parsed.git_ref,
+                version: parsed.version.to_string(),
+                size: object.size,
+                saved_at,
+                last_used,
+                location: object.name,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The entry, then its recorded digests and its use marker; kept when a restore marked it
+    /// since the listing.
+    fn delete(&self, entry: &StoredEntry) -> Result<bool, BackendError> {
+        let name = &entry.location;
+        let marker = used_name(name);
+        let used_since = self
+            .list_all("delete", &marker)?
+            .iter()
+            .any(|m| m.name == marker && m.modified.is_some_and(|t| t > entry.last_used));
+        if used_since {
+            return Ok(false);
+        }
+        self.delete_object(name)?;
+        let key = name.rsplit_once('/').map_or(name.as_str(), |(_, key)| key);
+        let digests = format!("{}.sha256/{key}/", name[..name.len() - key.len()].trim_end_matches('/'));
+        for digest in self.list_all("delete", &digests)? {
+            self.delete_object(&digest.name)?;
+        }
+        self.delete_object(&marker)?;
+        Ok(true)
+    }
+
+    fn would_restore(
+        &self,
+        scope: &Scope,
+        keys: &[String],
+        version: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let settings = S3Settings { scope: scope.clone(), ..self.settings.clone() };
+        let store = S3Backend::new(settings, self.http.deadline(), self.http.tuning.clone());
+        let hit = store.lookup(keys, version)?;
+        Ok(hit.and_then(|hit| housekeeping::location_of(&hit, |o: &Object| o.name.clone())))
+    }
+}
+
+/// Where the use marker of the entry `<directory><key>` is: `<…>/<version>.used/<key>`.
+fn used_name(entry: &str) -> String {
+    let (directory, key) = entry.rsplit_once('/').unwrap_or(("", entry));
+    format!("{directory}.used/{key}")
+}
+
 /// Where the sha256 of the entry `<directory><key>` with the ETag `etag` is recorded:
 /// `<…>/<version>.sha256/<key>/<etag>`, outside the entry's directory so that listing entries
 /// never lists digests.
@@ -608,5 +852,23 @@ mod tests {
         // Go's encoder (versitygw, MinIO) writes quotes as numeric references.
         assert_eq!(xml_field("<ETag>&#34;e-2&#34;</ETag>", "ETag").as_deref(), Some("\"e-2\""));
         assert_eq!(error_message(""), "(no body)");
+    }
+
+    #[test]
+    fn object_names_are_read_back() {
+        let version = "a".repeat(64);
+        let entry = format!("o/r/refs/heads/feature/x/{version}/uv-nox-cache-1-uv-linux");
+        let parsed = ObjectName::parse(&entry).unwrap();
+        assert_eq!(
+            (parsed.repository.as_str(), parsed.git_ref.as_str(), parsed.kind, parsed.rest.as_str()),
+            ("o/r", "refs/heads/feature/x", "", "uv-nox-cache-1-uv-linux")
+        );
+        let digest = format!("o/r/refs/heads/main/{version}.sha256/k/etag");
+        assert_eq!(ObjectName::parse(&digest).unwrap().kind, "sha256");
+        assert_eq!(
+            used_name(&format!("p/o/r/refs/heads/main/{version}/k")),
+            format!("p/o/r/refs/heads/main/{version}.used/k")
+        );
+        assert_eq!(ObjectName::parse("o/r/notes.txt"), None);
     }
 }

@@ -27,6 +27,7 @@ const DESIGN_INPUTS: &[(&str, Option<&str>)] = &[
     ("evict-project", Some("true")),
     ("backend", Some("auto")),
     ("local-dir", None),
+    ("local-max-size", None),
     ("s3-bucket", None),
     ("s3-prefix", None),
     ("s3-endpoint", None),
