@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -79,9 +80,18 @@ pub fn escape_data(text: &str) -> String {
     text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
+/// Whether `add_mask` writes: not in the operator's commands (`entries`, `prune`), whose output
+/// is read by people and programs, where the line would print the secret itself.
+static MASKING: AtomicBool = AtomicBool::new(true);
+
+/// Stops `add_mask` from writing for the rest of the process.
+pub fn no_masking() {
+    MASKING.store(false, Ordering::Relaxed);
+}
+
 /// Tells the runner to mask `secret` in every later log line.
 pub fn add_mask(secret: &str) {
-    if !secret.is_empty() {
+    if !secret.is_empty() && MASKING.load(Ordering::Relaxed) {
         print_line(&format!("::add-mask::{}", escape_data(secret)));
     }
 }

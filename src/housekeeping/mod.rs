@@ -33,8 +33,11 @@ pub enum OpenError {
     NoListing,
 }
 
-/// The store the inputs and variables seen through `lookup` configure, and its name.
+/// The store the inputs and variables seen through `lookup` configure. No `::add-mask::` line
+/// is written: it would print the secret it masks into this command's output (which names no
+/// secret; requests' errors are scrubbed).
 pub fn open(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<Store, OpenError> {
+    crate::runner::no_masking();
     let cfg = Config::new(&RawInputs::read(lookup), lookup, cwd)?;
     let deadline = Instant::now() + cfg.timeout.max(Duration::from_secs(60));
     match &cfg.backend {

@@ -10,6 +10,7 @@ mod envs;
 mod faults;
 mod hash_files;
 mod hostile;
+mod housekeeping;
 mod inputs;
 mod interop;
 mod keys;

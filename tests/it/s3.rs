@@ -24,10 +24,10 @@ use uv_nox_cache::backend::{Backend, BackendError, Saved, Secret, Tuning};
 use crate::support::action::{Job, Machine, Step, repo_root};
 
 pub const BUCKET: &str = "fleet-cache";
-const ACCESS_KEY: &str = "uvnoxcachetestkey";
-const SECRET_KEY: &str = "uv-nox-cache-test-secret-3f9a1c";
-const REPOSITORY: &str = "owner/project";
-const VERSION: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+pub const ACCESS_KEY: &str = "uvnoxcachetestkey";
+pub const SECRET_KEY: &str = "uv-nox-cache-test-secret-3f9a1c";
+pub const REPOSITORY: &str = "owner/project";
+pub const VERSION: &str = "0000000000000000000000000000000000000000000000000000000000000001";
 
 /// The versitygw binary, built once per test run by `scripts/object-store`.
 fn store_binary() -> &'static Path {
@@ -174,7 +174,7 @@ impl Drop for ObjectStore {
     }
 }
 
-fn fast() -> Tuning {
+pub fn fast() -> Tuning {
     Tuning {
         upload_chunk: 5 << 20,
         download_block: 1 << 20,
@@ -187,7 +187,7 @@ fn fast() -> Tuning {
     }
 }
 
-fn settings(endpoint: &str, own_ref: &str, fallback: &[&str]) -> S3Settings {
+pub fn settings(endpoint: &str, own_ref: &str, fallback: &[&str]) -> S3Settings {
     S3Settings {
         bucket: BUCKET.into(),
         prefix: "uv-nox-cache/".into(),
@@ -208,7 +208,7 @@ fn settings(endpoint: &str, own_ref: &str, fallback: &[&str]) -> S3Settings {
     }
 }
 
-fn client(settings: S3Settings) -> S3Backend {
+pub fn client(settings: S3Settings) -> S3Backend {
     S3Backend::new(settings, Instant::now() + Duration::from_secs(120), fast())
 }
 
