@@ -436,3 +436,25 @@ fn pruning_a_bucket_while_a_restore_streams_keeps_the_entry() {
     assert!(read == bytes, "the restore read the whole entry");
     assert!(store.objects().contains(&name));
 }
+
+/// What a restore's use marker costs: run with `--ignored --nocapture`, and again with the
+/// marker left out, to compare (docs/decisions.md gives the figures).
+#[test]
+#[ignore = "a measurement, printed; run by hand"]
+fn measure_the_cost_of_the_use_marker() {
+    let store = ObjectStore::start();
+    let main = client(settings(&store.endpoint(), "refs/heads/main", &[]));
+    let bytes = payload(1 << 20, 1);
+    save(&main, UV_KEY, &bytes);
+    for round in 0..3 {
+        let started = Instant::now();
+        for _ in 0..30 {
+            assert!(restore(&main, UV_KEY) == bytes);
+        }
+        eprintln!(
+            "MEASURE round {round}: 30 restores of 1 MiB: {:?} ({:?} each)",
+            started.elapsed(),
+            started.elapsed() / 30
+        );
+    }
+}
