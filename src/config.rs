@@ -954,4 +954,22 @@ mod tests {
         assert_eq!(cache_mode(Some("write")), CacheMode { read: true, write: true });
         assert_eq!(cache_mode(None), CacheMode { read: true, write: true });
     }
+
+    #[test]
+    fn local_max_size_is_a_size_or_none() {
+        let bound = |value: &str| match config(&[("INPUT_LOCAL-MAX-SIZE", value)]).map(|cfg| cfg.backend) {
+            Ok(BackendKind::Local { bound, .. }) => Ok(bound),
+            Ok(other) => panic!("not local: {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(bound("5GB").unwrap(), LocalBound::Bytes(5_000_000_000));
+        assert_eq!(bound("None").unwrap(), LocalBound::None);
+        let error = bound("0").unwrap_err();
+        assert_eq!(error.input, "local-max-size");
+        assert!(error.message.contains("`none`"), "{error}");
+        assert!(matches!(
+            config(&[]).unwrap().backend,
+            BackendKind::Local { bound: LocalBound::Default, .. }
+        ));
+    }
 }

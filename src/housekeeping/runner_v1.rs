@@ -1,7 +1,7 @@
 //! `entries` against the runner's v1 cache service (`_apis/artifactcache`): read-only, and only
 //! as far as the protocol goes. The toolkit's `GET caches?key=<prefix>` listing is asked for;
 //! the servers of act, the Gitea runner and the Forgejo runner do not route it (they answer
-//! 404/405), so there the command says so plainly. `--for-key` is answered with the service's
+//! 405), so there the command says so plainly. `--for-key` is answered with the service's
 //! own lookup (`GET cache?keys=…&version=…`) for the versions of this project's targets, as
 //! the action computes them: the service scopes by the token's ref, so `--ref` does not apply.
 
@@ -71,7 +71,9 @@ pub fn entries_command(
     token: &Secret,
     deadline: Instant,
 ) -> ExitCode {
-    let store = format!("the runner's cache service (v1) at {url}");
+    // The host only: the path of act's and Forgejo's URLs is a per-run secret.
+    let host = url.split("://").nth(1).unwrap_or(url).split('/').next().unwrap_or_default();
+    let store = format!("the runner's cache service (v1) at {host}");
     let listed = match list(url, token, deadline) {
         Ok(listed) => listed,
         Err(e) => {

@@ -129,9 +129,16 @@ fn help_exits_0_and_documents_every_command() {
         let out = run(&[flag]);
         assert_eq!(out.status.code(), Some(0), "{flag}");
         let text = String::from_utf8_lossy(&out.stdout);
-        for command in
-            ["restore", "save", "key", "hash-files [--follow-symbolic-links] PATTERN", "inputs", "--version"]
-        {
+        for command in [
+            "restore",
+            "save",
+            "key",
+            "hash-files [--follow-symbolic-links] PATTERN",
+            "inputs",
+            "entries",
+            "prune",
+            "--version",
+        ] {
             assert!(
                 text.contains(&format!("\n  {command}")),
                 "{flag} does not document `{command}`:\n{text}"

@@ -820,6 +820,63 @@ mod servers {
         a_key_lower_cased_by_go_is_still_an_exact_hit("gitea-act");
     }
 
+    /// `entries` against the real server: it says plainly that the server cannot list, and
+    /// answers `--for-key` with the server's own lookup; `prune` refuses a service it cannot
+    /// prune.
+    fn entries_say_what_the_server_can_answer(runner: &str) {
+        let server = RealServer::start(runner);
+        let machine = Machine::new();
+        checkout(&machine);
+        let mut job = server.job(&machine);
+        assert_clean(&job.main());
+        populate(&machine, "first");
+        assert_clean(&job.post());
+        let keys = job.keys();
+        let run = |args: &[&str]| {
+            let mut cmd = Command::new(super::binary());
+            cmd.args(args).env_clear().current_dir(&machine.workspace).envs(&job.env);
+            for (input, value) in &job.inputs {
+                cmd.env(format!("INPUT_{}", input.to_uppercase()), value);
+            }
+            let out = cmd.output().expect("run uv-nox-cache");
+            let text =
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            (out.status.code(), text)
+        };
+        let (code, text) = run(&["entries"]);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("cannot list its entries (it answered 405"), "{text}");
+        let secret_path = server.url.trim_end_matches('/').rsplit('/').next().unwrap();
+        assert!(
+            secret_path.contains(':') || !text.contains(secret_path),
+            "the URL's path is not shown: {text}"
+        );
+
+        let (code, text) = run(&["entries", "--for-key", &keys["uv"], "--for-key", "uv-nox-cache-"]);
+        assert_eq!(code, Some(0), "{text}");
+        let restores = text.lines().find(|l| l.trim_start().starts_with("uv (version")).unwrap_or_default();
+        assert!(
+            restores.to_lowercase().ends_with(&format!("restores {}", keys["uv"].to_lowercase())),
+            "{text}"
+        );
+        let (code, text) = run(&["entries", "--for-key", "no-such-key"]);
+        assert!(code == Some(0) && text.contains("uv (version") && text.contains("a miss"), "{text}");
+
+        let (code, text) = run(&["prune", "--max-age", "1"]);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains("evicts entries itself"), "{text}");
+    }
+
+    #[test]
+    fn act_entries_say_what_the_server_can_answer() {
+        entries_say_what_the_server_can_answer("act");
+    }
+
+    #[test]
+    fn gitea_act_entries_say_what_the_server_can_answer() {
+        entries_say_what_the_server_can_answer("gitea-act");
+    }
+
     #[test]
     fn act_round_trip_and_fallback() {
         round_trip_and_fallback("act");
