@@ -55,6 +55,9 @@ pub trait Housekeeping {
     /// Removes the entry as listed: `Ok(false)` when it is gone already, or was saved again or
     /// restored since it was listed (then it is kept).
     fn delete(&self, entry: &StoredEntry) -> Result<bool, BackendError>;
+    /// Removes what no entry owns any more and nothing is writing, untouched for
+    /// [`IN_USE`]: saves abandoned half-way, sidecars and companion objects of removed entries.
+    fn sweep(&self, now: SystemTime) -> Result<Swept, BackendError>;
     /// The [`StoredEntry::location`] of what a job of `scope` would restore for `keys` and
     /// `version`: the backend's own lookup, so the answer is the one a restore gets.
     fn would_restore(
@@ -63,6 +66,18 @@ pub trait Housekeeping {
         keys: &[String],
         version: &str,
     ) -> Result<Option<String>, BackendError>;
+}
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Whether a leftover last written at `modified` is old enough to go at `now`.
+pub fn abandoned(modified: SystemTime, now: SystemTime) -> bool {
+    now.duration_since(modified).is_ok_and(|idle| idle >= IN_USE)
 }
 
 /// The location a lookup's hit carries, for backends whose locator is a `T`.

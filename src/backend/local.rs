@@ -27,7 +27,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use super::housekeeping::{self, Housekeeping, Policy, StoredEntry};
+use super::housekeeping::{self, Housekeeping, Policy, StoredEntry, Swept};
 use super::integrity::{self, Verifying};
 use super::scope::Scope;
 use super::transfer::io_error;
@@ -135,6 +135,7 @@ impl LocalBackend {
     /// bound; entries in use are kept (`housekeeping.rs`). Best effort: a save never fails for it.
     fn keep_within_bound(&self) {
         let Some(max_size) = self.bound.bytes(&self.root) else { return };
+        let _ = self.sweep(SystemTime::now());
         let Ok(entries) = self.list() else { return };
         let policy = Policy { max_age: None, max_size: Some(max_size), ..Policy::default() };
         for planned in housekeeping::plan(entries, &policy, SystemTime::now()).delete {
@@ -429,6 +430,41 @@ impl Housekeeping for LocalBackend {
         }
         let _ = fs::remove_file(used_marker(path));
         Ok(true)
+    }
+
+    /// `.saving-*` files no save has written to for an hour, and sidecars without an entry.
+    fn sweep(&self, now: SystemTime) -> Result<Swept, BackendError> {
+        let mut swept = Swept::default();
+        let layout = self.root.join(LAYOUT);
+        for (repository, repository_dir) in subdirectories(&layout) {
+            if repository == QUARANTINE {
+                continue;
+            }
+            for (_, ref_dir) in subdirectories(&repository_dir) {
+                for (_, version_dir) in subdirectories(&ref_dir) {
+                    let Ok(files) = fs::read_dir(&version_dir) else { continue };
+                    for file in files.flatten() {
+                        let name = file.file_name().to_string_lossy().into_owned();
+                        let Ok(metadata) = file.metadata() else { continue };
+                        let modified = metadata.modified().unwrap_or(now);
+                        let leftover = if name.starts_with(".saving-") {
+                            housekeeping::abandoned(modified, now)
+                        } else if let Some(entry) =
+                            name.strip_prefix('.').and_then(|n| n.strip_suffix(USED_SUFFIX))
+                        {
+                            !version_dir.join(entry).exists()
+                        } else {
+                            false
+                        };
+                        if leftover && fs::remove_file(file.path()).is_ok() {
+                            swept.files += 1;
+                            swept.bytes += metadata.len();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(swept)
     }
 
     fn would_restore(

@@ -35,7 +35,7 @@ use rusty_s3::actions::{ListObjectsV2, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use super::aws_credentials::{CredentialSource, Keys};
-use super::housekeeping::{self, Housekeeping, StoredEntry};
+use super::housekeeping::{self, Housekeeping, StoredEntry, Swept};
 use super::http::{Fail, Http, Tuning, status_error};
 use super::integrity::{self, Verifying};
 pub use super::scope::Scope;
@@ -785,6 +785,40 @@ impl Housekeeping for S3Backend {
         }
         self.delete_object(&marker)?;
         Ok(true)
+    }
+
+    /// Recorded digests and use markers whose entry is gone, untouched for an hour (a digest
+    /// is written after its entry, a marker only for an entry that was there).
+    fn sweep(&self, now: SystemTime) -> Result<Swept, BackendError> {
+        let prefix = &self.settings.prefix;
+        let objects = self.list_all("list", prefix)?;
+        fn parsed<'a>(o: &'a Listed, prefix: &str) -> Option<ObjectName<'a>> {
+            o.name.strip_prefix(prefix).and_then(ObjectName::parse)
+        }
+        let entries: std::collections::HashSet<&str> = objects
+            .iter()
+            .filter(|o| parsed(o, prefix).is_some_and(|p| p.kind.is_empty()))
+            .map(|o| o.name.as_str())
+            .collect();
+        let mut swept = Swept::default();
+        for object in &objects {
+            let Some(name) = parsed(object, prefix) else { continue };
+            let key = match name.kind {
+                "used" => name.rest.clone(),
+                "sha256" => name.rest.rsplit_once('/').map_or(String::new(), |(key, _etag)| key.to_string()),
+                _ => continue,
+            };
+            let companion = format!(".{}/{}", name.kind, name.rest);
+            let directory = object.name.strip_suffix(&companion).unwrap_or_default();
+            let entry = format!("{directory}/{key}");
+            let old = object.modified.is_some_and(|modified| housekeeping::abandoned(modified, now));
+            if old && !entries.contains(entry.as_str()) {
+                self.delete_object(&object.name)?;
+                swept.files += 1;
+                swept.bytes += object.size;
+            }
+        }
+        Ok(swept)
     }
 
     fn would_restore(

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::args::PruneArgs;
 use crate::backend::BackendError;
-use crate::backend::housekeeping::{self, Housekeeping, Plan, Policy, Reason};
+use crate::backend::housekeeping::{self, Housekeeping, Plan, Policy, Reason, Swept};
 use crate::{byte_size, utc};
 
 /// What a prune did.
@@ -22,6 +22,8 @@ pub struct Outcome {
     pub changed: Vec<usize>,
     /// Entries whose removal failed, with why.
     pub failed: Vec<(usize, BackendError)>,
+    /// Leftovers removed: abandoned saves, sidecars and companions of removed entries.
+    pub swept: Swept,
 }
 
 /// Lists the store, plans at `now` and, unless `dry_run`, removes.
@@ -41,6 +43,9 @@ pub fn prune(store: &dyn Housekeeping, args: &PruneArgs, now: SystemTime) -> Res
         }
     }
     outcome.plan = plan;
+    if !args.dry_run {
+        outcome.swept = store.sweep(now)?;
+    }
     Ok(outcome)
 }
 
@@ -82,6 +87,13 @@ pub fn to_text(store: &str, outcome: &Outcome, dry_run: bool) -> String {
         outcome.plan.keep.len() + outcome.changed.len() + outcome.failed.len(),
         byte_size::format(outcome.plan.kept_bytes),
     ));
+    if outcome.swept.files > 0 {
+        out.push_str(&format!(
+            "; {} leftovers removed ({}: saves abandoned an hour ago or more, traces of removed entries)",
+            outcome.swept.files,
+            byte_size::format(outcome.swept.bytes)
+        ));
+    }
     if outcome.plan.in_use > 0 {
         out.push_str(&format!(
             ", of which {} used or saved within the last hour, so kept although the limits say otherwise",
@@ -116,5 +128,6 @@ pub fn to_json(store: &str, outcome: &Outcome, dry_run: bool) -> serde_json::Val
         "kept": outcome.plan.keep.len(),
         "kept_bytes": outcome.plan.kept_bytes,
         "kept_in_use": outcome.plan.in_use,
+        "leftovers_removed": outcome.swept.files,
     })
 }

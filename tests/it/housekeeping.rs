@@ -321,6 +321,35 @@ fn the_local_store_keeps_itself_within_its_bound() {
     assert_eq!(store_files(&root).iter().filter(|p| !p.to_string_lossy().contains(".used")).count(), 4);
 }
 
+/// A save abandoned half-way (its temporary file untouched for an hour) and the sidecar of an
+/// entry gone are removed by a prune; a save in progress is not.
+#[test]
+fn leftovers_go_and_saves_in_progress_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let main = LocalBackend::new(root.clone(), scope("refs/heads/main", &[]));
+    save(&main, UV_KEY, &payload(1000, 1));
+    let (path, sidecar) = entry_file(&root, UV_KEY);
+    let version_dir = path.parent().unwrap();
+    let abandoned = version_dir.join(".saving-abandoned");
+    let writing = version_dir.join(".saving-writing");
+    let orphan = version_dir.join(".0123.used");
+    for file in [&abandoned, &writing, &orphan] {
+        fs::write(file, payload(500, 2)).unwrap();
+    }
+    age(&abandoned, Duration::from_secs(2 * 60 * 60));
+    restore(&main, UV_KEY);
+    assert!(sidecar.exists());
+
+    let dry = run(&["prune", "--max-age", "30", "--dry-run"], &with(&local_env(&root)));
+    assert!(dry.status.success() && abandoned.exists(), "a dry run removes nothing");
+    let pruned = run(&["prune", "--max-age", "30"], &with(&local_env(&root)));
+    let text = String::from_utf8_lossy(&pruned.stdout);
+    assert!(pruned.status.success() && text.contains("2 leftovers removed"), "{text}");
+    assert!(!abandoned.exists() && !orphan.exists(), "{text}");
+    assert!(writing.exists() && path.exists() && sidecar.exists(), "{text}");
+}
+
 fn s3_env(store: &ObjectStore) -> Vec<(&'static str, String)> {
     vec![
         ("UV_NOX_CACHE_S3_BUCKET", BUCKET.to_string()),
@@ -404,6 +433,19 @@ fn a_bucket_is_listed_explained_and_pruned_by_last_use() {
     let pruned = json_of(&run(&["prune", "--max-size", "3500", "--json"], &with(&env)));
     assert_eq!(pruned["removed"][0]["key"], lower(NOX_KEY), "least recently used first: {pruned}");
     assert_eq!(keys_of(&json_of(&run(&["entries", "--json"], &with(&env)))), [lower(OLD_KEY)]);
+
+    // The marker of an entry the lifecycle rule removed goes once an hour old; a fresh one
+    // (its entry may be a moment from listed) stays.
+    let stale = format!("uv-nox-cache/{REPOSITORY}/refs/heads/main/{VERSION}.used/gone-long-ago");
+    let fresh = format!("uv-nox-cache/{REPOSITORY}/refs/heads/main/{VERSION}.used/gone-just-now");
+    store.plant(&stale, b"");
+    store.plant(&fresh, b"");
+    age(&store.object_path(&stale), Duration::from_secs(2 * 60 * 60));
+    let pruned = json_of(&run(&["prune", "--max-age", "30", "--json"], &with(&env)));
+    assert_eq!(pruned["leftovers_removed"], 1, "{pruned}");
+    let objects = store.objects();
+    assert!(!objects.contains(&stale) && objects.contains(&fresh), "{objects:?}");
+    assert_eq!(objects.iter().filter(|o| o.contains(&lower(OLD_KEY))).count(), 3, "{objects:?}");
 }
 
 /// On S3 a restore's use marker is sent as its download starts: a prune while the download
