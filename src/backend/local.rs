@@ -138,8 +138,20 @@ impl LocalBackend {
         let _ = self.sweep(SystemTime::now());
         let Ok(entries) = self.list() else { return };
         let policy = Policy { max_age: None, max_size: Some(max_size), ..Policy::default() };
+        let (mut removed, mut bytes) = (0, 0);
         for planned in housekeeping::plan(entries, &policy, SystemTime::now()).delete {
-            let _ = self.delete(&planned.entry);
+            if self.delete(&planned.entry).unwrap_or(false) {
+                removed += 1;
+                bytes += planned.entry.size;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                "the local store was over its bound of {} (`local-max-size`): removed the {removed} least \
+                 recently used entries ({})",
+                crate::byte_size::format(max_size),
+                crate::byte_size::format(bytes)
+            );
         }
     }
 

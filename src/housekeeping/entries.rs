@@ -163,12 +163,15 @@ pub fn to_text(
             out.push_str("  the store holds no entry of this repository: every lookup misses\n");
         }
         for e in explained {
-            let version = &e.version[..e.version.len().min(12)];
+            let targets: BTreeSet<&str> =
+                entries.iter().filter(|x| x.version == e.version).map(StoredEntry::target).collect();
+            let targets = targets.into_iter().collect::<Vec<_>>().join(", ");
+            let version = format!("{}… ({targets})", &e.version[..e.version.len().min(12)]);
             let found =
                 e.restores.as_ref().and_then(|location| entries.iter().find(|x| &x.location == location));
             match found {
                 Some(entry) => out.push_str(&format!(
-                    "  version {version}…: restores {} (saved on {} at {}){}\n",
+                    "  version {version}: restores {} (saved on {} at {}){}\n",
                     entry.key,
                     entry.git_ref,
                     utc::format(entry.saved_at),
@@ -178,7 +181,7 @@ pub fn to_text(
                         ", but it has no recorded sha256, so the restore refuses it: a miss"
                     }
                 )),
-                None => out.push_str(&format!("  version {version}…: a miss\n")),
+                None => out.push_str(&format!("  version {version}: a miss\n")),
             }
         }
     }

@@ -17,7 +17,8 @@ use uv_nox_cache::backend::{Backend, Saved};
 use crate::s3::{
     ACCESS_KEY, BUCKET, ObjectStore, REPOSITORY, SECRET_KEY, VERSION, client, payload, settings,
 };
-use crate::support::action::binary;
+use crate::support::action::{Machine, binary};
+use crate::support::rig::{assert_clean, checkout, populate};
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 const UV_KEY: &str = "uv-nox-cache-1-uv-Linux-X64-py3.12-aaaa";
@@ -319,6 +320,29 @@ fn the_local_store_keeps_itself_within_its_bound() {
     }
     save(&unbounded, "uv-nox-cache-1-nox-Linux-X64-py3.14-ffff", &payload(1000, 6));
     assert_eq!(store_files(&root).iter().filter(|p| !p.to_string_lossy().contains(".used")).count(), 4);
+}
+
+/// The action's save step keeps a runner's store within `local-max-size`, store-wide: another
+/// project's entry unused for three days goes, and the log says so.
+#[test]
+fn the_save_step_keeps_the_store_within_local_max_size() {
+    let machine = Machine::new();
+    checkout(&machine);
+    let other = LocalBackend::new(machine.store.clone(), scope("refs/heads/main", &[]));
+    save(&other, OLD_KEY, &payload(300_000, 1));
+    let (old, _) = entry_file(&machine.store, OLD_KEY);
+    age(&old, DAY * 3);
+
+    let mut job = machine.job();
+    job.input("local-max-size", "200kB");
+    assert_clean(&job.main());
+    assert!(old.exists(), "a restore removes nothing");
+    populate(&machine, "first");
+    let post = job.post();
+    assert_clean(&post);
+    assert!(post.stdout.contains("uv: saved"), "{}", post.log());
+    assert!(!old.exists(), "{}", post.log());
+    assert!(post.stdout.contains("over its bound of 200.0 kB (`local-max-size`)"), "{}", post.log());
 }
 
 /// A save abandoned half-way (its temporary file untouched for an hour) and the sidecar of an
