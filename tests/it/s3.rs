@@ -114,9 +114,12 @@ impl ObjectStore {
         fs::write(path, bytes).unwrap();
     }
 
-    /// The entries of the bucket: its objects without the recorded digests.
+    /// The entries of the bucket: its objects without the recorded digests and use markers.
     pub fn entries(&self) -> Vec<String> {
-        self.objects().into_iter().filter(|name| !name.contains(".sha256/")).collect()
+        self.objects()
+            .into_iter()
+            .filter(|name| !name.contains(".sha256/") && !name.contains(".used/"))
+            .collect()
     }
 
     /// The path of an object in the store's file system.
