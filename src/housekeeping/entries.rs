@@ -119,7 +119,7 @@ pub fn to_text(
     explained: Option<(&Scope, &[String], &[Explained])>,
 ) -> String {
     let total: u64 = entries.iter().map(|e| e.size).sum();
-    let mut out = format!("{store}: {} entries, {}\n", entries.len(), byte_size::format(total));
+    let mut out = format!("{store}: {}, {}\n", super::entries_count(entries.len()), byte_size::format(total));
     if !entries.is_empty() {
         let rows: Vec<[String; 7]> = entries
             .iter()

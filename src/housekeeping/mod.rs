@@ -135,6 +135,11 @@ pub fn prune_command(args: &[String], lookup: &dyn Fn(&str) -> Option<String>, c
     if refused { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
+/// `1 entry`, `2 entries`.
+pub(crate) fn entries_count(n: usize) -> String {
+    if n == 1 { "1 entry".into() } else { format!("{n} entries") }
+}
+
 fn usage(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}\n\nsee `uv-nox-cache --help`");
     ExitCode::from(2)

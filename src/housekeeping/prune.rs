@@ -81,8 +81,8 @@ pub fn to_text(store: &str, outcome: &Outcome, dry_run: bool) -> String {
     }
     let removed: u64 = outcome.removed.iter().map(|&i| planned[i].entry.size).sum();
     out.push_str(&format!(
-        "{store}: {verb} {} entries ({}); {} kept ({})",
-        outcome.removed.len(),
+        "{store}: {verb} {} ({}); {} kept ({})",
+        super::entries_count(outcome.removed.len()),
         byte_size::format(removed),
         outcome.plan.keep.len() + outcome.changed.len() + outcome.failed.len(),
         byte_size::format(outcome.plan.kept_bytes),

@@ -100,7 +100,7 @@ pub fn entries_command(
     }
     match &listed {
         Ok(entries) => {
-            println!("{store}: {} entries", entries.len());
+            println!("{store}: {}", super::entries_count(entries.len()));
             for entry in entries {
                 let field = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
                 println!("{}  {}  {}", field(&entry.created), field(&entry.version), field(&entry.key));
