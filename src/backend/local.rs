@@ -37,6 +37,11 @@ const HEADER_PREFIX: &str = "uv-nox-cache-entry ";
 const LAYOUT: &str = "v2";
 const QUARANTINE: &str = "quarantine";
 const USED_SUFFIX: &str = ".used";
+/// The layout of earlier releases, `<root>/v1/<version>/<sha256 of the key>`: never read any more,
+/// but listed and pruned, so that its bytes count against the bound and go in time.
+const UNSCOPED_LAYOUT: &str = "v1";
+/// What the repository of an entry of the unscoped layout is shown as.
+pub const UNSCOPED: &str = "(unscoped: an earlier release's layout, never restored)";
 /// The default bound: 10 GB, or a tenth of the file system, whichever is smaller
 /// (docs/decisions.md).
 const DEFAULT_MAX_SIZE: u64 = 10_000_000_000;
@@ -182,6 +187,34 @@ impl LocalBackend {
             }
         }
         best.map(|(_, path, header)| Self::hit(path, git_ref, header)).transpose()
+    }
+
+    /// The entries of the unscoped layout below `dir` (header `uv-nox-cache-entry <key>`).
+    fn list_unscoped(dir: &Path) -> Vec<StoredEntry> {
+        let mut out = Vec::new();
+        for (version, version_dir) in subdirectories(dir) {
+            for file in fs::read_dir(&version_dir).into_iter().flatten().flatten() {
+                let Ok(mut opened) = File::open(file.path()) else { continue };
+                let mut line = String::new();
+                let _ = BufReader::new((&mut opened).take(4096)).read_line(&mut line);
+                let (Some(key), Ok(metadata)) = (line.strip_prefix(HEADER_PREFIX), opened.metadata()) else {
+                    continue;
+                };
+                let saved_at = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                out.push(StoredEntry {
+                    key: key.trim_end().to_string(),
+                    repository: UNSCOPED.to_string(),
+                    git_ref: String::new(),
+                    version: version.clone(),
+                    size: metadata.len().saturating_sub(line.len() as u64),
+                    saved_at,
+                    last_used: saved_at,
+                    restorable: false,
+                    location: file.path().display().to_string(),
+                });
+            }
+        }
+        out
     }
 
     /// Moves a refused entry out of every scope, into `<root>/v2/quarantine/`, unless a save
@@ -381,14 +414,14 @@ impl Housekeeping for LocalBackend {
     /// progress (`.saving-*`), sidecars and the quarantine are not entries.
     fn list(&self) -> Result<Vec<StoredEntry>, BackendError> {
         let layout = self.root.join(LAYOUT);
+        let mut out = Self::list_unscoped(&self.root.join(UNSCOPED_LAYOUT));
         match fs::metadata(&layout) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
             Err(source) => return Err(io_error("list", &layout, source)),
         }
         // A store that cannot be read is no access, not an empty store.
         fs::read_dir(&layout).map_err(|source| io_error("list", &layout, source))?;
-        let mut out = Vec::new();
         for (repository, repository_dir) in subdirectories(&layout) {
             if repository == QUARANTINE {
                 continue;

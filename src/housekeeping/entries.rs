@@ -127,7 +127,7 @@ pub fn to_text(
                 let key = if e.restorable {
                     e.key.clone()
                 } else {
-                    format!("{} (no recorded sha256: never restored)", e.key)
+                    format!("{} (never restored: no recorded sha256)", e.key)
                 };
                 [
                     utc::format(e.saved_at),

@@ -346,7 +346,8 @@ fn the_save_step_keeps_the_store_within_local_max_size() {
 }
 
 /// A save abandoned half-way (its temporary file untouched for an hour) and the sidecar of an
-/// entry gone are removed by a prune; a save in progress is not.
+/// entry gone are removed by a prune; a save in progress is not. Entries of the unscoped layout
+/// of earlier releases are listed as such and pruned by age like any other.
 #[test]
 fn leftovers_go_and_saves_in_progress_stay() {
     let dir = tempfile::tempdir().unwrap();
@@ -364,12 +365,23 @@ fn leftovers_go_and_saves_in_progress_stay() {
     age(&abandoned, Duration::from_secs(2 * 60 * 60));
     restore(&main, UV_KEY);
     assert!(sidecar.exists());
+    let unscoped = root.join("v1").join(VERSION).join("0a1b");
+    fs::create_dir_all(unscoped.parent().unwrap()).unwrap();
+    fs::write(&unscoped, [&b"uv-nox-cache-entry uv-nox-cache-0-uv-old\n"[..], &payload(700, 3)].concat())
+        .unwrap();
+    age(&unscoped, DAY * 40);
+    let listing = json_of(&run(&["entries", "--json"], &with(&local_env(&root))));
+    let old = listing["entries"].as_array().unwrap().iter().find(|e| e["key"] == "uv-nox-cache-0-uv-old");
+    let old = old.unwrap_or_else(|| panic!("{listing}"));
+    assert_eq!((old["size"].as_u64(), old["restorable"].as_bool()), (Some(700), Some(false)), "{old}");
+    assert!(old["repository"].as_str().unwrap().contains("unscoped"), "{old}");
 
     let dry = run(&["prune", "--max-age", "30", "--dry-run"], &with(&local_env(&root)));
     assert!(dry.status.success() && abandoned.exists(), "a dry run removes nothing");
     let pruned = run(&["prune", "--max-age", "30"], &with(&local_env(&root)));
     let text = String::from_utf8_lossy(&pruned.stdout);
     assert!(pruned.status.success() && text.contains("2 leftovers removed"), "{text}");
+    assert!(text.contains("removed 1 entry") && !unscoped.exists(), "{text}");
     assert!(!abandoned.exists() && !orphan.exists(), "{text}");
     assert!(writing.exists() && path.exists() && sidecar.exists(), "{text}");
 }
