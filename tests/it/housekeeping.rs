@@ -434,6 +434,18 @@ fn a_bucket_is_listed_explained_and_pruned_by_last_use() {
     let all = format!("{}{}", String::from_utf8_lossy(&text.stdout), String::from_utf8_lossy(&text.stderr));
     assert!(text.status.success() && all.contains("3 entries"), "{all}");
     assert!(!all.contains(SECRET_KEY), "the secret key never reaches the output: {all}");
+    // Refused credentials are no access: exit 1, saying so, naming no secret.
+    let wrong: Vec<(&str, &str)> = with(&env)
+        .into_iter()
+        .map(|(k, v)| if k == "AWS_SECRET_ACCESS_KEY" { (k, "wrong-secret-0000") } else { (k, v) })
+        .collect();
+    for args in [&["entries"][..], &["prune", "--max-age", "1"]] {
+        let out = run(args, &wrong);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("could not list") && stderr.contains("refused"), "{stderr}");
+        assert!(!stderr.contains("wrong-secret-0000") && !stderr.contains("X-Amz-Signature"), "{stderr}");
+    }
     let listing = json_of(&run(&["entries", "--json"], &with(&env)));
     let lower = |k: &str| k.to_lowercase();
     assert_eq!(keys_of(&listing), [lower(NOX_KEY), lower(UV_KEY), lower(OLD_KEY)], "newest first: {listing}");
