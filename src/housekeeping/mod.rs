@@ -39,7 +39,9 @@ pub enum OpenError {
 pub fn open(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<Store, OpenError> {
     crate::runner::no_masking();
     let cfg = Config::new(&RawInputs::read(lookup), lookup, cwd)?;
-    let deadline = Instant::now() + cfg.timeout.max(Duration::from_secs(60));
+    // Listing and pruning a large bucket takes many requests: an hour, or `timeout` if longer
+    // (each request still gives up on its own when the store stalls).
+    let deadline = Instant::now() + cfg.timeout.max(Duration::from_secs(60 * 60));
     match &cfg.backend {
         BackendKind::Local { root, scope, .. } => {
             Ok(Store::Owned(Box::new(LocalBackend::new(root.clone(), scope.clone()))))
