@@ -132,8 +132,12 @@ impl Rig {
     }
 
     /// The whole machine except the jobs' runner files: path → kind, mode, content digest.
+    /// Everything on the machine but the jobs' own files and the local store's record of
+    /// restores (`.<entry>.used`, the store's housekeeping: docs/backends.md).
     fn tree(&self) -> BTreeMap<String, String> {
-        tree(self.root(), &|rel: &str| rel.starts_with("job-"))
+        tree(self.root(), &|rel: &str| {
+            rel.starts_with("job-") || (rel.starts_with("store/") && rel.ends_with(".used"))
+        })
     }
 }
 
