@@ -16,8 +16,11 @@
 //! sockets, fifos and devices are left out with a debug line. atime/ctime are not stored, so the
 //! archive does not change when only the tree was read. A root given as a symlink to a directory
 //! is followed. zstd runs in process with up to [`MAX_ZSTD_WORKERS`] worker threads and 2 MiB
-//! jobs (bounding memory to ~45 MiB on wide machines), level 3, content checksum, no long mode:
-//! one frame that `unzstd` reads without `--long`. gzip uses flate2 at level 6, as `gzip` does.
+//! jobs (bounding memory to ~45 MiB on wide machines), content checksum, no long mode: one frame
+//! that `unzstd` reads without `--long`. Its level is [`CompressionLevel`]: pinned, or by
+//! default level 3 while the destination (the upload) is the limit and level 1 while the packer
+//! is, switched between zstd jobs inside the one frame. gzip uses flate2 at level 6, as `gzip`
+//! does, unless pinned.
 //!
 //! **Reading** ([`unpack`], in `unpack.rs`) detects zstd or gzip by magic bytes (the zstd window
 //! limit is 2^31 so legacy `--long=30` entries still read; that can cost up to 1 GiB of memory
@@ -40,14 +43,16 @@
 //! against an absolute cap and against a multiple of the compressed bytes read so far. After the tar end
 //! marker the rest of the compressed stream is read, so its checksum and truncation are checked.
 //!
-//! Speed: the calling thread decompresses and parses; one worker thread creates the files,
+//! Speed: the calling thread decompresses and parses; a writer thread applies the entries,
 //! fed through a bounded channel (128 operations, file data in pieces of at most 128 KiB, in
-//! buffers the writer hands back to be filled again), so memory stays under ~20 MiB whatever
-//! the archive size, plus the zstd window (25 MiB peak RSS measured for a whole restore of a
-//! 1.3 GB / 100k-file archive from the local store).
+//! buffers the writer hands back to be filled again). It creates directories, links and large
+//! files itself and hands whole small files to a pool of threads (one per CPU, in `file_pool.rs`)
+//! that create them in parallel, in an order that keeps the archive's meaning. Memory stays
+//! under ~30 MiB whatever the archive size, plus the zstd window.
 //!
 //! Unix only (modes, symlinks, hard links and raw byte names use `std::os::unix`).
 
+mod file_pool;
 mod pack;
 mod unpack;
 
@@ -58,8 +63,8 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-pub use pack::pack;
-pub use unpack::{unpack, unpack_noting};
+pub use pack::{pack, pack_at};
+pub use unpack::{unpack, unpack_noting, unpack_with_threads};
 
 /// Upper bound on zstd compression worker threads, so that memory stays bounded on machines
 /// with many cores: with 2 MiB jobs zstd needs about 10 MiB plus 4 MiB per worker.
@@ -81,6 +86,25 @@ impl Compression {
         }
     }
 }
+
+/// How hard the compressor works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompressionLevel {
+    /// zstd: level 3 while the destination keeps the packer waiting (a slow link), level 1
+    /// while the packer keeps the destination waiting (loopback, a local disk, a fast network);
+    /// re-decided every [`ADAPT_WINDOW`] bytes of input. gzip: level 6, as `gzip` does.
+    #[default]
+    Auto,
+    /// This level throughout: zstd -7 to 19 (negative: zstd's `--fast` levels), gzip 1 to 9.
+    Fixed(i32),
+}
+
+/// zstd levels a [`CompressionLevel::Fixed`] may name.
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = -7..=19;
+/// gzip levels a [`CompressionLevel::Fixed`] may name.
+pub const GZIP_LEVELS: std::ops::RangeInclusive<i32> = 1..=9;
+/// Input bytes between two decisions of [`CompressionLevel::Auto`].
+pub const ADAPT_WINDOW: u64 = 16 << 20;
 
 /// What to put in one archive.
 pub struct PackSpec<'a> {

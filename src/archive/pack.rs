@@ -5,6 +5,7 @@
 //! metadata twice. Memory stays bounded: one directory listing per level of depth, a 1 MiB
 //! write buffer, and the compressor's own buffers.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
@@ -12,9 +13,12 @@ use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{ArchiveError, Compression, MAX_ZSTD_WORKERS, PackSpec, PackStats};
+use super::{
+    ADAPT_WINDOW, ArchiveError, Compression, CompressionLevel, MAX_ZSTD_WORKERS, PackSpec, PackStats,
+};
 
 const BLOCK: usize = 512;
 /// GNU tar pads the archive to a whole record of 20 blocks; so do we.
@@ -24,10 +28,21 @@ const USTAR_MAX_SIZE: u64 = 0o77777777777;
 /// Input bytes per zstd worker job.
 const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
-/// Writes `spec.root` as a tar archive named `spec.name`, compressed, to `out`.
+/// Writes `spec.root` as a tar archive named `spec.name`, compressed, to `out`, at the level
+/// [`CompressionLevel::Auto`] chooses.
 pub fn pack(
     spec: &PackSpec,
     compression: Compression,
+    out: &mut dyn Write,
+) -> Result<PackStats, ArchiveError> {
+    pack_at(spec, compression, CompressionLevel::Auto, out)
+}
+
+/// [`pack`] at the given level.
+pub fn pack_at(
+    spec: &PackSpec,
+    compression: Compression,
+    level: CompressionLevel,
     out: &mut dyn Write,
 ) -> Result<PackStats, ArchiveError> {
     let plan = Plan::new(spec)?;
@@ -35,7 +50,13 @@ pub fn pack(
     let write_err = |source| ArchiveError::Write { compression: label, source };
     match compression {
         Compression::Zstd => {
-            let mut encoder = zstd::stream::write::Encoder::new(out, 3).map_err(write_err)?;
+            let waited = Rc::new(Cell::new(Duration::ZERO));
+            let timed = Timed { inner: out, waited: waited.clone() };
+            let first = match level {
+                CompressionLevel::Auto => AUTO_RATIO_LEVEL,
+                CompressionLevel::Fixed(n) => n,
+            };
+            let mut encoder = zstd::stream::write::Encoder::new(timed, first).map_err(write_err)?;
             let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
             encoder.multithread(workers.min(MAX_ZSTD_WORKERS)).map_err(write_err)?;
             // Jobs of 2 MiB (one window) instead of the default 8 MiB: ~4 MiB of memory per
@@ -45,16 +66,129 @@ pub fn pack(
                 .map_err(write_err)?;
             encoder.include_checksum(true).map_err(write_err)?;
             encoder.long_distance_matching(false).map_err(write_err)?;
-            let (stats, encoder) = plan.write(encoder, label)?;
-            encoder.finish().map_err(write_err)?;
+            let adaptive = Adaptive::new(encoder, first, level == CompressionLevel::Auto, waited);
+            let (stats, adaptive) = plan.write(adaptive, label)?;
+            let summary = adaptive.summary();
+            adaptive.encoder.finish().map_err(write_err)?;
+            tracing::debug!("zstd levels used (level: input MiB): {summary}");
             Ok(stats)
         }
         Compression::Gzip => {
-            let encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+            let level = match level {
+                CompressionLevel::Auto => 6,
+                CompressionLevel::Fixed(n) => n.clamp(0, 9) as u32,
+            };
+            let encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
             let (stats, encoder) = plan.write(encoder, label)?;
             encoder.finish().map_err(write_err)?;
             Ok(stats)
         }
+    }
+}
+
+/// The level [`CompressionLevel::Auto`] uses while the destination is the limit.
+const AUTO_RATIO_LEVEL: i32 = 3;
+/// The level [`CompressionLevel::Auto`] uses while the packer is the limit: the fastest level
+/// whose archives stay within 15 % of level 3's on real caches (docs/performance.md).
+const AUTO_SPEED_LEVEL: i32 = 1;
+/// Below this share of the time spent waiting on the destination, the packer is the limit.
+const PACKER_BOUND: f64 = 0.10;
+/// Above this share, the destination is the limit.
+const LINK_BOUND: f64 = 0.30;
+
+/// The destination, timed: how long writes to it blocked (the upload was behind).
+struct Timed<'a> {
+    inner: &'a mut dyn Write,
+    waited: Rc<Cell<Duration>>,
+}
+
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let started = Instant::now();
+        let n = self.inner.write(buf);
+        self.waited.set(self.waited.get() + started.elapsed());
+        n
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let started = Instant::now();
+        let done = self.inner.flush();
+        self.waited.set(self.waited.get() + started.elapsed());
+        done
+    }
+}
+
+/// The zstd encoder, with its level re-decided every [`ADAPT_WINDOW`] bytes of input when the
+/// level is automatic: the share of that window's time spent blocked on the destination tells
+/// which side is the limit. A multi-threaded zstd applies a new level from its next job on, in
+/// the same frame, so the archive stays one ordinary frame any `zstd -d` reads.
+struct Adaptive<'a> {
+    encoder: zstd::stream::write::Encoder<'static, Timed<'a>>,
+    level: i32,
+    auto: bool,
+    waited: Rc<Cell<Duration>>,
+    window_start: (Instant, Duration),
+    window_bytes: u64,
+    /// Input bytes per level used, for the debug log.
+    used: Vec<(i32, u64)>,
+}
+
+impl<'a> Adaptive<'a> {
+    fn new(
+        encoder: zstd::stream::write::Encoder<'static, Timed<'a>>,
+        level: i32,
+        auto: bool,
+        waited: Rc<Cell<Duration>>,
+    ) -> Self {
+        let window_start = (Instant::now(), waited.get());
+        Adaptive { encoder, level, auto, waited, window_start, window_bytes: 0, used: vec![(level, 0)] }
+    }
+
+    /// Ends a window: picks the level for the next one.
+    fn decide(&mut self) -> io::Result<()> {
+        let (started, waited_before) = self.window_start;
+        let elapsed = started.elapsed().as_secs_f64();
+        let waited = (self.waited.get() - waited_before).as_secs_f64();
+        let share = if elapsed > 0.0 { waited / elapsed } else { 0.0 };
+        let next = if share < PACKER_BOUND {
+            AUTO_SPEED_LEVEL
+        } else if share > LINK_BOUND {
+            AUTO_RATIO_LEVEL
+        } else {
+            self.level
+        };
+        if next != self.level {
+            self.encoder.set_parameter(zstd::stream::raw::CParameter::CompressionLevel(next))?;
+            self.level = next;
+            self.used.push((next, 0));
+        }
+        self.window_start = (Instant::now(), self.waited.get());
+        self.window_bytes = 0;
+        Ok(())
+    }
+
+    fn summary(&self) -> String {
+        let parts: Vec<String> =
+            self.used.iter().map(|(level, bytes)| format!("{level}: {}", bytes >> 20)).collect();
+        parts.join(", ")
+    }
+}
+
+impl Write for Adaptive<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.encoder.write(buf)?;
+        if let Some(last) = self.used.last_mut() {
+            last.1 += n as u64;
+        }
+        self.window_bytes += n as u64;
+        if self.auto && self.window_bytes >= ADAPT_WINDOW {
+            self.decide()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.encoder.flush()
     }
 }
 

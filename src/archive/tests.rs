@@ -385,8 +385,25 @@ impl Arena {
         self.tmp.path().join("stage/a/dest")
     }
 
+    /// Unpacks into `dest` twice, with the writer thread creating every file and with a pool of
+    /// four threads creating the small ones, and asserts that both give the same tree or the
+    /// same error (so every hostile archive here meets both ways, whatever this machine's CPUs).
     fn unpack(&self, bytes: &[u8], limits: &UnpackLimits) -> Result<UnpackStats, ArchiveError> {
-        unpack(&mut &bytes[..], &self.dest(), limits)
+        let alone = unpack_with_threads(&mut &bytes[..], &self.dest(), limits, 0);
+        let tree = fs::symlink_metadata(self.dest()).is_ok().then(|| snapshot(&self.dest()));
+        self.check();
+        if tree.is_some() {
+            make_writable(&self.dest());
+            fs::remove_dir_all(self.dest()).unwrap();
+        }
+        let pooled = unpack_with_threads(&mut &bytes[..], &self.dest(), limits, 4);
+        let pooled_tree = fs::symlink_metadata(self.dest()).is_ok().then(|| snapshot(&self.dest()));
+        match (&alone, &pooled) {
+            (Ok(_), Ok(_)) => assert_eq!(tree, pooled_tree, "one writer and a pool made different trees"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            _ => panic!("one writer gave {alone:?}, a pool {pooled:?}"),
+        }
+        pooled
     }
 
     fn check(&self) {
@@ -400,6 +417,17 @@ impl Arena {
         assert_eq!(outside, expected);
         assert_eq!(fs::read(self.sentinel().join("secret")).unwrap(), b"secret");
         assert_eq!(fs::metadata(self.sentinel().join("secret")).unwrap().nlink(), 1);
+    }
+}
+
+/// Gives every directory below `dir` (and `dir`) mode 0755, so that it can be removed.
+fn make_writable(dir: &Path) {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            make_writable(&e.path());
+        }
     }
 }
 
@@ -717,5 +745,94 @@ fn a_huge_gnu_long_name_is_refused_before_it_is_read_into_memory() {
         assert!(err.len() < 2000, "{kind:?}: the message holds the whole name");
         assert!(err.contains("decompression bomb"), "{kind:?}: {err}");
         arena.check();
+    }
+}
+
+/// With a pool creating small files, entries that touch a path the pool may still be writing
+/// (a hard link to it, a later file, symlink or directory of the same name, a file below a
+/// read-only directory) still happen in the archive's order; `Arena::unpack` compares the tree
+/// with the one a single writer makes.
+#[test]
+fn a_pool_of_file_writers_keeps_the_archive_order() {
+    let arena = Arena::new();
+    let mut raw = Raw::new().dir("x/");
+    for d in 0..20 {
+        raw = raw.entry(&format!("x/d{d}/"), tar::EntryType::Directory, 0o555, "", b"");
+        for f in 0..50 {
+            raw = raw.file(&format!("x/d{d}/f{f}"), format!("{d}/{f}").as_bytes());
+        }
+    }
+    let bytes = raw
+        .file("x/f", b"first")
+        .entry("x/h", tar::EntryType::Link, 0o644, "x/f", b"")
+        .file("x/f", b"second")
+        .file("x/s", b"a file, then a symlink")
+        .entry("x/s", tar::EntryType::Symlink, 0o777, "f", b"")
+        .file("x/d", b"a file, then a directory")
+        .dir("x/d/")
+        .file("x/d/in", b"inside")
+        .zstd();
+    arena.unpack(&bytes, &LIMITS).unwrap();
+    let dest = arena.dest();
+    assert_eq!(fs::read(dest.join("h")).unwrap(), b"first");
+    assert_eq!(fs::read(dest.join("f")).unwrap(), b"second");
+    assert_eq!(fs::read_link(dest.join("s")).unwrap(), Path::new("f"));
+    assert_eq!(fs::read(dest.join("d/in")).unwrap(), b"inside");
+    for d in 0..20 {
+        let dir = dest.join(format!("d{d}"));
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o555);
+        for f in 0..50 {
+            assert_eq!(fs::read(dir.join(format!("f{f}"))).unwrap(), format!("{d}/{f}").as_bytes());
+        }
+    }
+    arena.check();
+    make_writable(&dest);
+}
+
+/// Every level, and the automatic one across its switches (a destination in memory never keeps
+/// the packer waiting, so it drops the level after the first window), gives one zstd frame
+/// that GNU tar with `unzstd` extracts to the same tree.
+#[test]
+fn every_compression_level_extracts_with_gnu_tar() {
+    require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    build_tree(&src);
+    // Over three adaptation windows of text that compresses, and some that does not.
+    let line = b"    def method(self, value: int) -> int:  # a comment that repeats\n";
+    let text: Vec<u8> = line.iter().copied().cycle().take(20 << 20).collect();
+    let noise: Vec<u8> =
+        (0..(4u64 << 20)).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8).collect();
+    for i in 0..3 {
+        write(&src.join(format!("big/text{i}.py")), &text, 0o644);
+    }
+    write(&src.join("big/noise.so"), &noise, 0o755);
+    let skip = HashSet::new();
+    let spec = PackSpec { root: &src, name: "x", skip: &skip, extra: &[], comment: None };
+    for level in [
+        CompressionLevel::Auto,
+        CompressionLevel::Fixed(-7),
+        CompressionLevel::Fixed(1),
+        CompressionLevel::Fixed(19),
+    ] {
+        let mut bytes = Vec::new();
+        pack_at(&spec, Compression::Zstd, level, &mut bytes).unwrap();
+        let mut decoder = zstd::stream::read::Decoder::new(&bytes[..]).unwrap().single_frame();
+        std::io::copy(&mut decoder, &mut std::io::sink()).unwrap();
+        let rest = std::io::Read::read_to_end(&mut decoder.finish(), &mut Vec::new()).unwrap();
+        assert_eq!(rest, 0, "{level:?}: one frame, nothing after it");
+        let archive = tmp.path().join("a.tzst");
+        fs::write(&archive, &bytes).unwrap();
+        let out = tmp.path().join(format!("out-{level:?}"));
+        fs::create_dir(&out).unwrap();
+        let extracted = Command::new("tar")
+            .args(["--use-compress-program", "unzstd", "-xf"])
+            .arg(&archive)
+            .arg("-C")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(extracted.status.success() && extracted.stderr.is_empty(), "{level:?}: {extracted:?}");
+        assert_eq!(snapshot(&out.join("x")), snapshot(&src), "{level:?}");
     }
 }

@@ -1,5 +1,6 @@
 //! Reading: decompress, parse and check an archive on the calling thread, create its files on a
-//! worker thread, re-rooted into a new directory.
+//! writer thread (small files on a pool of threads, `file_pool.rs`), re-rooted into a new
+//! directory.
 //!
 //! The split follows what makes `zstd -d | tar -x` fast: decompression and file creation overlap.
 //! The reader validates names (re-rooting, `..`, absolute names, limits) and sends plain
@@ -24,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tar::EntryType;
 
+use super::file_pool::{self, FilePool, Job};
 use super::{ArchiveError, UnpackLimits, UnpackStats};
 
 /// File data travels to the writer in pieces of at most this size.
@@ -49,6 +51,27 @@ pub fn unpack_noting(
     limits: &UnpackLimits,
     on_comment: &dyn Fn(&str),
 ) -> Result<UnpackStats, ArchiveError> {
+    unpack_with(input, dest, limits, on_comment, file_pool::threads())
+}
+
+/// [`unpack`] with `threads` threads creating small files (0: the writer thread creates them
+/// all itself). For tests and benchmarks, which must reach both ways whatever the machine.
+pub fn unpack_with_threads(
+    input: &mut dyn Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+    threads: usize,
+) -> Result<UnpackStats, ArchiveError> {
+    unpack_with(input, dest, limits, &|_| {}, threads)
+}
+
+fn unpack_with(
+    input: &mut dyn Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+    on_comment: &dyn Fn(&str),
+    threads: usize,
+) -> Result<UnpackStats, ArchiveError> {
     if fs::symlink_metadata(dest).is_ok() {
         return Err(ArchiveError::DestExists { path: dest.to_path_buf() });
     }
@@ -71,7 +94,15 @@ pub fn unpack_noting(
         let (spare_tx, spare) = channel();
         let worker = std::thread::Builder::new()
             .name("unpack-writer".into())
-            .spawn_scoped(scope, move || Writer::new(dest, umask).run(rx, spare_tx))
+            .spawn_scoped(scope, move || {
+                std::thread::scope(|files| {
+                    let pool = match threads {
+                        0 => None,
+                        n => Some(FilePool::start(files, n, (dest, umask), &spare_tx)?),
+                    };
+                    Writer::new(dest, umask, pool).run(rx, spare_tx)
+                })
+            })
             .map_err(|source| ArchiveError::Io {
                 op: "start a writer thread for",
                 path: dest.to_path_buf(),
@@ -499,9 +530,11 @@ struct OpenFile {
     mtime: Option<SystemTime>,
 }
 
-/// The file system side: applies [`Op`]s below `dest`.
-struct Writer<'d> {
+/// The file system side: applies [`Op`]s below `dest`, handing whole small files to the pool
+/// when there is one.
+struct Writer<'d, 'p> {
     dest: &'d Path,
+    pool: Option<FilePool<'p>>,
     umask: Option<u32>,
     /// Directories (relative to dest) known to be real directories reached through real
     /// directories only; `""` is dest itself.
@@ -511,16 +544,23 @@ struct Writer<'d> {
     open: Option<OpenFile>,
 }
 
-impl<'d> Writer<'d> {
-    fn new(dest: &'d Path, umask: Option<u32>) -> Self {
-        Writer { dest, umask, real_dirs: HashSet::from([Vec::new()]), dirs: HashMap::new(), open: None }
+impl<'d, 'p> Writer<'d, 'p> {
+    fn new(dest: &'d Path, umask: Option<u32>, pool: Option<FilePool<'p>>) -> Self {
+        Writer { dest, pool, umask, real_dirs: HashSet::from([Vec::new()]), dirs: HashMap::new(), open: None }
     }
 
     fn run(mut self, rx: Receiver<Op>, spare: Sender<Vec<u8>>) -> Result<(), ArchiveError> {
         for op in rx {
             match op {
                 Op::Dir { rel, mode, mtime } => self.dir(rel, mode, mtime)?,
+                Op::File { rel, mode, mtime, data, last: true } if self.pool.is_some() => {
+                    self.settle(&rel)?;
+                    self.ensure_dir(parent(&rel))?;
+                    let job = Job { rel, mode, mtime, buf: data.buf, len: data.len };
+                    self.pool.as_ref().expect("checked by the match guard").submit(job)?;
+                }
                 Op::File { rel, mode, mtime, data, last } => {
+                    self.settle(&rel)?;
                     self.file(&rel, mode, mtime, data.bytes(), last)?;
                     let _ = spare.send(data.buf);
                 }
@@ -530,7 +570,12 @@ impl<'d> Writer<'d> {
                 }
                 Op::Symlink { rel, target } => self.symlink(&rel, &target)?,
                 Op::HardLink { rel, target } => self.hard_link(&rel, &target)?,
-                Op::Done => return self.finish_dirs(),
+                Op::Done => {
+                    if let Some(pool) = self.pool.take() {
+                        pool.finish()?;
+                    }
+                    return self.finish_dirs();
+                }
             }
         }
         // The reader stopped on an error of its own and reports it.
@@ -538,12 +583,20 @@ impl<'d> Writer<'d> {
     }
 
     fn path(&self, rel: &[u8]) -> PathBuf {
-        if rel.is_empty() { self.dest.to_path_buf() } else { self.dest.join(OsStr::from_bytes(rel)) }
+        dest_path(self.dest, rel)
     }
 
     fn io(&self, op: &'static str, rel: &[u8]) -> impl FnOnce(io::Error) -> ArchiveError {
-        let path = self.path(rel);
-        move |source| ArchiveError::Io { op, path, source }
+        io_err(self.dest, op, rel)
+    }
+
+    /// Waits until no pool thread is creating `rel`, so that what happens to `rel` next happens
+    /// after it, in the archive's order.
+    fn settle(&self, rel: &[u8]) -> Result<(), ArchiveError> {
+        match &self.pool {
+            Some(pool) => pool.settle(rel),
+            None => Ok(()),
+        }
     }
 
     fn through_symlink(&self, rel: &[u8]) -> ArchiveError {
@@ -562,6 +615,7 @@ impl<'d> Writer<'d> {
             return Ok(());
         }
         self.ensure_dir(parent(rel))?;
+        self.settle(rel)?;
         let path = self.path(rel);
         match fs::create_dir(&path) {
             Ok(()) => {}
@@ -582,21 +636,14 @@ impl<'d> Writer<'d> {
         Ok(())
     }
 
-    /// Removes what an earlier entry left at `rel` (a file or symlink), so a later entry wins.
     fn clear(&self, rel: &[u8], what: &'static str) -> Result<(), ArchiveError> {
-        let path = self.path(rel);
-        let meta = fs::symlink_metadata(&path).map_err(self.io("inspect", rel))?;
-        if meta.is_dir() {
-            return Err(self.io(what, rel)(io::Error::other(
-                "a directory of that name came earlier in the archive",
-            )));
-        }
-        fs::remove_file(&path).map_err(self.io("replace", rel))
+        clear(self.dest, rel, what)
     }
 
     fn dir(&mut self, rel: Vec<u8>, mode: u32, mtime: Option<SystemTime>) -> Result<(), ArchiveError> {
         if !self.real_dirs.contains(&rel) {
             self.ensure_dir(parent(&rel))?;
+            self.settle(&rel)?;
             let path = self.path(&rel);
             match fs::create_dir(&path) {
                 Ok(()) => {}
@@ -625,16 +672,7 @@ impl<'d> Writer<'d> {
         last: bool,
     ) -> Result<(), ArchiveError> {
         self.ensure_dir(parent(rel))?;
-        let path = self.path(rel);
-        let create = || OpenOptions::new().write(true).create_new(true).mode(mode).open(&path);
-        let file = match create() {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                self.clear(rel, "create the file")?;
-                create().map_err(self.io("create the file", rel))?
-            }
-            Err(e) => return Err(self.io("create the file", rel)(e)),
-        };
+        let (file, path) = create_file(self.dest, rel, mode)?;
         self.open = Some(OpenFile { file, path, mode, mtime });
         self.chunk(data, last)
     }
@@ -658,22 +696,12 @@ impl<'d> Writer<'d> {
     }
 
     fn close(&self, open: OpenFile) -> Result<(), ArchiveError> {
-        let err = |op| {
-            let path = open.path.clone();
-            move |source| ArchiveError::Io { op, path, source }
-        };
-        // The file was created with `mode`; the umask may have removed bits.
-        if self.umask.is_none_or(|umask| open.mode & umask != 0) {
-            open.file.set_permissions(Permissions::from_mode(open.mode)).map_err(err("set the mode of"))?;
-        }
-        if let Some(mtime) = open.mtime {
-            open.file.set_times(FileTimes::new().set_modified(mtime)).map_err(err("set the mtime of"))?;
-        }
-        Ok(())
+        close_file(open, self.umask)
     }
 
     fn symlink(&mut self, rel: &[u8], target: &[u8]) -> Result<(), ArchiveError> {
         self.ensure_dir(parent(rel))?;
+        self.settle(rel)?;
         let path = self.path(rel);
         let target = OsStr::from_bytes(target);
         match std::os::unix::fs::symlink(target, &path) {
@@ -689,6 +717,8 @@ impl<'d> Writer<'d> {
     fn hard_link(&mut self, rel: &[u8], target: &[u8]) -> Result<(), ArchiveError> {
         self.ensure_dir(parent(rel))?;
         self.ensure_dir(parent(target))?;
+        self.settle(rel)?;
+        self.settle(target)?;
         let target_path = self.path(target);
         let meta = fs::symlink_metadata(&target_path).map_err(|e| {
             let detail = if e.kind() == io::ErrorKind::NotFound {
@@ -738,6 +768,70 @@ impl<'d> Writer<'d> {
         }
         Ok(())
     }
+}
+
+/// `dest/rel`; `dest` itself for the empty `rel`.
+fn dest_path(dest: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() { dest.to_path_buf() } else { dest.join(OsStr::from_bytes(rel)) }
+}
+
+fn io_err(dest: &Path, op: &'static str, rel: &[u8]) -> impl FnOnce(io::Error) -> ArchiveError {
+    let path = dest_path(dest, rel);
+    move |source| ArchiveError::Io { op, path, source }
+}
+
+/// Removes what an earlier entry left at `rel` (a file or symlink), so a later entry wins.
+fn clear(dest: &Path, rel: &[u8], what: &'static str) -> Result<(), ArchiveError> {
+    let path = dest_path(dest, rel);
+    let meta = fs::symlink_metadata(&path).map_err(io_err(dest, "inspect", rel))?;
+    if meta.is_dir() {
+        return Err(io_err(dest, what, rel)(io::Error::other(
+            "a directory of that name came earlier in the archive",
+        )));
+    }
+    fs::remove_file(&path).map_err(io_err(dest, "replace", rel))
+}
+
+/// Creates the regular file `rel` (its parent is a verified real directory), replacing an
+/// earlier file or symlink of that name. `O_EXCL` never follows a symlink.
+fn create_file(dest: &Path, rel: &[u8], mode: u32) -> Result<(File, PathBuf), ArchiveError> {
+    let path = dest_path(dest, rel);
+    let create = || OpenOptions::new().write(true).create_new(true).mode(mode).open(&path);
+    let file = match create() {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            clear(dest, rel, "create the file")?;
+            create().map_err(io_err(dest, "create the file", rel))?
+        }
+        Err(e) => return Err(io_err(dest, "create the file", rel)(e)),
+    };
+    Ok((file, path))
+}
+
+/// Gives a written file its mode (the umask may have removed bits at creation) and mtime.
+fn close_file(open: OpenFile, umask: Option<u32>) -> Result<(), ArchiveError> {
+    let err = |op| {
+        let path = open.path.clone();
+        move |source| ArchiveError::Io { op, path, source }
+    };
+    if umask.is_none_or(|umask| open.mode & umask != 0) {
+        open.file.set_permissions(Permissions::from_mode(open.mode)).map_err(err("set the mode of"))?;
+    }
+    if let Some(mtime) = open.mtime {
+        open.file.set_times(FileTimes::new().set_modified(mtime)).map_err(err("set the mtime of"))?;
+    }
+    Ok(())
+}
+
+/// A pool thread's work: one whole small file, created, written and closed.
+pub(super) fn write_whole_file(dest: &Path, umask: Option<u32>, job: &Job) -> Result<(), ArchiveError> {
+    let (mut file, path) = create_file(dest, &job.rel, job.mode)?;
+    file.write_all(&job.buf[..job.len]).map_err(|source| ArchiveError::Io {
+        op: "write",
+        path: path.clone(),
+        source,
+    })?;
+    close_file(OpenFile { file, path, mode: job.mode, mtime: job.mtime }, umask)
 }
 
 /// The parent of a `/`-separated relative path; `""` for a top-level name.
