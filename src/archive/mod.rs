@@ -18,8 +18,8 @@
 //! is followed. zstd runs in process with up to [`MAX_ZSTD_WORKERS`] worker threads and 2 MiB
 //! jobs (bounding memory to ~45 MiB on wide machines), content checksum, no long mode: one frame
 //! that `unzstd` reads without `--long`. Its level is [`CompressionLevel`]: pinned, or by
-//! default level 3 while the destination (the upload) is the limit and level 1 while the packer
-//! is, switched between zstd jobs inside the one frame. gzip uses flate2 at level 6, as `gzip`
+//! default level 3, and level 1 while an upload streaming the archive waits for the packer,
+//! switched between zstd jobs inside the one frame. gzip uses flate2 at level 6, as `gzip`
 //! does, unless pinned.
 //!
 //! **Reading** ([`unpack`], in `unpack.rs`) detects zstd or gzip by magic bytes (the zstd window
@@ -90,9 +90,10 @@ impl Compression {
 /// How hard the compressor works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CompressionLevel {
-    /// zstd: level 3 while the destination keeps the packer waiting (a slow link), level 1
-    /// while the packer keeps the destination waiting (loopback, a local disk, a fast network);
-    /// re-decided every [`ADAPT_WINDOW`] bytes of input. gzip: level 6, as `gzip` does.
+    /// zstd: level 1 while the reader of the archive (an upload streaming it as it grows) waits
+    /// for the packer most of the time (loopback, a fast network), else level 3 (a slow link, or
+    /// an upload that starts once the archive is complete); re-decided every [`ADAPT_WINDOW`]
+    /// bytes of input. gzip: level 6, as `gzip` does.
     #[default]
     Auto,
     /// This level throughout: zstd -7 to 19 (negative: zstd's `--fast` levels), gzip 1 to 9.

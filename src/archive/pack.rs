@@ -28,22 +28,25 @@ const USTAR_MAX_SIZE: u64 = 0o77777777777;
 /// Input bytes per zstd worker job.
 const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
-/// Writes `spec.root` as a tar archive named `spec.name`, compressed, to `out`, at the level
-/// [`CompressionLevel::Auto`] chooses.
+/// Writes `spec.root` as a tar archive named `spec.name`, compressed, to `out`, at the default
+/// level (with no reader of `out` to watch, [`CompressionLevel::Auto`] stays at level 3).
 pub fn pack(
     spec: &PackSpec,
     compression: Compression,
     out: &mut dyn Write,
 ) -> Result<PackStats, ArchiveError> {
-    pack_at(spec, compression, CompressionLevel::Auto, out)
+    pack_at(spec, compression, CompressionLevel::Auto, out, &|| Duration::ZERO)
 }
 
-/// [`pack`] at the given level.
+/// [`pack`] at the given level. `reader_waited` tells the total time so far that whoever
+/// consumes `out` concurrently (an upload streaming the archive as it grows) spent waiting for
+/// the packer; [`CompressionLevel::Auto`] follows it.
 pub fn pack_at(
     spec: &PackSpec,
     compression: Compression,
     level: CompressionLevel,
     out: &mut dyn Write,
+    reader_waited: &dyn Fn() -> Duration,
 ) -> Result<PackStats, ArchiveError> {
     let plan = Plan::new(spec)?;
     let label = compression.label();
@@ -66,7 +69,9 @@ pub fn pack_at(
                 .map_err(write_err)?;
             encoder.include_checksum(true).map_err(write_err)?;
             encoder.long_distance_matching(false).map_err(write_err)?;
-            let adaptive = Adaptive::new(encoder, first, level == CompressionLevel::Auto, waited);
+            let auto = level == CompressionLevel::Auto;
+            let adaptive =
+                Adaptive::new(encoder, first, auto, Waits { on_out: waited, reader: reader_waited });
             let (stats, adaptive) = plan.write(adaptive, label)?;
             let summary = adaptive.summary();
             adaptive.encoder.finish().map_err(write_err)?;
@@ -91,10 +96,12 @@ const AUTO_RATIO_LEVEL: i32 = 3;
 /// The level [`CompressionLevel::Auto`] uses while the packer is the limit: the fastest level
 /// whose archives stay within 15 % of level 3's on real caches (docs/performance.md).
 const AUTO_SPEED_LEVEL: i32 = 1;
-/// Below this share of the time spent waiting on the destination, the packer is the limit.
-const PACKER_BOUND: f64 = 0.10;
-/// Above this share, the destination is the limit.
+/// Above this share of a window's time blocked writing to the destination, or below this share
+/// of it with the reader waiting for the packer, the destination is the limit: level 3.
 const LINK_BOUND: f64 = 0.30;
+/// Above this share of a window's time with the reader waiting for the packer, the packer is the
+/// limit: level 1.
+const PACKER_BOUND: f64 = 0.50;
 
 /// The destination, timed: how long writes to it blocked (the upload was behind).
 struct Timed<'a> {
@@ -118,16 +125,31 @@ impl Write for Timed<'_> {
     }
 }
 
+/// Where the time of the packer's destination goes.
+struct Waits<'a> {
+    /// Time the packer spent blocked writing to the destination.
+    on_out: Rc<Cell<Duration>>,
+    /// Time the destination's reader spent waiting for the packer.
+    reader: &'a dyn Fn() -> Duration,
+}
+
+impl Waits<'_> {
+    fn now(&self) -> (Instant, Duration, Duration) {
+        (Instant::now(), self.on_out.get(), (self.reader)())
+    }
+}
+
 /// The zstd encoder, with its level re-decided every [`ADAPT_WINDOW`] bytes of input when the
-/// level is automatic: the share of that window's time spent blocked on the destination tells
-/// which side is the limit. A multi-threaded zstd applies a new level from its next job on, in
-/// the same frame, so the archive stays one ordinary frame any `zstd -d` reads.
+/// level is automatic: the shares of that window's time the packer spent blocked on the
+/// destination and the destination's reader spent waiting for the packer tell which side is
+/// the limit. A multi-threaded zstd applies a new level from its next job on, in the same
+/// frame, so the archive stays one ordinary frame any `zstd -d` reads.
 struct Adaptive<'a> {
     encoder: zstd::stream::write::Encoder<'static, Timed<'a>>,
     level: i32,
     auto: bool,
-    waited: Rc<Cell<Duration>>,
-    window_start: (Instant, Duration),
+    waits: Waits<'a>,
+    window_start: (Instant, Duration, Duration),
     window_bytes: u64,
     /// Input bytes per level used, for the debug log.
     used: Vec<(i32, u64)>,
@@ -138,22 +160,22 @@ impl<'a> Adaptive<'a> {
         encoder: zstd::stream::write::Encoder<'static, Timed<'a>>,
         level: i32,
         auto: bool,
-        waited: Rc<Cell<Duration>>,
+        waits: Waits<'a>,
     ) -> Self {
-        let window_start = (Instant::now(), waited.get());
-        Adaptive { encoder, level, auto, waited, window_start, window_bytes: 0, used: vec![(level, 0)] }
+        let window_start = waits.now();
+        Adaptive { encoder, level, auto, waits, window_start, window_bytes: 0, used: vec![(level, 0)] }
     }
 
     /// Ends a window: picks the level for the next one.
     fn decide(&mut self) -> io::Result<()> {
-        let (started, waited_before) = self.window_start;
-        let elapsed = started.elapsed().as_secs_f64();
-        let waited = (self.waited.get() - waited_before).as_secs_f64();
-        let share = if elapsed > 0.0 { waited / elapsed } else { 0.0 };
-        let next = if share < PACKER_BOUND {
-            AUTO_SPEED_LEVEL
-        } else if share > LINK_BOUND {
+        let (started, on_out_before, reader_before) = self.window_start;
+        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        let on_out = (self.waits.on_out.get().saturating_sub(on_out_before)).as_secs_f64() / elapsed;
+        let reader = ((self.waits.reader)().saturating_sub(reader_before)).as_secs_f64() / elapsed;
+        let next = if on_out > LINK_BOUND || reader < LINK_BOUND {
             AUTO_RATIO_LEVEL
+        } else if reader > PACKER_BOUND {
+            AUTO_SPEED_LEVEL
         } else {
             self.level
         };
@@ -162,7 +184,7 @@ impl<'a> Adaptive<'a> {
             self.level = next;
             self.used.push((next, 0));
         }
-        self.window_start = (Instant::now(), self.waited.get());
+        self.window_start = self.waits.now();
         self.window_bytes = 0;
         Ok(())
     }
