@@ -5,7 +5,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use crate::archive::Compression;
+use crate::archive::{Compression, CompressionLevel, GZIP_LEVELS, ZSTD_LEVELS};
 use crate::backend::artifact_cache::Reservation;
 use crate::backend::aws_credentials::CredentialSource;
 use crate::backend::local::Bound as LocalBound;
@@ -127,6 +127,8 @@ pub struct Config {
     pub backend_reason: String,
     pub cache_mode: CacheMode,
     pub compression: Compression,
+    /// The `compression-level` input: `auto`, or a level valid for `compression`.
+    pub compression_level: CompressionLevel,
     pub timeout: Duration,
     pub runner: RunnerEnv,
 }
@@ -160,6 +162,12 @@ impl Config {
         let working_directory = parse_working_directory(raw.working_directory.as_deref(), &runner.workspace)?;
         let nox_envdir = working_directory.join(envdir_path(raw.nox_envdir.as_deref().unwrap_or(".nox"))?);
         let (backend, backend_reason) = select_backend(raw, lookup, &runner)?;
+        let compression = choice(
+            "compression",
+            raw.compression.as_deref(),
+            Compression::Zstd,
+            &[("zstd", Compression::Zstd), ("gzip", Compression::Gzip)],
+        )?;
         Ok(Config {
             targets: parse_targets(raw.targets.as_deref().unwrap_or("uv nox"))?,
             key_files: parse_key_files(raw.key_files.as_deref(), runner.home.as_deref())?,
@@ -188,12 +196,8 @@ impl Config {
             )?,
             evict_project: boolean("evict-project", raw.evict_project.as_deref(), true)?,
             cache_mode: cache_mode(lookup(env::ACTIONS_CACHE_MODE).as_deref()),
-            compression: choice(
-                "compression",
-                raw.compression.as_deref(),
-                Compression::Zstd,
-                &[("zstd", Compression::Zstd), ("gzip", Compression::Gzip)],
-            )?,
+            compression,
+            compression_level: parse_compression_level(raw.compression_level.as_deref(), compression)?,
             timeout: parse_timeout(raw.timeout.as_deref())?,
             working_directory,
             nox_envdir,
@@ -375,6 +379,32 @@ fn choice<T: Copy>(
         let names: Vec<&str> = allowed.iter().map(|(name, _)| *name).collect();
         invalid(input, format!("`{value}` is not allowed; allowed: {}", names.join(", ")))
     })
+}
+
+/// `auto`, or a whole number in the range of the chosen compression.
+fn parse_compression_level(
+    value: Option<&str>,
+    compression: Compression,
+) -> Result<CompressionLevel, ConfigError> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.eq_ignore_ascii_case("auto")) else {
+        return Ok(CompressionLevel::Auto);
+    };
+    let (range, name) = match compression {
+        Compression::Zstd => (ZSTD_LEVELS, "zstd"),
+        Compression::Gzip => (GZIP_LEVELS, "gzip"),
+    };
+    match value.parse::<i32>() {
+        Ok(level) if range.contains(&level) => Ok(CompressionLevel::Fixed(level)),
+        _ => Err(invalid(
+            "compression-level",
+            format!(
+                "`{value}` is not `auto` or a {name} level from {} to {}; use `auto` to let the \
+                 level follow the upload",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
 }
 
 fn parse_timeout(value: Option<&str>) -> Result<Duration, ConfigError> {
@@ -787,6 +817,7 @@ mod tests {
         assert_eq!(cfg.save, SavePolicy::Auto);
         assert!(cfg.evict_project && !cfg.lookup_only && !cfg.fail_on_cache_miss);
         assert_eq!(cfg.compression, Compression::Zstd);
+        assert_eq!(cfg.compression_level, CompressionLevel::Auto);
         assert_eq!(cfg.timeout, Duration::from_secs(600));
         assert!(
             matches!(&cfg.backend, BackendKind::Local { root, .. } if root == Path::new("/home/u/.cache/uv-nox-cache"))
@@ -807,6 +838,8 @@ mod tests {
             ("INPUT_SAVE", "sometimes"),
             ("INPUT_UV-PRUNE", "all"),
             ("INPUT_COMPRESSION", "xz"),
+            ("INPUT_COMPRESSION-LEVEL", "20"),
+            ("INPUT_COMPRESSION-LEVEL", "fast"),
             ("INPUT_TIMEOUT", "0"),
             ("INPUT_TIMEOUT", "ten"),
             ("INPUT_WORKING-DIRECTORY", "../elsewhere"),
@@ -820,6 +853,18 @@ mod tests {
             assert_eq!(err.input, name, "{input}={value}: {err}");
             assert!(err.to_string().contains(&format!("`{name}`")), "{err}");
         }
+    }
+
+    #[test]
+    fn compression_level_is_auto_or_a_level_of_the_chosen_compression() {
+        let level = |pairs: &[(&str, &str)]| config(pairs).map(|cfg| cfg.compression_level);
+        assert_eq!(level(&[("INPUT_COMPRESSION-LEVEL", "AUTO")]).unwrap(), CompressionLevel::Auto);
+        assert_eq!(level(&[("INPUT_COMPRESSION-LEVEL", "-7")]).unwrap(), CompressionLevel::Fixed(-7));
+        assert_eq!(level(&[("INPUT_COMPRESSION-LEVEL", "19")]).unwrap(), CompressionLevel::Fixed(19));
+        let gzip = [("INPUT_COMPRESSION", "gzip"), ("INPUT_COMPRESSION-LEVEL", "9")];
+        assert_eq!(level(&gzip).unwrap(), CompressionLevel::Fixed(9));
+        let err = level(&[("INPUT_COMPRESSION", "gzip"), ("INPUT_COMPRESSION-LEVEL", "19")]).unwrap_err();
+        assert!(err.to_string().contains("gzip level from 1 to 9"), "{err}");
     }
 
     #[test]

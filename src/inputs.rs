@@ -27,6 +27,7 @@ pub const INPUT_NAMES: &[&str] = &[
     "s3-region",
     "s3-path-style",
     "compression",
+    "compression-level",
     "timeout",
 ];
 
@@ -55,6 +56,7 @@ pub struct RawInputs {
     pub s3_region: Option<String>,
     pub s3_path_style: Option<String>,
     pub compression: Option<String>,
+    pub compression_level: Option<String>,
     pub timeout: Option<String>,
 }
 
@@ -88,6 +90,7 @@ impl RawInputs {
             s3_region: get("s3-region"),
             s3_path_style: get("s3-path-style"),
             compression: get("compression"),
+            compression_level: get("compression-level"),
             timeout: get("timeout"),
         }
     }

@@ -22,6 +22,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// An archive file, complete or still being written.
 pub struct ArchiveFile {
@@ -38,6 +39,9 @@ pub struct ArchiveFile {
 struct Progress {
     written: u64,
     end: End,
+    /// Time readers of a growing archive spent blocked in `wait_for` (not counting waits for
+    /// the whole archive): how far the packer is behind a streaming upload.
+    readers_waited: Duration,
 }
 
 #[derive(Debug, PartialEq)]
@@ -75,7 +79,7 @@ impl ArchiveFile {
             path: temp.to_path_buf(),
             _temp: Some(temp),
             file: Some(file),
-            progress: Mutex::new(Progress { written: 0, end: End::Growing }),
+            progress: Mutex::new(Progress { written: 0, end: End::Growing, readers_waited: Duration::ZERO }),
             changed: Condvar::new(),
         })
     }
@@ -87,7 +91,11 @@ impl ArchiveFile {
             path: path.to_path_buf(),
             _temp: None,
             file: None,
-            progress: Mutex::new(Progress { written: size, end: End::Complete }),
+            progress: Mutex::new(Progress {
+                written: size,
+                end: End::Complete,
+                readers_waited: Duration::ZERO,
+            }),
             changed: Condvar::new(),
         })
     }
@@ -131,9 +139,22 @@ impl ArchiveFile {
                 End::Growing if progress.written >= bytes => {
                     return Ok(Written { bytes: progress.written, complete: false });
                 }
-                End::Growing => progress = self.changed.wait(progress).unwrap_or_else(|e| e.into_inner()),
+                End::Growing => {
+                    let started = Instant::now();
+                    progress = self.changed.wait(progress).unwrap_or_else(|e| e.into_inner());
+                    if bytes != u64::MAX {
+                        progress.readers_waited += started.elapsed();
+                    }
+                }
             }
         }
+    }
+
+    /// The total time readers have spent waiting in [`wait_for`](Self::wait_for) for bytes not
+    /// yet written (waits for the whole archive not counted): the packer's pace for a streaming
+    /// upload.
+    pub fn readers_waited(&self) -> Duration {
+        self.lock().readers_waited
     }
 
     /// Blocks until the archive is complete; returns its size.

@@ -378,7 +378,8 @@ fn pack(
     // No fsync: the file is read back at once (from the page cache) and deleted after the
     // upload; a crash loses the save either way. Syncing cost more than the packing on a
     // 700 MB archive (docs/performance.md).
-    let packed = archive::pack(&spec, cfg.compression, &mut out)
+    let waited = || archive.readers_waited();
+    let packed = archive::pack_at(&spec, cfg.compression, cfg.compression_level, &mut out, &waited)
         .map_err(|e| e.to_string())
         .and_then(|_| out.into_inner().map(|_| ()).map_err(|e| e.error().to_string()));
     match packed {

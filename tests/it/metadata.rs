@@ -34,6 +34,7 @@ const DESIGN_INPUTS: &[(&str, Option<&str>)] = &[
     ("s3-region", None),
     ("s3-path-style", None),
     ("compression", Some("zstd")),
+    ("compression-level", Some("auto")),
     ("timeout", Some("600")),
 ];
 
