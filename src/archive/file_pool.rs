@@ -41,13 +41,16 @@ pub(super) struct Job {
     pub len: usize,
 }
 
-/// How many pool threads an unpack uses: one per CPU this process may run on (so `taskset`
-/// and container CPU limits count), at most [`MAX_THREADS`]. 0 (on one CPU) means no pool: the
-/// writer thread creates every file itself, as a second thread on one CPU only adds switches.
+/// How many pool threads an unpack uses: two per CPU this process may run on (so `taskset`
+/// and container CPU limits count), at most [`MAX_THREADS`]. A thread creating files spends
+/// much of its time blocked in the file system, so two per CPU keep the CPUs busy; on two CPUs
+/// four threads took the least CPU time for a 100k-file restore (docs/performance.md). 0 (on
+/// one CPU) means no pool: the writer thread creates every file itself, as the measurements on
+/// one CPU showed no gain to pay for the switches.
 pub(super) fn threads() -> usize {
     match std::thread::available_parallelism().map_or(1, |n| n.get()) {
         1 => 0,
-        n => n.min(MAX_THREADS),
+        n => (2 * n).min(MAX_THREADS),
     }
 }
 

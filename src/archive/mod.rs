@@ -46,7 +46,7 @@
 //! Speed: the calling thread decompresses and parses; a writer thread applies the entries,
 //! fed through a bounded channel (128 operations, file data in pieces of at most 128 KiB, in
 //! buffers the writer hands back to be filled again). It creates directories, links and large
-//! files itself and hands whole small files to a pool of threads (one per CPU, in `file_pool.rs`)
+//! files itself and hands whole small files to a pool of threads (two per CPU, in `file_pool.rs`)
 //! that create them in parallel, in an order that keeps the archive's meaning. Memory stays
 //! under ~30 MiB whatever the archive size, plus the zstd window.
 //!
