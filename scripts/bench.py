@@ -275,6 +275,122 @@ def make_set_b(bench: Path, quick: bool) -> dict:
     }
 
 
+# --scaling: how the cost grows with the number of files and with the bytes
+SCALING_FILES = (1_000, 10_000, 100_000, 300_000)
+SCALING_BYTES = (50 << 20, 500 << 20, 2 << 30)
+
+
+def make_scaling_set(bench: Path, files: int = 0, size: int = 0) -> dict:
+    """One venv-like env: `files` small `.py`-like files of 4 KiB on average (the files series),
+    or `size` bytes in files of 8 MiB, half text and half random (the bytes series)."""
+    label = f"{files}-files" if files else f"{size >> 20}-MiB"
+    base = bench / "scaling" / label
+    ws = base / "ws"
+    envdir = ws / ".nox"
+    stamp = base / "generated"
+    if not stamp.exists():
+        print(f"== scaling set {label}: generating {envdir}", file=sys.stderr)
+        shutil.rmtree(base, ignore_errors=True)
+        rng = random.Random(20261204)
+        ver = subprocess.run(
+            ["/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:3])"],
+            check=True, capture_output=True, text=True,
+        ).stdout.split()
+        env = envdir / "tests"
+        (env / "bin").mkdir(parents=True)
+        os.symlink("/usr/bin/python3", env / "bin/python")
+        (env / "pyvenv.cfg").write_text(
+            f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {'.'.join(ver)}\n"
+        )
+        site = env / f"lib/python{ver[0]}.{ver[1]}/site-packages"
+        pool = _line_pool(rng, 30000)
+        for i in range(files):
+            pkg = site / f"pkg{i // 250:04d}" / f"sub{(i // 25) % 10}"
+            if i % 25 == 0:
+                pkg.mkdir(parents=True)
+            lines = rng.choices(pool, k=int(rng.expovariate(1 / 100)) + 5)
+            (pkg / f"mod{i % 25:02d}.py").write_text("".join(lines))
+        chunk = 8 << 20
+        for i in range(size // chunk):
+            lib = site / f"big{i // 16:03d}"
+            lib.mkdir(parents=True, exist_ok=True)
+            if i % 2:
+                (lib / f"_native{i}.so").write_bytes(rng.randbytes(chunk))
+            else:
+                text = "".join(rng.choices(pool, k=chunk // 40)).encode()[:chunk]
+                (lib / f"data{i}.py").write_bytes(text)
+        stamp.touch()
+    return {
+        "name": f"scaling {label}",
+        "files": files,
+        "size": size,
+        "base": base,
+        "ws": ws,
+        "dirs": [envdir],
+        "inputs": {"INPUT_TARGETS": "nox", "INPUT_NOX-ENVDIR": ".nox", "INPUT_EVICT-PROJECT": "false"},
+        "extra_env": {},
+        "official_paths": [".nox"],
+    }
+
+
+def user_args() -> str:
+    """The options given to scripts/bench (without the ones it adds itself)."""
+    added = {"--root", "--bin-dir", "--object-store", "--plot-python"}
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg in added:
+            skip = True
+        else:
+            args.append(arg)
+    return " ".join(args)
+
+
+def run_scaling(b: "Bench", files_points, bytes_points, plot_python: str, out_png: Path):
+    """Saves and restores each scaling set with ours (v2), @actions/cache (v2) and the
+    baseline; prints the table, writes the points as JSON next to the PNG's source data and
+    draws the PNG with matplotlib (in `plot_python`, the bench's tools venv)."""
+    import json
+    points = []
+    load_before = os.getloadavg()
+    for ds in [make_scaling_set(b.bench, files=n) for n in files_points] + \
+              [make_scaling_set(b.bench, size=n) for n in bytes_points]:
+        b.rss.pop(ds["name"], None)
+        b.run_set(ds)
+        size, entries = tree_stats(ds["dirs"])
+        point = {"name": ds["name"], "series": "files" if ds["files"] else "bytes",
+                 "bytes": size, "entries": entries, "rss_mib": b.rss.get(ds["name"], 0) / 1024}
+        for op in ("save", "restore"):
+            for who, key in (("ours", "ours-v2"), ("official", "official-v2"), ("baseline", "baseline")):
+                wall, cpu = b.med(ds["name"], op, key)
+                point[f"{who}_{op}"] = wall
+                point[f"{who}_{op}_cpu"] = cpu
+        points.append(point)
+        # Each set's data can go once measured: the largest are gigabytes.
+    load_after = os.getloadavg()
+    data = b.bench / "scaling.json"
+    data.write_text(json.dumps({"points": points, "load": [load_before[0], load_after[0]]}, indent=1))
+
+    def fmt(x):
+        return "–" if x is None else f"{x:.2f}"
+
+    print()
+    print(f"`scripts/bench {user_args()}`: {b.runs} run(s), medians; wall s, v2 on "
+          f"the local test server. Load average before {load_before[0]:.1f}, after {load_after[0]:.1f}; "
+          f"{os.cpu_count()} CPUs.")
+    print()
+    print("| set | bytes | files+dirs | ours save | @actions/cache save | `tar\|zstd` save | ours restore "
+          "| @actions/cache restore | `zstd -d\|tar` restore | our peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in points:
+        print(f"| {p['name']} | {p['bytes']:,} | {p['entries']:,} | {fmt(p['ours_save'])} | "
+              f"{fmt(p['official_save'])} | {fmt(p['baseline_save'])} | {fmt(p['ours_restore'])} | "
+              f"{fmt(p['official_restore'])} | {fmt(p['baseline_restore'])} | {p['rss_mib']:.0f} MiB |")
+    sh([plot_python, str(b.root / "scripts/bench_plot.py"), str(data), str(out_png)])
+    print(f"\nplot: {out_png.relative_to(b.root)}")
+
+
 def tree_stats(dirs) -> tuple:
     size = files = 0
     for d in dirs:
@@ -887,7 +1003,22 @@ def main():
                         help="shape loopback to RATE (tc tbf, e.g. 1gbit) to stand for a runner's network link")
     parser.add_argument("--no-fresh-fs", action="store_true",
                         help="restore onto the disk the data sets are on, not a new ext4 per restore")
+    parser.add_argument("--scaling", action="store_true",
+                        help="the cost curve: trees of 1k to 300k files and of 50 MB to 2 GB, v2 and "
+                             "baseline, 1 run by default; draws docs/scaling.png")
+    parser.add_argument("--scaling-files", help="comma-separated file counts (default 1000,10000,100000,300000)")
+    parser.add_argument("--scaling-mib", help="comma-separated sizes in MiB (default 50,500,2048)")
+    parser.add_argument("--plot-python", help="a Python with matplotlib (scripts/bench provides one)")
     args = parser.parse_args()
+    if args.scaling:
+        args.runs = args.runs or 1
+        args.backends = "v2"
+        b = Bench(args)
+        (b.bench / "home").mkdir(exist_ok=True)
+        files = [int(n) for n in args.scaling_files.split(",")] if args.scaling_files else SCALING_FILES
+        mib = [int(n) << 20 for n in args.scaling_mib.split(",")] if args.scaling_mib else SCALING_BYTES
+        run_scaling(b, files, mib, args.plot_python or sys.executable, b.root / "docs/scaling.png")
+        return
     if args.sets is None:
         args.sets = "a,c" if args.jobs else "a,b"
     if args.jobs and "b" in args.sets.split(","):
