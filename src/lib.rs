@@ -16,6 +16,7 @@ pub mod backend;
 pub mod byte_size;
 pub mod cancel;
 pub mod config;
+pub mod deadline;
 pub mod disk;
 pub mod entry_note;
 pub mod env;

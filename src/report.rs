@@ -11,9 +11,9 @@ use tracing::{error, info, warn};
 
 use crate::backend::BackendError;
 use crate::config::Config;
+use crate::deadline::Unfinished;
 use crate::flow::{self, RestoreResult, Restored, SaveError, SaveReport, SaveResult};
 use crate::runner::{self, FileCommands, SummaryRow};
-use crate::steps::Unfinished;
 use crate::target::{PlanError, TargetPlan};
 
 /// How a step ended, as `finish` reports it.

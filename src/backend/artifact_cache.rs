@@ -18,7 +18,7 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{Fail, Http, Int, Tuning, encode_component, lenient, status_error};
+use super::http::{Fail, Http, Int, Tuning, check_denied, encode_component, lenient, status_error};
 use super::transfer::{self, SignedUrl};
 use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved, Secret};
 
@@ -113,7 +113,7 @@ impl ArtifactCacheBackend {
         };
         let (status, bytes) = self.call(op, "POST", &self.api_url("caches"), Some(&body))?;
         let message = self.message(&bytes);
-        transfer::check_denied(op, &message)?;
+        check_denied(op, &message)?;
         match status {
             200..=299 => {
                 let id = serde_json::from_slice::<ReserveAnswer>(&bytes).ok().and_then(|a| a.cache_id);
@@ -247,7 +247,7 @@ fn refusal(op: &'static str, status: u16, message: String) -> BackendError {
     match status {
         401 | 429 | 500..=599 => status_error(op, status, message),
         403 => {
-            if let Err(denied) = transfer::check_denied(op, &message) {
+            if let Err(denied) = check_denied(op, &message) {
                 return denied;
             }
             let cause = "Likely cause: the runner's cache proxy and its cache server do not share the \

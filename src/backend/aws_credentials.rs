@@ -180,10 +180,10 @@ fn web_identity(
     if !(200..300).contains(&status) {
         return Err(credentials_error(format!(
             "STS refused AssumeRoleWithWebIdentity for {role_arn} ({status}): {}",
-            http.clip(super::s3::error_message(&text).as_bytes())
+            http.clip(super::xml::error_message(&text).as_bytes())
         )));
     }
-    let field = |name: &str| super::s3::xml_field(&text, name);
+    let field = |name: &str| super::xml::xml_field(&text, name);
     match (field("AccessKeyId"), field("SecretAccessKey")) {
         (Some(access_key), Some(secret)) => {
             Ok(Keys { access_key, secret: Secret(secret), session_token: field("SessionToken").map(Secret) })

@@ -13,12 +13,14 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
+use base64::Engine;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::http::{
-    Fail, Http, Int, Tuning, base64, encode_component, lenient, origin, status_error, uuid_v4, with_query,
+    Fail, Http, Int, Tuning, check_denied, encode_component, lenient, origin, status_error, uuid_v4,
+    with_query,
 };
 use super::transfer::{self, SignedUrl};
 use super::{ArchiveFile, Backend, BackendError, Hit, Locator, Saved, Secret};
@@ -184,7 +186,7 @@ impl Backend for GithubBackend {
             Err((status, message)) => return Err(status_error(op, status, message)),
         };
         let message = self.http.clip(created.message.unwrap_or_default().as_bytes());
-        transfer::check_denied(op, &message)?;
+        check_denied(op, &message)?;
         let url = created.signed_upload_url.filter(|url| !url.is_empty());
         let (Some(true), Some(url)) = (created.ok, url) else {
             let message =
@@ -317,7 +319,7 @@ fn blob_answer(
 pub(crate) fn block_id(uuid: &str, index: u64) -> String {
     let raw = format!("{uuid}{index:012}");
     debug_assert_eq!(raw.len(), 48);
-    base64(raw.as_bytes())
+    base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())
 }
 
 #[cfg(test)]
@@ -329,7 +331,7 @@ mod tests {
         let uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
         let id = block_id(uuid, 7);
         assert_eq!(id.len(), 64);
-        assert_eq!(id, base64(b"0f8fad5b-d9cb-469f-a165-70867728950e000000000007"));
+        assert_eq!(id, "MGY4ZmFkNWItZDljYi00NjlmLWExNjUtNzA4Njc3Mjg5NTBlMDAwMDAwMDAwMDA3");
         assert_eq!(encode_component("a+b/c="), "a%2Bb%2Fc%3D");
     }
 

@@ -469,9 +469,20 @@ impl Http {
     }
 }
 
+/// GitHub's services refuse a read or write of another scope (a fork's, a protected branch's)
+/// with a message starting `Cache read denied:` / `Cache write denied:`, sometimes inside a 2xx
+/// answer; such a message is a [`BackendError::Denied`], whatever the status.
+pub(crate) fn check_denied(op: &'static str, message: &str) -> Result<(), BackendError> {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("cache read denied:") || lower.contains("cache write denied:") {
+        return Err(BackendError::Denied { op, message: message.to_string() });
+    }
+    Ok(())
+}
+
 /// The status → error table for answers the protocol code did not expect.
 pub(crate) fn status_error(op: &'static str, status: u16, body: String) -> BackendError {
-    if let Err(denied) = super::transfer::check_denied(op, &body) {
+    if let Err(denied) = check_denied(op, &body) {
         return denied;
     }
     match status {
@@ -584,25 +595,6 @@ pub(crate) fn encode_component(s: &str) -> String {
     out
 }
 
-/// Standard base64 with padding.
-pub(crate) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (chunk[0] as u32) << 16
-            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-            | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// A random number from std's hasher seeds: good enough for jitter and block-id UUIDs.
 pub(crate) fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -680,9 +672,6 @@ mod tests {
 
     #[test]
     fn encodings() {
-        assert_eq!(base64(b"Man"), "TWFu");
-        assert_eq!(base64(b"Ma"), "TWE=");
-        assert_eq!(base64(b"M"), "TQ==");
         assert_eq!(encode_component("a,b c/+="), "a%2Cb%20c%2F%2B%3D");
         let id = uuid_v4();
         assert_eq!(id.len(), 36);
@@ -699,5 +688,14 @@ mod tests {
         body.extend_from_slice(b"tok3n and more");
         let clipped = http.clip(&body);
         assert!(!clipped.contains("to") && clipped.ends_with("**…"), "{clipped}");
+    }
+
+    #[test]
+    fn denials_are_found_in_any_message() {
+        assert!(matches!(
+            check_denied("reserve", "Cache write denied: fork"),
+            Err(BackendError::Denied { .. })
+        ));
+        assert!(check_denied("reserve", "fine").is_ok());
     }
 }

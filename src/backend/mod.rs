@@ -21,6 +21,7 @@ pub mod pace;
 pub mod s3;
 pub mod scope;
 pub mod transfer;
+mod xml;
 
 pub use archive_file::ArchiveFile;
 pub use health::Health;
@@ -230,60 +231,5 @@ fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<
         BackendKind::S3(settings) => {
             Box::new(s3::S3Backend::new((**settings).clone(), deadline, tuning.timing_only()))
         }
-    }
-}
-
-/// The cache "version" of the toolkit's `getCacheVersion` (docs/protocol.md §2.2): SHA-256 hex of the
-/// `path` input lines exactly as typed, the compression label (`zstd-without-long`, `gzip`,
-/// legacy `zstd`), `windows-only` when computed on Windows, and the salt `1.0`, joined by `|`.
-///
-/// `path` is the input already split into lines by the caller (trimmed, blanks dropped) and
-/// joined with `\n`; each line is one component, in order.
-pub fn version(path: &str, compression_label: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let mut parts: Vec<&str> = path.split('\n').collect();
-    if !compression_label.is_empty() {
-        parts.push(compression_label);
-    }
-    if cfg!(windows) {
-        parts.push("windows-only");
-    }
-    parts.push("1.0");
-    hex::encode(Sha256::digest(parts.join("|").as_bytes()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The worked examples of docs/protocol.md §2.2, computed by the 6.3.0 toolkit.
-    #[test]
-    #[cfg(not(windows))]
-    fn version_matches_the_toolkit() {
-        assert_eq!(
-            version("~/.cache/uv", "zstd-without-long"),
-            "5ba428ba583e06456281373eb4d3b9dcfffa872e0ab7793092420651d9c0bf1c"
-        );
-        assert_eq!(
-            version("~/.cache/uv", "gzip"),
-            "5f6af6f65db26419d2aba9c43e2a283e0477e96793460dcb7f003598df130e92"
-        );
-        assert_eq!(
-            version("~/.cache/uv", "zstd"),
-            "30eee7ead18a1ebc01c7de50bfa0c80c9ac266dcd2136fd3043b53387db83374"
-        );
-        assert_eq!(
-            version("~/.cache/uv\n.nox", "zstd-without-long"),
-            "9fd195a383830496e90581c4fcd14ee855e9195cac09fe931fe7f22ced69f489"
-        );
-    }
-
-    #[test]
-    #[cfg(windows)]
-    fn version_matches_the_toolkit_on_windows() {
-        assert_eq!(
-            version("~/.cache/uv", "zstd-without-long"),
-            "7db68449f14e2f0d8aa9b0f0efb35fedd86c605f98e40645b5ccbfb64a722b4f"
-        );
     }
 }

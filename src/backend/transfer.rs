@@ -34,17 +34,6 @@ pub(crate) fn io_error(op: &'static str, path: &Path, source: io::Error) -> Back
     BackendError::Io { op, path: path.to_path_buf(), source }
 }
 
-/// GitHub's services refuse a read or write of another scope (a fork's, a protected branch's)
-/// with a message starting `Cache read denied:` / `Cache write denied:`, sometimes inside a 2xx
-/// answer; such a message is a [`BackendError::Denied`], whatever the status.
-pub(crate) fn check_denied(op: &'static str, message: &str) -> Result<(), BackendError> {
-    let lower = message.to_ascii_lowercase();
-    if lower.contains("cache read denied:") || lower.contains("cache write denied:") {
-        return Err(BackendError::Denied { op, message: message.to_string() });
-    }
-    Ok(())
-}
-
 /// Runs `task(0)`, `task(1)`, … on up to `workers` threads until a task answers `Ok(false)`
 /// (no part with that number) or fails. After a failure no new part is started, and `stopped`,
 /// which every task is handed, is set so that a task waiting for its data can give up too; the
@@ -382,12 +371,7 @@ mod tests {
     }
 
     #[test]
-    fn denials_are_found_in_any_message() {
-        assert!(matches!(
-            check_denied("reserve", "Cache write denied: fork"),
-            Err(BackendError::Denied { .. })
-        ));
-        assert!(check_denied("reserve", "fine").is_ok());
+    fn content_range_totals_are_read() {
         assert_eq!(range_total("bytes 0-9/120"), Some(120));
         assert_eq!(range_total("bytes 0-9/*"), None);
     }

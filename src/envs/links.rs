@@ -18,21 +18,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::Invalid;
 use super::env_names;
-use super::marker::read_marker;
-
-/// One env file that is also in the uv cache.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Link {
-    /// The file, relative to the env.
-    pub path: String,
-    /// The same file, relative to the uv cache.
-    pub uv: String,
-    pub size: u64,
-}
+use super::marker::{Link, read_marker};
 
 /// The files of each env under `envdir` that are hard links of files in the uv cache at
 /// `uv_dir` — of the part of it that was archived, so outside `uv_skip` (relative to `uv_dir`)

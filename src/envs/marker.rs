@@ -18,12 +18,21 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::generated::Generated;
-use super::links::Link;
 use super::{
     Eviction, Invalid, cfg_python_version, cfg_value, env_names, normalize_lexically, parse_pyvenv_cfg,
 };
 use super::{normalize_version, resolve_lenient};
 use crate::python::Interpreter;
+
+/// One env file that is also in the uv cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The file, relative to the env.
+    pub path: String,
+    /// The same file, relative to the uv cache.
+    pub uv: String,
+    pub size: u64,
+}
 
 /// The marker's file name inside each env directory.
 pub const MARKER_FILE: &str = ".uv-nox-cache-env.json";

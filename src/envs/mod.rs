@@ -30,10 +30,10 @@ pub use evict::{
     uv_environment_buckets, uv_local_builds,
 };
 pub use generated::{Generated, MissingGenerated, missing_generated, record_generated, untracked_note};
-pub use links::{Link, restore_shared, shared_paths, shared_with_uv_cache};
+pub use links::{restore_shared, shared_paths, shared_with_uv_cache};
 pub use marker::{
-    MARKER_FILE, MARKER_SCHEMA, MARKER_SCHEMA_WITH_LINKS, Marker, ProjectDist, markers, saved_project_dists,
-    validate_and_prune,
+    Link, MARKER_FILE, MARKER_SCHEMA, MARKER_SCHEMA_WITH_LINKS, Marker, ProjectDist, markers,
+    saved_project_dists, validate_and_prune,
 };
 pub use noxfile::{read_workflow, workflow_path, workflow_skips_installs};
 pub use prune::{PruneError, uv_prune_ci};

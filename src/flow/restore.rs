@@ -17,7 +17,7 @@ use crate::place;
 use crate::progress::Progress;
 use crate::runner::{self, human_size};
 use crate::target::{self, TargetPlan};
-use crate::{cancel, disk, envs};
+use crate::{cancel, disk, envs, key};
 
 /// Restores every planned target; never fails: trouble is a [`RestoreError`] in the outcome,
 /// which `report.rs` turns into a warning and a miss.
@@ -65,7 +65,7 @@ fn restore_target(
         }
         Err(e) => return ended(RestoreResult::Failed(RestoreError::Lookup(e))),
     };
-    let exact = crate::key::same_key(&hit.key, &primary);
+    let exact = key::same_key(&hit.key, &primary);
     explain_match(plan, &hit, exact);
     let matched_key = hit.key.clone();
     if cfg.lookup_only {
@@ -115,12 +115,12 @@ fn find(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Result<Option
         Compression::Zstd => Compression::Gzip,
         Compression::Gzip => Compression::Zstd,
     };
-    let first = backend.lookup(&keys, &backend::version(&plan.version_path, cfg.compression.label()))?;
-    if first.as_ref().is_some_and(|hit| crate::key::same_key(&hit.key, &primary)) {
+    let first = backend.lookup(&keys, &key::version(&plan.version_path, cfg.compression.label()))?;
+    if first.as_ref().is_some_and(|hit| key::same_key(&hit.key, &primary)) {
         return Ok(first);
     }
-    let second = backend
-        .lookup(std::slice::from_ref(&primary), &backend::version(&plan.version_path, other.label()))?;
+    let second =
+        backend.lookup(std::slice::from_ref(&primary), &key::version(&plan.version_path, other.label()))?;
     Ok(second.or(first))
 }
 
@@ -231,7 +231,7 @@ fn log_key(plan: &TargetPlan) {
 /// actions/cache makes it: `path `~/.cache/uv`, zstd-without-long (version 0123abcd…)`.
 fn version_parts(cfg: &Config, plan: &TargetPlan) -> String {
     let label = cfg.compression.label();
-    let version = backend::version(&plan.version_path, label);
+    let version = key::version(&plan.version_path, label);
     format!("path `{}`, {label} (version {}…)", plan.version_path, &version[..12])
 }
 

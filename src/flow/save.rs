@@ -10,7 +10,7 @@ use std::time::Instant;
 use tracing::{info, warn};
 
 use crate::archive::{self, PackSpec};
-use crate::backend::{self, ArchiveFile, Backend, BackendError, BackendKind, Saved};
+use crate::backend::{ArchiveFile, Backend, BackendError, BackendKind, Saved};
 use crate::config::{Config, SavePolicy, Target, UvPrune};
 use crate::entry_note::{self, EntryNote};
 use crate::flow::{
@@ -142,7 +142,7 @@ fn pack_and_store(
         }
     };
     let _removal = cancel::Removal::register(archive.path());
-    let version = backend::version(&plan.version_path, cfg.compression.label());
+    let version = key::version(&plan.version_path, cfg.compression.label());
     let (packed, saved) = std::thread::scope(|scope| {
         let upload = scope.spawn(|| {
             let saved = backend.save(key, &version, &archive);

@@ -150,7 +150,7 @@ fn explain(
     plans
         .iter()
         .map(|plan| {
-            let version = crate::backend::version(&plan.version_path, cfg.compression.label());
+            let version = crate::key::version(&plan.version_path, cfg.compression.label());
             let found =
                 service.lookup(&args.keys, &version).map(|hit| hit.map(|h| h.key)).map_err(|e| e.to_string());
             (plan.target.name().to_string(), version, found)

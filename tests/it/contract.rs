@@ -7,7 +7,7 @@
 
 use std::fs;
 
-use uv_nox_cache::backend::version;
+use uv_nox_cache::key::version;
 
 use crate::support::action::snapshot;
 use crate::support::cache_server::Route;

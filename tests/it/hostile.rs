@@ -89,7 +89,7 @@ impl Rig {
     /// The same for `target`, whose path string (the `path` input of actions/cache) is `path`.
     fn plant_for(&self, job: &Job, target: &str, path: &str, archive: Vec<u8>) {
         let key = job.keys()[target].clone();
-        let version = uv_nox_cache::backend::version(path, "zstd-without-long");
+        let version = uv_nox_cache::key::version(path, "zstd-without-long");
         match (&self.server, &self.object_store) {
             (Some(server), _) => server.plant(&key, &version, archive),
             (None, Some(store)) => {

@@ -891,7 +891,7 @@ fn official_saves_we_restore(personality: Personality, proto: Protocol) {
     assert!(result.starts_with("RESULT saved"), "{result}");
 
     let backend = backend_for(&server, proto);
-    let version = backend::version(".nox", "zstd-without-long");
+    let version = uv_nox_cache::key::version(".nox", "zstd-without-long");
     let hit = backend
         .lookup(&keys(&["nox-Linux-xyz", "nox-Linux-"]), &version)
         .unwrap()
@@ -930,7 +930,7 @@ fn we_save_official_restores(personality: Personality, proto: Protocol) {
     assert!(status.success());
 
     let backend = backend_for(&server, proto);
-    let version = backend::version(".nox", "zstd-without-long");
+    let version = uv_nox_cache::key::version(".nox", "zstd-without-long");
     assert_eq!(backend.save_file("nox-Linux-abc", &version, &archive).unwrap(), Saved::Stored);
 
     let workspace = tempfile::tempdir().unwrap();
@@ -1013,7 +1013,7 @@ fn requests_match_the_toolkit(personality: Personality, proto: Protocol) {
     server.clear_requests();
 
     let backend = backend_for(&server, proto);
-    let version = backend::version(".nox", "zstd-without-long");
+    let version = uv_nox_cache::key::version(".nox", "zstd-without-long");
     let dir = tempfile::tempdir().unwrap();
     let archive = archive_file(dir.path(), "cache.tzst", &payload(1500, 1));
     assert_eq!(backend.save_file("nox-Linux-3", &version, &archive).unwrap(), Saved::Stored);
