@@ -29,7 +29,7 @@ static NEXT_REMOVAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 
 /// A cancelling signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Signal(i32);
+pub struct Signal(pub(crate) i32);
 
 impl Signal {
     /// The exit status a shell reports for a process killed by this signal.

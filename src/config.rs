@@ -14,32 +14,7 @@ use crate::backend::scope::Scope;
 use crate::backend::{BackendKind, Secret};
 use crate::env;
 use crate::inputs::RawInputs;
-
-/// What can be cached; one cache entry each. The order of the variants is the order targets are
-/// restored in: uv's Pythons before the nox envs built on them, so their validation finds the
-/// interpreters in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Target {
-    /// uv's directory of managed Python installations (`uv python dir`).
-    UvPython,
-    /// uv's cache directory.
-    Uv,
-    /// nox's environment directory.
-    Nox,
-}
-
-impl Target {
-    /// Every target, in restore order.
-    pub const ALL: [Target; 3] = [Target::UvPython, Target::Uv, Target::Nox];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::UvPython => "uv-python",
-            Target::Uv => "uv",
-            Target::Nox => "nox",
-        }
-    }
-}
+use crate::targets::{self, Target};
 
 /// Which fallback keys a restore may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,19 +216,29 @@ impl RunnerEnv {
     }
 }
 
+/// "the targets are `uv-python`, `uv` and `nox`", from [`targets::ALL`].
+fn known_targets() -> String {
+    let names: Vec<String> = targets::ALL.iter().map(|t| format!("`{}`", t.name())).collect();
+    match names.split_last() {
+        Some((last, [])) => format!("the target is {last}"),
+        Some((last, rest)) => format!("the targets are {} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 /// The targets, each once, in restore order (whatever order the input gives them in).
 fn parse_targets(value: &str) -> Result<Vec<Target>, ConfigError> {
-    const KNOWN: &str = "the targets are `uv`, `uv-python` and `nox`";
+    let known = known_targets();
     let mut targets = Vec::new();
     for word in value.split_whitespace() {
-        let Some(target) = Target::ALL.into_iter().find(|t| t.name() == word) else {
+        let Some(target) = Target::named(word) else {
             let message = if word.contains(',') {
                 format!(
                     "`{value}` separates targets with commas; separate them with spaces \
-                     (`targets: uv nox`); {KNOWN}"
+                     (`targets: uv nox`); {known}"
                 )
             } else {
-                format!("`{word}` is not a target; {KNOWN}, separated by spaces (`targets: uv nox`)")
+                format!("`{word}` is not a target; {known}, separated by spaces (`targets: uv nox`)")
             };
             return Err(invalid("targets", message));
         };
@@ -264,7 +249,7 @@ fn parse_targets(value: &str) -> Result<Vec<Target>, ConfigError> {
     if targets.is_empty() {
         return Err(invalid(
             "targets",
-            format!("no target given; {KNOWN}, separated by spaces (`targets: uv nox`)"),
+            format!("no target given; {known}, separated by spaces (`targets: uv nox`)"),
         ));
     }
     targets.sort();
@@ -811,7 +796,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_design() {
         let cfg = config(&[("HOME", "/home/u")]).unwrap();
-        assert_eq!(cfg.targets, vec![Target::Uv, Target::Nox]);
+        assert_eq!(cfg.targets, vec![targets::uv::TARGET, targets::nox::TARGET]);
         assert_eq!(cfg.nox_envdir, PathBuf::from("/ws/.nox"));
         assert_eq!(cfg.restore_keys, RestoreKeys::Auto);
         assert_eq!(cfg.save, SavePolicy::Auto);
@@ -915,7 +900,7 @@ mod tests {
     #[test]
     fn targets_are_restored_pythons_first_whatever_the_input_order() {
         let cfg = config(&[("INPUT_TARGETS", "nox uv-python uv nox")]).unwrap();
-        assert_eq!(cfg.targets, vec![Target::UvPython, Target::Uv, Target::Nox]);
+        assert_eq!(cfg.targets, targets::ALL);
         let err = config(&[("INPUT_TARGETS", "uv python")]).unwrap_err().to_string();
         assert!(err.contains("`python` is not a target") && err.contains("`uv-python`"), "{err}");
     }

@@ -7,8 +7,6 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::Target;
-
 /// Bumped only when the archive layout or the key format changes — never for a release alone,
 /// so upgrading the action does not cold-start every cache.
 pub const SCHEMA: &str = "1";
@@ -63,7 +61,8 @@ pub fn server_lowercase(key: &str) -> String {
 /// The components of one target's key, each kept for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyParts {
-    pub target: Target,
+    /// The target's name.
+    pub target: &'static str,
     /// `RUNNER_OS` plus its release, e.g. `Linux-ubuntu24`.
     pub os: String,
     pub arch: String,
@@ -80,7 +79,7 @@ impl KeyParts {
         let mut parts = vec![
             ("prefix", "uv-nox-cache".to_string()),
             ("schema", SCHEMA.to_string()),
-            ("target", self.target.name().to_string()),
+            ("target", self.target.to_string()),
             ("os", self.os.clone()),
             ("arch", self.arch.clone()),
             ("fingerprint", self.fingerprint.clone()),
@@ -198,7 +197,7 @@ mod tests {
 
     fn parts() -> KeyParts {
         KeyParts {
-            target: Target::Nox,
+            target: "nox",
             os: "Linux-ubuntu24".into(),
             arch: "X64".into(),
             fingerprint: "abc123".into(),

@@ -33,11 +33,10 @@ pub mod report;
 pub mod runner;
 pub mod sh_entry;
 pub mod steps;
-pub mod target;
+pub mod targets;
 pub mod test_tuning;
 pub mod token;
 pub mod utc;
-pub mod uv_python;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -130,7 +129,7 @@ fn key_command(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
-    match target::plans(&cfg) {
+    match targets::plans(&cfg) {
         Ok(plans) => {
             plans.iter().for_each(|p| println!("{} {}", p.target.name(), p.key.primary()));
             ExitCode::SUCCESS

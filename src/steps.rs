@@ -8,13 +8,13 @@ use std::process::ExitCode;
 
 use tracing::{error, info, warn};
 
-use crate::config::{self, Config, Target};
+use crate::config::{self, Config};
 use crate::deadline::with_deadline;
 use crate::flow;
 use crate::report::{self, Outcome, RunnerFiles};
 use crate::runner;
 use crate::test_tuning::{self, StepTuning};
-use crate::{VERSION, backend, cancel, env, inputs, notice, target};
+use crate::{VERSION, backend, cancel, env, inputs, notice, targets};
 
 /// Reads and validates the inputs, logging the first line and masking the token; also reads
 /// the test-only timing (`test_tuning.rs`), whose trouble is a warning and the defaults.
@@ -92,15 +92,14 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
     if cfg.save == config::SavePolicy::Always {
         files.job_env.set(env::SAVE_ON_FAILURE, "true");
     }
-    let plans = match target::plans(&cfg) {
+    let plans = match targets::plans(&cfg) {
         Ok(plans) => plans,
         Err(e) => return report::finish(&cfg, Outcome::RestoreWithoutKeys(e), files),
     };
     for plan in &plans {
         files.state.set(&flow::state_key(plan.target), plan.key.primary());
-        if plan.target == Target::Uv && cfg.runner.uv_cache_dir_env.is_none() && cfg.uv_cache_dir.is_some() {
-            // Later steps' uv must write where the post step will save from.
-            files.job_env.set(env::UV_CACHE_DIR, plan.dir.to_string_lossy());
+        for (name, value) in plan.rules().job_env(&cfg, &plan.dir) {
+            files.job_env.set(name, value);
         }
     }
     let health = tuning.backend.health.clone();
@@ -117,8 +116,8 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
     if let Some(down) = health.state_value() {
         files.state.set(backend::health::STATE, down);
     }
-    if let Ok(outcomes) = &outcomes {
-        flow::restore::hint_reuse(&cfg, outcomes);
+    for outcome in outcomes.iter().flatten() {
+        outcome.target.rules().after_restore(&cfg, outcome.restored());
     }
     report::finish(&cfg, Outcome::Restore(&plans, outcomes), files)
 }
@@ -131,7 +130,7 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
     if let Some(reason) = flow::save::skip_reason(&cfg) {
         return report::finish(&cfg, Outcome::NotSaving(reason), RunnerFiles::default());
     }
-    let plans = match target::plans(&cfg) {
+    let plans = match targets::plans(&cfg) {
         Ok(plans) => plans,
         Err(e) => return report::finish(&cfg, Outcome::SaveWithoutKeys(e), RunnerFiles::default()),
     };

@@ -88,22 +88,6 @@ impl Default for Tuning {
     }
 }
 
-impl Tuning {
-    /// The default sizes and parallelism with this tuning's timing, retries and verdict.
-    pub fn timing_only(&self) -> Tuning {
-        Tuning {
-            attempts: self.attempts,
-            retry_delay: self.retry_delay,
-            retry_budget: self.retry_budget,
-            idle_timeout: self.idle_timeout,
-            connect_timeout: self.connect_timeout,
-            answer_timeout: self.answer_timeout,
-            health: self.health.clone(),
-            ..Tuning::default()
-        }
-    }
-}
-
 /// Why one attempt failed, and whether another one may help.
 pub(crate) enum Fail {
     /// Give up with this error.

@@ -26,7 +26,7 @@ mod xml;
 pub use archive_file::ArchiveFile;
 pub use health::Health;
 pub use http::Tuning;
-pub use mode::CacheMode;
+pub use mode::{Access, CacheMode};
 
 use std::any::Any;
 use std::fmt;
@@ -167,6 +167,10 @@ pub enum BackendError {
 pub trait Backend: Send + Sync {
     /// A short name for logs: `github (v2)`, `artifactcache (v1)`, `local`.
     fn name(&self) -> String;
+    /// What this job may do with it ([`mode::access`]): everything, unless [`open`] limited it.
+    fn access(&self) -> Access {
+        Access::FULL
+    }
     /// The first entry matching `keys` in order — exact key, then newest prefix match — and
     /// carrying exactly `version`. Keys compare case-insensitively. `Ok(None)` is a miss.
     fn lookup(&self, keys: &[String], version: &str) -> Result<Option<Hit>, BackendError>;
@@ -207,12 +211,25 @@ pub enum BackendKind {
     S3(Box<s3::S3Settings>),
 }
 
-/// Opens the backend, limited to what `mode` (`ACTIONS_CACHE_MODE`) allows; every request it
-/// makes gives up at `deadline`. `tuning` is `Tuning::default()` except under the integration
-/// tests (`test_tuning.rs`).
+impl BackendKind {
+    /// What the job may do with this service under `mode` (`ACTIONS_CACHE_MODE`): the runner's
+    /// own services also take writing away from a read-only runner token.
+    pub fn access(&self, mode: CacheMode) -> Access {
+        let token = match self {
+            BackendKind::ArtifactCache { token, .. } | BackendKind::Github { token, .. } => Some(token),
+            BackendKind::Local { .. } | BackendKind::S3(_) => None,
+        };
+        mode::access(mode, token)
+    }
+}
+
+/// Opens the backend, limited to what [`BackendKind::access`] allows; every request it makes
+/// gives up at `deadline`. `tuning` is `Tuning::default()` except under the integration tests
+/// (`test_tuning.rs`), for every backend.
 pub fn open(kind: &BackendKind, mode: CacheMode, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
     let health = tuning.health.clone();
-    mode::limit(Box::new(health::Guarded { inner: open_unlimited(kind, deadline, tuning), health }), mode)
+    let guarded = health::Guarded { inner: open_unlimited(kind, deadline, tuning), health };
+    mode::limit(Box::new(guarded), kind.access(mode))
 }
 
 fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<dyn Backend> {
@@ -226,10 +243,7 @@ fn open_unlimited(kind: &BackendKind, deadline: Instant, tuning: Tuning) -> Box<
         BackendKind::Github { url, token } => {
             Box::new(github::GithubBackend::new(url, token.clone(), deadline, tuning))
         }
-        // S3 keeps the default sizes (parts of at least 5 MiB); the timing and the verdict
-        // are the step's.
-        BackendKind::S3(settings) => {
-            Box::new(s3::S3Backend::new((**settings).clone(), deadline, tuning.timing_only()))
-        }
+        // S3 keeps its parts at least 5 MiB whatever the tuning says.
+        BackendKind::S3(settings) => Box::new(s3::S3Backend::new((**settings).clone(), deadline, tuning)),
     }
 }

@@ -8,11 +8,15 @@ pub mod save;
 
 use std::time::Duration;
 
-use crate::backend::BackendError;
+use std::path::PathBuf;
+
+use crate::archive::ArchiveError;
+use crate::backend::{BackendError, archive_file};
 use crate::cancel::Cancelled;
-use crate::config::Target;
+use crate::deadline::Unfinished;
 use crate::entry_note::EntryNote;
 use crate::runner::human_size;
+use crate::targets::Target;
 
 /// What happened to one target in the restore step.
 #[derive(Debug)]
@@ -46,28 +50,43 @@ pub enum RestoreResult {
     Failed(RestoreError),
 }
 
-/// Why a target was not restored. Each is a warning, never a failed step.
+/// Why a target was not restored, with the error that says so as its source. `report.rs`
+/// decides from the variant (and its source) how a workflow sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("cache lookup failed, continuing without a cache: {0}")]
-    Lookup(BackendError),
-    #[error("restoring {key} failed, continuing without a cache: {why}")]
-    Restore { key: String, why: String },
+    Lookup(#[source] BackendError),
+    #[error("restoring {key} failed, continuing without a cache: {source}")]
+    Download { key: String, source: BackendError },
+    #[error("restoring {key} failed, continuing without a cache: {source}")]
+    Unpack { key: String, source: ArchiveError },
+    /// The store's check of the entry's recorded sha256 refused it (`backend/integrity.rs`); the
+    /// refusal may reach the restore only as text, through the archive reader.
+    #[error("restoring {key} failed, continuing without a cache: {refusal}")]
+    Integrity { key: String, refusal: String },
+    /// Reading an unpacked entry to its end, where its sha256 is checked, failed.
+    #[error("restoring {key} failed, continuing without a cache: reading the entry to its end: {source}")]
+    ReadToEnd { key: String, source: std::io::Error },
+    #[error("restoring {key} failed, continuing without a cache: preparing {}: {source}", dir.display())]
+    Stage { key: String, dir: PathBuf, source: std::io::Error },
+    #[error("restoring {key} failed, continuing without a cache: moving into {}: {source}", dir.display())]
+    Place { key: String, dir: PathBuf, source: std::io::Error },
     /// The entry would not fit once extracted (`disk.rs`).
     #[error(
         "not restoring {key}: extracted it takes about {} ({} compressed), and the file system of {} has {} free; \
          free some space first, or restore fewer targets",
         human_size(*need), human_size(*size), dir.display(), human_size(*free)
     )]
-    NoRoom { key: String, dir: std::path::PathBuf, size: u64, need: u64, free: u64 },
+    NoRoom { key: String, dir: PathBuf, size: u64, need: u64, free: u64 },
     /// Slow but alive: the download would cost more than the work the entry saves. A notice.
     #[error("not restoring {key}: {why}")]
     TooSlow { key: String, why: crate::backend::pace::TooSlow },
-    /// The step's deadline passed, or its work crashed, before this target was done.
+    /// The step's deadline passed, its work crashed, or a signal stopped it, before this
+    /// target was done.
+    #[error("restore {0}")]
+    Unfinished(#[source] Unfinished),
     #[error("{0}")]
-    Unfinished(&'static str),
-    #[error("{0}")]
-    Cancelled(Cancelled),
+    Cancelled(#[source] Cancelled),
 }
 
 impl Restored {
@@ -124,11 +143,23 @@ impl Restored {
             RestoreResult::Miss => "miss".into(),
             RestoreResult::NotRead => "not read (cache mode)".into(),
             RestoreResult::Failed(RestoreError::Lookup(_)) => "lookup failed".into(),
-            RestoreResult::Failed(RestoreError::Restore { .. }) => "restore failed".into(),
+            RestoreResult::Failed(
+                RestoreError::Download { .. }
+                | RestoreError::Unpack { .. }
+                | RestoreError::Integrity { .. }
+                | RestoreError::ReadToEnd { .. }
+                | RestoreError::Stage { .. }
+                | RestoreError::Place { .. },
+            ) => "restore failed".into(),
             RestoreResult::Failed(RestoreError::NoRoom { .. }) => "no room on disk".into(),
             RestoreResult::Failed(RestoreError::TooSlow { .. }) => "too slow, given up".into(),
-            RestoreResult::Failed(RestoreError::Unfinished(why)) => (*why).into(),
-            RestoreResult::Failed(RestoreError::Cancelled(c)) => c.to_string(),
+            RestoreResult::Failed(RestoreError::Unfinished(Unfinished::TimedOut { .. })) => {
+                "timed out".into()
+            }
+            RestoreResult::Failed(RestoreError::Unfinished(Unfinished::Crashed)) => "internal error".into(),
+            RestoreResult::Failed(
+                RestoreError::Unfinished(Unfinished::Cancelled(c)) | RestoreError::Cancelled(c),
+            ) => c.to_string(),
         }
     }
 }
@@ -151,29 +182,32 @@ pub enum SaveResult {
     Saved,
     /// Another job stored the key first (the service's message).
     AlreadySaved(String),
-    /// The service refused the write (a read-only token, a cache policy): a notice.
-    Denied(String),
     /// Not saved, for the reason given (`save: always` found nothing changed, say).
     Skipped(&'static str),
     /// The restore found the exact key: nothing new to store.
     ExactHit,
     /// The target's directory does not exist.
-    NothingToSave,
+    NothingToSave(PathBuf),
     /// Trouble: a warning, and nothing is stored.
     Failed(SaveError),
 }
 
-/// Why a target was not saved. Each is a warning, never a failed step.
+/// Why a target was not saved, with the error that says so as its source. `report.rs` decides
+/// from the variant (and its source) how a workflow sees it: a service that refuses the write
+/// by policy ([`BackendError::Denied`]) is a notice, the rest are warnings.
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
-    #[error("cannot create the archive in {dir}; not saving: {source}")]
-    CreateArchive { dir: std::path::PathBuf, source: std::io::Error },
-    #[error("packing {dir} failed; not saving: {why}")]
-    Pack { dir: std::path::PathBuf, why: String },
+    #[error("cannot create the archive in {}; not saving: {source}", dir.display())]
+    CreateArchive { dir: PathBuf, source: std::io::Error },
+    #[error("packing {} failed; not saving: {source}", dir.display())]
+    Pack { dir: PathBuf, source: ArchiveError },
+    /// The archive was given up before packing completed (the backend stopped first).
+    #[error("packing {} failed; not saving: {source}", dir.display())]
+    Abandoned { dir: PathBuf, source: archive_file::Unfinished },
     #[error("saving {key} failed: {source}")]
     Store { key: String, source: BackendError },
     #[error("{0}")]
-    Cancelled(Cancelled),
+    Cancelled(#[source] Cancelled),
 }
 
 impl SaveReport {
@@ -182,12 +216,14 @@ impl SaveReport {
         match &self.result {
             SaveResult::Saved => "saved".into(),
             SaveResult::AlreadySaved(_) => "already saved by another job".into(),
-            SaveResult::Denied(_) => "write denied".into(),
             SaveResult::Skipped(why) => (*why).into(),
             SaveResult::ExactHit => "exact hit, not saved".into(),
-            SaveResult::NothingToSave => "nothing to save".into(),
-            SaveResult::Failed(SaveError::CreateArchive { .. } | SaveError::Pack { .. }) => {
-                "pack failed".into()
+            SaveResult::NothingToSave(_) => "nothing to save".into(),
+            SaveResult::Failed(
+                SaveError::CreateArchive { .. } | SaveError::Pack { .. } | SaveError::Abandoned { .. },
+            ) => "pack failed".into(),
+            SaveResult::Failed(SaveError::Store { source: BackendError::Denied { .. }, .. }) => {
+                "write denied".into()
             }
             SaveResult::Failed(SaveError::Store { .. }) => "save failed".into(),
             SaveResult::Failed(SaveError::Cancelled(c)) => c.to_string(),

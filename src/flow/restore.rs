@@ -1,42 +1,35 @@
-//! The restore story: for each target, compute its key, look it up, download and extract it
-//! into a staging directory, check what came back, move it into place, and report.
+//! The restore story, the same for every target: log its key, look it up, download and extract
+//! it into a staging directory, let the target check what came back ([`crate::targets::Rules::after_extract`]),
+//! move it into place, and say how that ended.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::archive::{self, Compression, UnpackLimits};
 use crate::backend::pace::{Pace, Paced};
 use crate::backend::{self, Backend, BackendError, Hit};
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::entry_note::EntryNote;
 use crate::flow::{RestoreError, RestoreResult, Restored, seconds};
 use crate::place;
 use crate::progress::Progress;
 use crate::runner::{self, human_size};
-use crate::target::{self, TargetPlan};
-use crate::{cancel, disk, envs, key};
+use crate::targets::TargetPlan;
+use crate::{cancel, disk, key};
 
-/// Restores every planned target; never fails: trouble is a [`RestoreError`] in the outcome,
-/// which `report.rs` turns into a warning and a miss.
+/// Restores every planned target, in the order of the plans (`targets::ALL`'s); never fails:
+/// trouble is a [`RestoreError`] in the outcome, which `report.rs` turns into a warning and a
+/// miss.
 pub fn restore(cfg: &Config, backend: &dyn Backend, plans: &[TargetPlan]) -> Vec<Restored> {
-    // Where nox envs get the files they share with the uv cache, restored before them
-    // (`Target`'s order): the uv target's directory, or uv's own when it is not a target.
-    let uv_cache = match plans.iter().find(|p| p.target == Target::Uv) {
-        Some(uv) => Some(uv.dir.clone()),
-        None if cfg.targets.contains(&Target::Nox) => Some(target::uv_cache_dir(cfg).0),
-        None => None,
-    };
-    plans.iter().map(|plan| restore_target(cfg, backend, plan, uv_cache.as_deref())).collect()
+    plans.iter().map(|plan| restore_target(cfg, backend, plan, plans)).collect()
 }
 
 fn restore_target(
     cfg: &Config,
     backend: &dyn Backend,
     plan: &TargetPlan,
-    uv_cache: Option<&Path>,
+    planned: &[TargetPlan],
 ) -> Restored {
     let name = plan.target.name();
     let _group = runner::group(&format!("{name}: restore from {}", backend.name()));
@@ -48,8 +41,7 @@ fn restore_target(
     if let Err(cancelled) = cancel::check() {
         return ended(RestoreResult::Failed(RestoreError::Cancelled(cancelled)));
     }
-    if !cfg.cache_mode.read {
-        crate::notice!("{name}: ACTIONS_CACHE_MODE does not allow reading the cache; not restoring");
+    if !backend.access().read {
         return ended(RestoreResult::NotRead);
     }
     let hit = match find(cfg, backend, plan) {
@@ -73,23 +65,17 @@ fn restore_target(
         return Restored { size: hit.size, ..ended(RestoreResult::Found { matched_key, exact }) };
     }
     if let Err(disk::NoRoom { need, free }) = disk::check_room(&plan.dir, hit.size) {
-        let (dir, size) = (plan.dir.clone(), hit.size.unwrap_or_default());
-        return ended(RestoreResult::Failed(RestoreError::NoRoom {
-            key: matched_key,
-            dir,
-            size,
-            need,
-            free,
-        }));
+        let (key, dir, size) = (matched_key, plan.dir.clone(), hit.size.unwrap_or_default());
+        return ended(RestoreResult::Failed(RestoreError::NoRoom { key, dir, size, need, free }));
     }
     let pace = Pace::default();
-    let extracted = match download_into_place(cfg, backend, plan, &hit, uv_cache, &pace) {
+    let extracted = match download_into_place(cfg, backend, plan, &hit, planned, &pace) {
         Ok(extracted) => extracted,
         // Slow but alive: the download cost more than the work it saves (backend/pace.rs).
         Err(_) if let Some(why) = pace.gave_up() => {
             return ended(RestoreResult::Failed(RestoreError::TooSlow { key: matched_key, why }));
         }
-        Err(why) => return ended(RestoreResult::Failed(RestoreError::Restore { key: matched_key, why })),
+        Err(e) => return ended(RestoreResult::Failed(e)),
     };
     let outcome = Restored {
         invalidated: extracted.invalidated,
@@ -126,36 +112,41 @@ fn find(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Result<Option
 
 /// What a restore put in place.
 struct Extracted {
-    /// The environments that failed validation (already deleted), with why.
+    /// What the target removed after extraction, with why ([`crate::targets::Rules::after_extract`]).
     invalidated: Vec<String>,
     /// The archive's bytes, as downloaded.
     downloaded: u64,
-    /// The digest of what the envs (or the uv cache) hold as restored.
+    /// The digest of what the directory holds as restored ([`crate::targets::Rules::state`]).
     envs_state: String,
     /// The saving job's note, from the archive's comment.
     note: Option<EntryNote>,
 }
 
-/// Downloads and extracts into a staging directory, validates, and moves it into place.
+/// Downloads and extracts into a staging directory, lets the target check what came back, and
+/// moves it into place.
 fn download_into_place(
     cfg: &Config,
     backend: &dyn Backend,
     plan: &TargetPlan,
     hit: &Hit,
-    uv_cache: Option<&Path>,
+    planned: &[TargetPlan],
     pace: &Pace,
-) -> Result<Extracted, String> {
+) -> Result<Extracted, RestoreError> {
+    let (name, key, dir) = (plan.target.name(), || hit.key.clone(), || plan.dir.clone());
     for stale in place::remove_stale(&plan.dir) {
-        info!("{}: removed {}, left by a run that was killed", plan.target.name(), stale.display());
+        info!("{name}: removed {}, left by a run that was killed", stale.display());
     }
-    let staging =
-        place::staging_dir(&plan.dir).map_err(|e| format!("preparing {}: {e}", plan.dir.display()))?;
+    let staging = place::staging_dir(&plan.dir).map_err(|source| RestoreError::Stage {
+        key: key(),
+        dir: dir(),
+        source,
+    })?;
     let _removal = cancel::Removal::register(&staging);
     let result = (|| {
         let asked = Instant::now();
-        let reader = backend.download(hit).map_err(|e| e.to_string())?;
+        let reader = backend.download(hit).map_err(|source| RestoreError::Download { key: key(), source })?;
         let reader = Paced::new(cancel::Watched(reader), pace, hit.size, asked);
-        let mut reader = Progress::new(reader, format!("{}: downloaded", plan.target.name()), hit.size);
+        let mut reader = Progress::new(reader, format!("{name}: downloaded"), hit.size);
         let learn_work = |comment: &str| {
             if let Some(note) = EntryNote::from_comment(comment) {
                 pace.set_work(note.job_work());
@@ -163,18 +154,18 @@ fn download_into_place(
         };
         let unpacked = archive::unpack_noting(&mut reader, &staging, &unpack_limits(hit.size), &learn_work);
         if backend.verifies_integrity() {
-            verify_to_the_end(&mut reader, unpacked.is_ok())?;
+            verify_to_the_end(&mut reader, unpacked.is_ok(), &hit.key)?;
         }
-        let unpacked = unpacked.map_err(|e| e.to_string())?;
+        let unpacked = unpacked.map_err(|source| RestoreError::Unpack { key: key(), source })?;
         let note = unpacked.comment.as_deref().and_then(EntryNote::from_comment);
-        let nox = plan.target == Target::Nox;
-        let saved = if nox { envs::saved_project_dists(&staging) } else { BTreeMap::new() };
-        let invalidated = validate_restored(plan, &staging, uv_cache);
-        let envs_state =
-            if nox { review_project(cfg, &staging, &saved) } else { envs::cache_state(&staging) };
-        cancel::check().map_err(|e| e.to_string())?;
-        place::swap_into_place(&staging, &plan.dir)
-            .map_err(|e| format!("moving into {}: {e}", plan.dir.display()))?;
+        let invalidated = plan.rules().after_extract(cfg, plan, &staging, planned);
+        let envs_state = plan.rules().state(cfg, &staging);
+        cancel::check().map_err(RestoreError::Cancelled)?;
+        place::swap_into_place(&staging, &plan.dir).map_err(|source| RestoreError::Place {
+            key: key(),
+            dir: dir(),
+            source,
+        })?;
         Ok(Extracted { invalidated, downloaded: reader.done(), envs_state, note })
     })();
     if result.is_err() {
@@ -186,12 +177,12 @@ fn download_into_place(
 /// Reads the download to its end, where the stores the action owns check the entry's recorded
 /// sha256 (`backend/integrity.rs`): also after a failed unpack, so that a damaged entry is named
 /// as such and taken out of use. Nothing has been moved into place yet.
-fn verify_to_the_end(reader: &mut dyn std::io::Read, unpacked: bool) -> Result<(), String> {
+fn verify_to_the_end(reader: &mut dyn std::io::Read, unpacked: bool, key: &str) -> Result<(), RestoreError> {
     match std::io::copy(reader, &mut std::io::sink()) {
         Ok(_) => Ok(()),
-        Err(e) => match backend::integrity::refusal(&e) {
-            Some(refused) => Err(refused),
-            None if unpacked => Err(format!("reading the entry to its end: {e}")),
+        Err(source) => match backend::integrity::refusal(&source) {
+            Some(refusal) => Err(RestoreError::Integrity { key: key.to_string(), refusal }),
+            None if unpacked => Err(RestoreError::ReadToEnd { key: key.to_string(), source }),
             None => Ok(()),
         },
     }
@@ -251,87 +242,6 @@ fn explain_match(plan: &TargetPlan, hit: &Hit, exact: bool) {
             plan.target.name(),
             hit.key
         );
-    }
-}
-
-/// Completes the environments that came back with the files they share with the uv cache,
-/// and checks them; returns each deleted one with its reason.
-fn validate_restored(plan: &TargetPlan, staging: &Path, uv_cache: Option<&Path>) -> Vec<String> {
-    let Some(uv_cache) = uv_cache.filter(|_| plan.target == Target::Nox) else {
-        return Vec::new();
-    };
-    let mut invalid = envs::restore_shared(staging, uv_cache);
-    let (os, arch) = (&plan.key.os, &plan.key.arch);
-    invalid.extend(envs::validate_and_prune(staging, &plan.dir, os, arch, plan.interpreter.as_ref()));
-    invalid
-        .into_iter()
-        .map(|invalid| format!("env `{}` removed after restore: {}", invalid.env, invalid.reason))
-        .collect()
-}
-
-/// Says per env what the save did with the workspace's own distributions (`saved`, from the
-/// markers), and removes what would now be stale: with `evict-project`, project installs that
-/// envs saved by another tool still hold, and kept editable installs that no longer fit the
-/// checkout or whose `pyproject.toml` changed since; and names the untracked files kept ones
-/// import that this checkout lacks. Returns the digest of what the envs hold now, for the post
-/// step to compare with.
-fn review_project(cfg: &Config, staging: &Path, saved: &BTreeMap<String, Vec<envs::ProjectDist>>) -> String {
-    for (env, dists) in saved {
-        for d in dists {
-            if d.kept {
-                info!("nox: env `{env}`: kept {} — {}", d.dist, d.reason);
-            } else {
-                info!(
-                    "nox: env `{env}`: {} was evicted when saved — {}; the install step puts the current code in",
-                    d.dist, d.reason
-                );
-            }
-        }
-    }
-    if cfg.evict_project {
-        let workspace = &cfg.runner.workspace;
-        let recorded: Vec<(String, String)> = saved
-            .values()
-            .flatten()
-            .filter_map(|d| Some((d.dist.clone(), d.pyproject_sha256.clone()?)))
-            .collect();
-        for stale in [
-            envs::changed_since_saved(staging, workspace, &recorded),
-            envs::nox_project_eviction(staging, workspace),
-        ] {
-            for e in &stale.evicted {
-                info!("nox: env `{}`: removed {} after restore — {}", e.env, e.dist, e.reason);
-            }
-            for failed in envs::remove_evicted(staging, &stale) {
-                warn!("nox: could not remove {failed}");
-            }
-        }
-    }
-    // Untracked files kept editable installs import that this checkout lacks (envs/generated.rs):
-    // a notice unless the workflow's nox commands are known to run their installs.
-    let workflow = envs::read_workflow(&cfg.runner.workspace, cfg.runner.workflow_ref.as_deref());
-    let installs_run = workflow.is_some_and(|(_, text)| envs::workflow_skips_installs(&text) == Some(false));
-    for missing in envs::missing_generated(staging, saved) {
-        let message = missing.message(&cfg.runner.workspace);
-        if installs_run { info!("nox: {message}") } else { crate::notice!("nox: {message}") }
-    }
-    envs::envs_state(staging, &cfg.runner.workspace)
-}
-
-/// A cached `.nox` only helps when nox reuses envs: a notice naming the restored envs nox will
-/// delete and recreate, per session, from the noxfile and the workflow's `nox` commands
-/// (envs/reuse.rs).
-pub fn hint_reuse(cfg: &Config, outcomes: &[Restored]) {
-    if !cfg.targets.contains(&Target::Nox) {
-        return;
-    }
-    let Ok(source) = std::fs::read_to_string(cfg.working_directory.join("noxfile.py")) else { return };
-    let workflow = envs::read_workflow(&cfg.runner.workspace, cfg.runner.workflow_ref.as_deref());
-    let restored = outcomes.iter().any(|o| o.target == Target::Nox && o.restored());
-    let envs = if restored { envs::env_list(&cfg.nox_envdir) } else { Vec::new() };
-    let workflow = workflow.as_ref().map(|(path, text)| (path.as_str(), text.as_str()));
-    if let Some(advice) = envs::reuse_advice(&source, workflow, &envs) {
-        crate::notice!("nox: {advice}");
     }
 }
 

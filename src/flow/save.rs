@@ -1,17 +1,17 @@
-//! The save story: unless the restore found the exact key (or the policy says not to), pack
-//! each target — leaving out what must never be cached — and hand the archive to the service,
-//! under the primary key, or with `save: always` under an unconfirmed one ([`save_key`]).
+//! The save story, the same for every target: unless the restore found the exact key (or the
+//! policy says not to), ask the target what its archive leaves out ([`crate::targets::Rules::leave_out`]), pack
+//! it, and hand the archive to the service, under the primary key, or with `save: always` under
+//! an unconfirmed one ([`save_key`]).
 
-use std::collections::HashSet;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tracing::{info, warn};
 
-use crate::archive::{self, PackSpec};
-use crate::backend::{ArchiveFile, Backend, BackendError, BackendKind, Saved};
-use crate::config::{Config, SavePolicy, Target, UvPrune};
+use crate::archive::{self, ArchiveError, PackSpec};
+use crate::backend::{ArchiveFile, Backend, BackendError, Saved};
+use crate::cancel;
+use crate::config::{Config, SavePolicy};
 use crate::entry_note::{self, EntryNote};
 use crate::flow::{
     STATE_RESTORE_ENDED, SaveError, SaveReport, SaveResult, seconds, state_envs, state_hit, state_key,
@@ -19,28 +19,16 @@ use crate::flow::{
 };
 use crate::key;
 use crate::runner::{self, human_size};
-use crate::target::{self, TargetPlan};
-use crate::token::{self, CacheAccess};
-use crate::{cancel, envs, uv_python};
+use crate::targets::{LeaveOut, TargetPlan};
 
-/// Why the whole save is skipped, if it is.
+/// Why the whole save is skipped, if it is: the policy, or what the backend may not do
+/// ([`crate::backend::Access`]).
 pub fn skip_reason(cfg: &Config) -> Option<String> {
     if cfg.save == SavePolicy::Never {
         return Some("`save: never`".into());
     }
-    if !cfg.cache_mode.write {
-        return Some("ACTIONS_CACHE_MODE does not allow writing the cache".into());
-    }
-    let runner_service =
-        matches!(cfg.backend, BackendKind::Github { .. } | BackendKind::ArtifactCache { .. });
-    if runner_service
-        && cfg.runner.token.as_ref().is_some_and(|t| token::cache_access(t.expose()) == CacheAccess::ReadOnly)
-    {
-        return Some(
-            "the runner's cache token is read-only (GitHub gives such tokens to untrusted triggers like \
-             `pull_request_target`); entries restore, but cannot be written"
-                .into(),
-        );
+    if let Some(why) = cfg.backend.access(cfg.cache_mode).no_write {
+        return Some(why.into());
     }
     if cfg.save == SavePolicy::Auto {
         let event = cfg.runner.event_name.as_str();
@@ -54,25 +42,29 @@ pub fn skip_reason(cfg: &Config) -> Option<String> {
     None
 }
 
-/// Saves every planned target; never fails: trouble is a [`SaveError`] in the report, which
-/// `report.rs` turns into a warning and a skipped save.
+/// Saves every planned target, in the order of the plans (`targets::ALL`'s); never fails:
+/// trouble is a [`SaveError`] in the report, which `report.rs` turns into a warning and a
+/// skipped save.
 pub fn save(
     cfg: &Config,
     backend: &dyn Backend,
     plans: &[TargetPlan],
     state: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<SaveReport> {
-    if cfg.targets.contains(&Target::Nox) {
-        uv_python::hint_missing_target(cfg, &cfg.nox_envdir);
+    for plan in plans {
+        plan.rules().before_save(cfg);
     }
     let mut reports: Vec<SaveReport> = Vec::new();
     for plan in plans {
-        // The uv cache stored a moment ago holds the files uv linked into the envs, so the nox
-        // archive leaves them to it (envs/links.rs). uv is saved before nox (`Target`'s order).
-        let uv_stored =
-            reports.iter().any(|r| r.target == Target::Uv && matches!(r.result, SaveResult::Saved));
-        let uv_cache = plans.iter().find(|p| p.target == Target::Uv).filter(|_| uv_stored);
-        reports.push(save_target(cfg, backend, plan, state, uv_cache.map(|p| p.dir.as_path())));
+        // What was stored a moment ago may hold part of this target: the uv cache holds the
+        // files uv linked into the nox envs, which the nox archive then leaves to it.
+        let stored: Vec<&TargetPlan> = plans
+            .iter()
+            .zip(&reports)
+            .filter(|(_, r)| matches!(r.result, SaveResult::Saved))
+            .map(|(p, _)| p)
+            .collect();
+        reports.push(save_target(cfg, backend, plan, state, &stored));
     }
     reports
 }
@@ -82,7 +74,7 @@ fn save_target(
     backend: &dyn Backend,
     plan: &TargetPlan,
     state: &dyn Fn(&str) -> Option<String>,
-    stored_uv_cache: Option<&Path>,
+    stored: &[&TargetPlan],
 ) -> SaveReport {
     let name = plan.target.name();
     let _group = runner::group(&format!("{name}: save to {}", backend.name()));
@@ -100,15 +92,14 @@ fn save_target(
         return ended(&primary, SaveResult::Failed(SaveError::Cancelled(cancelled)));
     }
     if state(&state_hit(plan.target)).as_deref() == Some("true") {
-        note_a_changed_hit(cfg, plan, &primary, state);
+        plan.rules().after_exact_hit(cfg, plan, &primary, state(&state_envs(plan.target)).as_deref());
         info!("{name}: the restore found {primary} exactly; not saving");
         return ended(&primary, SaveResult::ExactHit);
     }
     if !plan.dir.is_dir() {
-        crate::notice!("{name}: nothing to save, {} does not exist", plan.dir.display());
-        return ended(&primary, SaveResult::NothingToSave);
+        return ended(&primary, SaveResult::NothingToSave(plan.dir.clone()));
     }
-    let leave_out = leave_out(cfg, plan, stored_uv_cache);
+    let leave_out = plan.rules().leave_out(cfg, plan, stored);
     let note = entry_note::of_job(state(STATE_RESTORE_ENDED).as_deref(), entry_note::now_ms());
     let key = match save_key(cfg, plan, &primary, state) {
         Ok(key) => key,
@@ -157,11 +148,7 @@ fn pack_and_store(
         (Ok(Saved::Stored), Ok(_)) => SaveResult::Saved,
         (Ok(Saved::AlreadyExists(message)), _) => SaveResult::AlreadySaved(message),
         // The backend gave up because packing failed: the packer's error says why.
-        (Err(BackendError::Unfinished(_)), Err(why)) | (Ok(Saved::Stored), Err(why)) => {
-            SaveResult::Failed(SaveError::Pack { dir: plan.dir.clone(), why })
-        }
-        // A read-only token or a cache policy: the service's decision, not trouble.
-        (Err(denied @ BackendError::Denied { .. }), _) => SaveResult::Denied(denied.to_string()),
+        (Err(BackendError::Unfinished(_)), Err(e)) | (Ok(Saved::Stored), Err(e)) => SaveResult::Failed(e),
         (Err(source), _) => SaveResult::Failed(SaveError::Store { key: key.to_string(), source }),
     };
     (size, result)
@@ -184,14 +171,9 @@ fn save_key(
         return Ok(primary.to_string());
     }
     let restored = state(&state_envs(plan.target));
-    if changed_since_restore(cfg, plan, restored.as_deref()) == Some(false) {
+    if restored.is_some_and(|restored| plan.rules().state(cfg, &plan.dir) == restored) {
         let from = state(&state_matched(plan.target)).unwrap_or_default();
-        let what = match plan.target {
-            Target::Nox => "the envs are",
-            Target::Uv => "the cache is",
-            Target::UvPython => "the Pythons are",
-        };
-        info!("{name}: {what} as restored from {from}; not saving again");
+        info!("{name}: {} as restored from {from}; not saving again", plan.rules().contents());
         return Err("unchanged since the restore, not saved");
     }
     let run = match (&cfg.runner.run_id, &cfg.runner.run_attempt) {
@@ -216,141 +198,6 @@ fn save_key(
     Ok(key)
 }
 
-/// After an exact nox hit: a notice when the job changed the restored envs, which are not saved
-/// again.
-fn note_a_changed_hit(
-    cfg: &Config,
-    plan: &TargetPlan,
-    primary: &str,
-    state: &dyn Fn(&str) -> Option<String>,
-) {
-    let restored = state(&state_envs(plan.target));
-    if plan.target == Target::Nox && changed_since_restore(cfg, plan, restored.as_deref()) == Some(true) {
-        crate::notice!(
-            "nox: the job changed the envs restored from {primary}; entries cannot be replaced, so the next job restores them as they were and its installs change them again"
-        );
-    }
-}
-
-/// After a restore: whether the envs (or the uv cache) now differ from what was restored
-/// (`restored`, the digest the restore step left) in what the next job would feel
-/// (`envs/state.rs`). `None` when nothing was restored.
-fn changed_since_restore(cfg: &Config, plan: &TargetPlan, restored: Option<&str>) -> Option<bool> {
-    let restored = restored?;
-    let now = match plan.target {
-        Target::Nox => envs::envs_state(&plan.dir, &cfg.runner.workspace),
-        Target::Uv | Target::UvPython => envs::cache_state(&plan.dir),
-    };
-    Some(now != restored)
-}
-
-/// What is left out of (or added to) one archive.
-#[derive(Debug, Default)]
-struct LeaveOut {
-    skip: HashSet<PathBuf>,
-    extra: Vec<(PathBuf, Vec<u8>)>,
-    notes: String,
-}
-
-/// Decides what this target's archive leaves out and adds: the workspace's own packages in
-/// nox envs and uv's builds of local paths (`evict-project`), a marker per env, and the env
-/// files the uv cache stored in this step holds (`stored_uv_cache`); for uv, the optional
-/// `uv cache prune --ci` happens first.
-fn leave_out(cfg: &Config, plan: &TargetPlan, stored_uv_cache: Option<&Path>) -> LeaveOut {
-    let mut out = LeaveOut::default();
-    let eviction = match plan.target {
-        Target::Nox => {
-            let mut eviction =
-                cfg.evict_project.then(|| envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace));
-            // Untracked files the kept editable installs import, for the restore to check.
-            for why in eviction.as_mut().map(envs::record_generated).unwrap_or_default() {
-                info!("nox: {why}");
-            }
-            let recorded = eviction.clone().unwrap_or_default();
-            let shared = stored_uv_cache
-                .map(|uv| {
-                    let (mut uv_skip, builds) = uv_left_out(cfg, uv);
-                    uv_skip.extend(builds.map(|b| b.skip).unwrap_or_default());
-                    envs::shared_with_uv_cache(&plan.dir, uv, &uv_skip, &recorded.skip)
-                })
-                .unwrap_or_default();
-            out.extra = envs::markers(&plan.dir, &plan.key.os, &plan.key.arch, &recorded, &shared);
-            if !shared.is_empty() {
-                let (files, bytes) = shared.values().flatten().fold((0, 0), |(n, b), l| (n + 1, b + l.size));
-                info!("nox: {files} env files ({}) left to the uv cache saved with them", human_size(bytes));
-                out.skip.extend(envs::shared_paths(&shared));
-            }
-            for k in &recorded.kept {
-                info!("nox: env `{}`: kept {} — {}", k.env, k.dist, k.reason);
-                if let Some(note) = envs::untracked_note(k) {
-                    info!("nox: env `{}`: {note}", k.env);
-                }
-            }
-            for e in &recorded.evicted {
-                info!("nox: env `{}`: left out {} — {}", e.env, e.dist, e.reason);
-            }
-            eviction
-        }
-        Target::Uv => {
-            prepare_uv_cache(cfg, plan);
-            let (buckets, builds) = uv_left_out(cfg, &plan.dir);
-            out.skip.extend(buckets);
-            builds
-        }
-        Target::UvPython => {
-            out.skip.extend(uv_python::scratch_entries(&plan.dir));
-            None
-        }
-    };
-    let Some(eviction) = eviction else { return out };
-    let evicted: Vec<String> =
-        eviction.evicted.iter().map(|e| format!("{} from {}", e.dist, e.env)).collect();
-    let kept: Vec<String> = eviction.kept.iter().map(|k| format!("{} in {}", k.dist, k.env)).collect();
-    let mut notes = Vec::new();
-    if !evicted.is_empty() {
-        info!("{}: left out of the archive (evict-project): {}", plan.target.name(), evicted.join(", "));
-        notes.push(format!("evicted {}", evicted.join(", ")));
-    }
-    if !kept.is_empty() {
-        notes.push(format!("kept editable {}", kept.join(", ")));
-    }
-    out.notes = notes.join("; ");
-    out.skip.extend(eviction.skip);
-    out
-}
-
-/// What the archive of the uv cache at `dir` leaves out: uv's environments buckets, and with
-/// `evict-project` its builds of local paths (an eviction, for the log). The uv target's save
-/// and the nox save that leaves shared files to it both ask here, so they agree.
-fn uv_left_out(cfg: &Config, dir: &Path) -> (HashSet<PathBuf>, Option<envs::Eviction>) {
-    (envs::uv_environment_buckets(dir), cfg.evict_project.then(|| envs::uv_local_builds(dir)))
-}
-
-/// Prunes the uv cache when asked, and warns when uv writes somewhere else than what is saved.
-fn prepare_uv_cache(cfg: &Config, plan: &TargetPlan) {
-    let uv_dir = target::uv_reported_dir(&cfg.working_directory, "cache");
-    if let Some(uv_dir) = &uv_dir
-        && uv_dir != &plan.dir
-    {
-        warn!(
-            "uv writes its cache to {} but the action saves {}; set UV_CACHE_DIR (or the `uv-cache-dir` input) so they agree",
-            uv_dir.display(),
-            plan.dir.display()
-        );
-    }
-    if cfg.uv_prune != UvPrune::Ci {
-        return;
-    }
-    if uv_dir.is_none() {
-        crate::notice!("uv: `uv-prune: ci` needs uv on PATH; saving the cache unpruned");
-        return;
-    }
-    match envs::uv_prune_ci(std::path::Path::new("uv"), &plan.dir, cfg.runner.uv_link_mode.as_deref()) {
-        Ok(()) => info!("uv: ran `uv cache prune --ci`"),
-        Err(e) => warn!("uv: not pruned: {e}"),
-    }
-}
-
 /// A new archive file in `RUNNER_TEMP`, deleted when dropped.
 fn create_archive_file(cfg: &Config) -> std::io::Result<ArchiveFile> {
     std::fs::create_dir_all(&cfg.runner.temp)?;
@@ -364,7 +211,7 @@ fn pack(
     leave_out: &LeaveOut,
     note: Option<EntryNote>,
     archive: &ArchiveFile,
-) -> Result<u64, String> {
+) -> Result<u64, SaveError> {
     let comment = note.map(|note| note.to_comment());
     let spec = PackSpec {
         root: &plan.dir,
@@ -378,19 +225,24 @@ fn pack(
     // No fsync: the file is read back at once (from the page cache) and deleted after the
     // upload; a crash loses the save either way. Syncing cost more than the packing on a
     // 700 MB archive (docs/performance.md).
+    let compression = cfg.compression.label();
     let waited = || archive.readers_waited();
-    let packed = archive::pack_at(&spec, cfg.compression, cfg.compression_level, &mut out, &waited)
-        .map_err(|e| e.to_string())
-        .and_then(|_| out.into_inner().map(|_| ()).map_err(|e| e.error().to_string()));
+    let packed =
+        archive::pack_at(&spec, cfg.compression, cfg.compression_level, &mut out, &waited).and_then(|_| {
+            out.into_inner()
+                .map(|_| ())
+                .map_err(|e| ArchiveError::Write { compression, source: e.into_error() })
+        });
+    let dir = plan.dir.clone();
     match packed {
         Ok(()) => {
-            let size = archive.finish().map_err(|e| e.to_string())?;
+            let size = archive.finish().map_err(|source| SaveError::Abandoned { dir, source })?;
             tracing::debug!("packed {} in {}", human_size(size), seconds(started.elapsed()));
             Ok(size)
         }
-        Err(e) => {
-            archive.fail(e.clone());
-            Err(e)
+        Err(source) => {
+            archive.fail(source.to_string());
+            Err(SaveError::Pack { dir, source })
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::backend::artifact_cache::{ArtifactCacheBackend, Reservation};
 use crate::backend::http::{Fail, Http, encode_component};
 use crate::backend::{Backend, BackendError, Secret, Tuning};
 use crate::config::Config;
-use crate::target;
+use crate::targets;
 
 const ACCEPT: &str = "application/json;api-version=6.0-preview.1";
 
@@ -141,7 +141,7 @@ fn explain(
     token: &Secret,
     deadline: Instant,
 ) -> Vec<(String, String, Found)> {
-    let plans = match target::plans(cfg) {
+    let plans = match targets::plans(cfg) {
         Ok(plans) => plans,
         Err(e) => return vec![("?".into(), String::new(), Err(e.to_string()))],
     };

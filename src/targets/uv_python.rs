@@ -10,8 +10,41 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, Target};
-use crate::{envs, key, target};
+use super::rules::{LeaveOut, Rules, TargetPlan};
+use super::{Target, uv};
+use crate::config::Config;
+use crate::key;
+use crate::python::Interpreter;
+
+pub const TARGET: Target = Target(&UvPython);
+
+pub struct UvPython;
+
+impl Rules for UvPython {
+    fn name(&self) -> &'static str {
+        "uv-python"
+    }
+
+    fn dir(&self, cfg: &Config) -> (PathBuf, &'static str) {
+        install_dir(cfg)
+    }
+
+    fn key_files(&self) -> Vec<&'static str> {
+        KEY_FILES.to_vec()
+    }
+
+    fn fingerprint(&self, cfg: &Config, _interpreter: Option<&Interpreter>) -> String {
+        fingerprint(&cfg.working_directory)
+    }
+
+    fn contents(&self) -> &'static str {
+        "the Pythons are"
+    }
+
+    fn leave_out(&self, _cfg: &Config, plan: &TargetPlan, _stored: &[&TargetPlan]) -> LeaveOut {
+        LeaveOut { skip: scratch_entries(&plan.dir), ..LeaveOut::default() }
+    }
+}
 
 /// The files that say which Pythons a job installs, hashed into the key: uv's version pins and
 /// the noxfile's `python=` lists. `requires-python` is read out of `pyproject.toml` into the
@@ -25,9 +58,9 @@ pub const ANY_PYTHON: &str = "anypython";
 /// `$XDG_DATA_HOME/uv/python`, `~/.local/share/uv/python`; with where the answer came from.
 pub fn install_dir(cfg: &Config) -> (PathBuf, &'static str) {
     if let Some(dir) = &cfg.runner.uv_python_install_dir_env {
-        return (target::absolute(&cfg.working_directory, dir), "UV_PYTHON_INSTALL_DIR");
+        return (uv::absolute(&cfg.working_directory, dir), "UV_PYTHON_INSTALL_DIR");
     }
-    if let Some(dir) = target::uv_reported_dir(&cfg.working_directory, "python") {
+    if let Some(dir) = uv::reported_dir(&cfg.working_directory, "python") {
         return (dir, "`uv python dir`");
     }
     if let Some(xdg) = &cfg.runner.xdg_data_home {
@@ -80,30 +113,6 @@ pub fn scratch_entries(dir: &Path) -> HashSet<PathBuf> {
         .map(|e| PathBuf::from(e.file_name()))
         .filter(|name| name.to_string_lossy().starts_with('.'))
         .collect()
-}
-
-/// The nox envs under `envdir` built on one of uv's Pythons (their `home` is inside uv's Python
-/// directory), when `uv-python` is not a target: restored without it, such envs lose their
-/// interpreter and are rebuilt, so the notice says to add the target.
-pub fn hint_missing_target(cfg: &Config, envdir: &Path) {
-    if cfg.targets.contains(&Target::UvPython) {
-        return;
-    }
-    let (python_dir, _) = install_dir(cfg);
-    let python_dir = fs::canonicalize(&python_dir).unwrap_or(python_dir);
-    let on_uv_pythons: Vec<String> = envs::env_homes(envdir)
-        .into_iter()
-        .filter(|(_, home)| fs::canonicalize(home).unwrap_or_else(|_| home.clone()).starts_with(&python_dir))
-        .map(|(env, _)| env)
-        .collect();
-    if !on_uv_pythons.is_empty() {
-        crate::notice!(
-            "nox: the envs {} are built on Pythons uv installed in {}, which is not cached: a job that restores \
-             them without those Pythons rebuilds them. Add `uv-python` to `targets` (`targets: uv uv-python nox`)",
-            on_uv_pythons.join(", "),
-            python_dir.display()
-        );
-    }
 }
 
 #[cfg(test)]
