@@ -457,8 +457,12 @@ pub fn is_ghes(server_url: Option<&str>) -> bool {
     !(host == "GITHUB.COM" || host.ends_with(".GHE.COM") || host.ends_with(".LOCALHOST"))
 }
 
-/// Chooses the cache service as `@actions/cache` does (docs/protocol.md §1.2), or as the `backend`
-/// input forces.
+/// Chooses the cache service (docs/backends.md). An explicit `backend:` always wins, and fails
+/// the step when what it needs is missing. `backend: auto` takes the first of, in order: s3
+/// when a bucket is named (the `s3-bucket` input or `UV_NOX_CACHE_S3_BUCKET`); the runner's
+/// cache service as `@actions/cache` chooses it (docs/protocol.md §1.2) — v2 when the runner
+/// asks for it (`ACTIONS_CACHE_SERVICE_V2`, not on GHES-style servers), else v1 — when the
+/// runner passed its URL; the local store.
 fn select_backend(
     raw: &RawInputs,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -479,6 +483,7 @@ fn select_backend(
     });
     let v2 = get(env::ACTIONS_RESULTS_URL).map(|url| BackendKind::Github { url, token: token.clone() });
     let local_bound = parse_local_max_size(raw.local_max_size.as_deref())?;
+    let s3 = s3_settings(raw, lookup, runner)?;
     let local = || {
         let default = runner
             .xdg_cache_home
@@ -490,19 +495,6 @@ fn select_backend(
             raw.local_dir.as_deref().map(|d| expand_home(d, runner, &runner.workspace)).unwrap_or(default);
         BackendKind::Local { root, scope: Scope::from_env(&get), bound: local_bound }
     };
-    let choice = choice(
-        "backend",
-        raw.backend.as_deref(),
-        "auto",
-        &[
-            ("auto", "auto"),
-            ("github", "github"),
-            ("artifactcache", "artifactcache"),
-            ("local", "local"),
-            ("s3", "s3"),
-        ],
-    )?;
-    let s3 = s3_settings(raw, lookup, runner)?;
     let missing = |name: &str, var: &str| {
         invalid(
             "backend",
@@ -512,47 +504,35 @@ fn select_backend(
             ),
         )
     };
-    match choice {
-        "local" => Ok((local(), "`backend: local`".into())),
+    let named = |name: &str| format!("`backend: {name}`");
+    let backends = ["auto", "github", "artifactcache", "local", "s3"].map(|name| (name, name));
+    match choice("backend", raw.backend.as_deref(), "auto", &backends)? {
+        "github" => Ok((v2.ok_or_else(|| missing("github", env::ACTIONS_RESULTS_URL))?, named("github"))),
+        "artifactcache" => {
+            Ok((v1.ok_or_else(|| missing("artifactcache", env::ACTIONS_CACHE_URL))?, named("artifactcache")))
+        }
+        "local" => Ok((local(), named("local"))),
         "s3" => match s3 {
-            Some(settings) => Ok((BackendKind::S3(Box::new(settings)), "`backend: s3`".into())),
+            Some(settings) => Ok((BackendKind::S3(Box::new(settings)), named("s3"))),
             None => Err(invalid(
                 "backend",
                 "`s3` needs a bucket: set the `s3-bucket` input, or UV_NOX_CACHE_S3_BUCKET on the runner",
             )),
         },
-        _ if s3.is_some() => {
-            let settings = s3.expect("checked");
-            let why = format!("a bucket is configured ({})", settings.bucket);
-            Ok((BackendKind::S3(Box::new(settings)), why))
-        }
-        "github" => {
-            Ok((v2.ok_or_else(|| missing("github", env::ACTIONS_RESULTS_URL))?, "`backend: github`".into()))
-        }
-        "artifactcache" => Ok((
-            v1.ok_or_else(|| missing("artifactcache", env::ACTIONS_CACHE_URL))?,
-            "`backend: artifactcache`".into(),
-        )),
         _ => {
-            let ghes = is_ghes(get(env::GITHUB_SERVER_URL).as_deref());
-            let wants_v2 = !ghes && get(env::ACTIONS_CACHE_SERVICE_V2).is_some();
-            let found = if wants_v2 { v2 } else { v1 };
-            Ok(match found {
-                Some(kind) => {
-                    let why = if wants_v2 {
-                        "the runner offers the v2 cache service"
-                    } else {
-                        "the runner offers the v1 cache service"
-                    };
-                    (kind, why.into())
-                }
-                None => (
-                    local(),
-                    "no runner cache service is configured (no ACTIONS_CACHE_URL / ACTIONS_RESULTS_URL), \
-                     so the local store is used"
-                        .into(),
-                ),
-            })
+            let wants_v2 = !is_ghes(get(env::GITHUB_SERVER_URL).as_deref())
+                && get(env::ACTIONS_CACHE_SERVICE_V2).is_some();
+            let auto = [
+                s3.map(|settings| {
+                    let why = format!("a bucket is configured ({})", settings.bucket);
+                    (BackendKind::S3(Box::new(settings)), why)
+                }),
+                v2.filter(|_| wants_v2).map(|kind| (kind, "the runner offers the v2 cache service".into())),
+                v1.filter(|_| !wants_v2).map(|kind| (kind, "the runner offers the v1 cache service".into())),
+            ];
+            let why_local = "no runner cache service is configured (no ACTIONS_CACHE_URL / ACTIONS_RESULTS_URL), \
+                             so the local store is used";
+            Ok(auto.into_iter().flatten().next().unwrap_or_else(|| (local(), why_local.into())))
         }
     }
 }
@@ -926,27 +906,77 @@ mod tests {
         assert!(config(&[home[0], ("INPUT_UV-CACHE-DIR", "/tmp/uv")]).is_ok());
     }
 
+    /// What `vars` choose: the backend's kind, as its label.
+    fn chosen(vars: &[(&str, &str)]) -> &'static str {
+        match config(vars).unwrap().backend {
+            BackendKind::S3(_) => "s3",
+            BackendKind::Github { .. } => "github",
+            BackendKind::ArtifactCache { .. } => "artifactcache",
+            BackendKind::Local { .. } => "local",
+        }
+    }
+
+    const V1: (&str, &str) = ("ACTIONS_CACHE_URL", "http://c/");
+    const V2: (&str, &str) = ("ACTIONS_RESULTS_URL", "http://r/");
+    const WANTS_V2: (&str, &str) = ("ACTIONS_CACHE_SERVICE_V2", "True");
+    const BUCKET: (&str, &str) = ("UV_NOX_CACHE_S3_BUCKET", "fleet-cache");
+
     #[test]
-    fn backend_selection_follows_the_toolkit() {
-        let v2 = [("ACTIONS_RESULTS_URL", "http://r/"), ("ACTIONS_CACHE_URL", "http://c/")];
-        let cfg = config(&[v2[0], v2[1], ("ACTIONS_CACHE_SERVICE_V2", "True")]).unwrap();
-        assert!(matches!(cfg.backend, BackendKind::Github { .. }));
-        let cfg = config(&[v2[0], v2[1]]).unwrap();
-        assert!(matches!(cfg.backend, BackendKind::ArtifactCache { .. }));
+    fn an_explicit_github_backend_wins_over_a_runner_level_bucket() {
+        assert_eq!(chosen(&[V1, V2, BUCKET, ("INPUT_BACKEND", "github")]), "github");
+    }
+
+    #[test]
+    fn an_explicit_artifactcache_backend_wins_over_a_runner_level_bucket() {
+        assert_eq!(chosen(&[V1, V2, WANTS_V2, BUCKET, ("INPUT_BACKEND", "artifactcache")]), "artifactcache");
+    }
+
+    #[test]
+    fn an_explicit_local_backend_wins_over_everything() {
+        assert_eq!(chosen(&[V1, V2, WANTS_V2, BUCKET, ("INPUT_BACKEND", "local")]), "local");
+    }
+
+    #[test]
+    fn an_explicit_s3_backend_needs_a_bucket() {
+        assert_eq!(chosen(&[V1, V2, BUCKET, ("INPUT_BACKEND", "s3")]), "s3");
+        let err = config(&[V1, V2, ("INPUT_BACKEND", "s3")]).unwrap_err();
+        assert!(err.input == "backend" && err.message.contains("needs a bucket"), "{err}");
+    }
+
+    #[test]
+    fn an_explicit_runner_service_the_runner_did_not_pass_fails_the_step() {
+        let err = config(&[V1, BUCKET, ("INPUT_BACKEND", "github")]).unwrap_err();
+        assert!(err.input == "backend" && err.message.contains("ACTIONS_RESULTS_URL"), "{err}");
+        let err = config(&[V2, ("INPUT_BACKEND", "artifactcache")]).unwrap_err();
+        assert!(err.input == "backend" && err.message.contains("ACTIONS_CACHE_URL"), "{err}");
+    }
+
+    #[test]
+    fn auto_takes_a_bucket_first() {
+        assert_eq!(chosen(&[V1, V2, WANTS_V2, BUCKET]), "s3");
+        assert_eq!(chosen(&[V1, V2, ("INPUT_S3-BUCKET", "fleet-cache")]), "s3");
+    }
+
+    #[test]
+    fn auto_takes_v2_when_the_runner_asks_for_it() {
+        assert_eq!(chosen(&[V1, V2, WANTS_V2]), "github");
         // A Forgejo host is GHES-style: v1 even when the V2 flag is set.
-        let cfg = config(&[
-            v2[0],
-            v2[1],
-            ("ACTIONS_CACHE_SERVICE_V2", "true"),
-            ("GITHUB_SERVER_URL", "https://code.example.org"),
-        ])
-        .unwrap();
-        assert!(matches!(cfg.backend, BackendKind::ArtifactCache { .. }));
-        // V2 wanted but no results URL: no service, so the local store.
-        let cfg = config(&[("ACTIONS_CACHE_SERVICE_V2", "1"), ("ACTIONS_CACHE_URL", "http://c/")]).unwrap();
-        assert!(matches!(cfg.backend, BackendKind::Local { .. }));
-        let err = config(&[("INPUT_BACKEND", "github")]).unwrap_err();
-        assert_eq!(err.input, "backend");
+        assert_eq!(
+            chosen(&[V1, V2, WANTS_V2, ("GITHUB_SERVER_URL", "https://code.example.org")]),
+            "artifactcache"
+        );
+    }
+
+    #[test]
+    fn auto_takes_v1_otherwise() {
+        assert_eq!(chosen(&[V1, V2]), "artifactcache");
+    }
+
+    #[test]
+    fn auto_falls_back_to_the_local_store() {
+        assert_eq!(chosen(&[]), "local");
+        // V2 wanted but no results URL: no service, so the local store (as the toolkit has it).
+        assert_eq!(chosen(&[V1, ("ACTIONS_CACHE_SERVICE_V2", "1")]), "local");
     }
 
     #[test]

@@ -624,6 +624,29 @@ fn bucket_trouble_is_a_warning_and_a_miss() {
     assert!(store.objects().is_empty(), "{:?}", store.objects());
 }
 
+/// `UV_NOX_CACHE_TEST_TUNING` reaches the s3 backend as it reaches the runner's services: with
+/// a one-second idle timeout and one attempt, a silent store is given up on at once, well
+/// before the `timeout` input, whose deadline is what stops it with the default timing.
+#[test]
+fn the_test_tuning_reaches_the_s3_backend() {
+    let store = ObjectStore::start();
+    let machine = Machine::new();
+    let proxy = stalling_proxy(store.port(), 0);
+    let mut job = uv_job(&machine, &store);
+    job.set_env("UV_NOX_CACHE_S3_ENDPOINT", &format!("http://127.0.0.1:{proxy}"))
+        .set_env("UV_NOX_CACHE_TEST_TUNING", "attempts=1,idle_timeout=1s,connect_timeout=5s,grace=1s")
+        .input("timeout", "30");
+    let main = job.main();
+    assert_eq!(main.code, 0, "{}", main.log());
+    let warned = warnings(&main);
+    assert!(warned.iter().any(|w| w.contains("cache lookup failed")), "{}", main.log());
+    assert!(
+        !warned.iter().any(|w| w.contains("`timeout` input")),
+        "the tuning's idle timeout, not the deadline:\n{}",
+        main.log()
+    );
+}
+
 /// Three machines share one bucket at once, two of them with the same key.
 #[test]
 fn several_jobs_share_one_bucket() {
