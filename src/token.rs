@@ -55,8 +55,8 @@ pub fn cache_access(token: &str) -> CacheAccess {
 }
 
 /// A JWT with the given `ac` claim (unsigned), as the tests' runner hands out.
-#[doc(hidden)]
-pub fn jwt_with_scopes(scopes: &[(&str, u64)]) -> String {
+#[cfg(test)]
+pub(crate) fn jwt_with_scopes(scopes: &[(&str, u64)]) -> String {
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let ac: Vec<serde_json::Value> =
         scopes.iter().map(|(scope, p)| serde_json::json!({"Scope": scope, "Permission": p})).collect();

@@ -8,7 +8,7 @@
 pub mod archive_file;
 pub mod artifact_cache;
 pub mod aws_credentials;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod github;
 pub mod health;

@@ -2,11 +2,24 @@
 //! the token's scopes and skips before packing anything, with one notice; a service's own
 //! `cache write denied:` answer is a notice too, never a failure. On v2 and v1.
 
-use uv_nox_cache::token::jwt_with_scopes;
+use base64::Engine;
 
 use crate::support::action::{Machine, Protocol};
 use crate::support::cache_server::{CacheServer, Fault, Personality, Route, ServerConfig};
 use crate::support::rig::{checkout, populate};
+
+/// A JWT with the given `ac` claim (unsigned), as the runner hands out.
+fn jwt_with_scopes(scopes: &[(&str, u64)]) -> String {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let ac: Vec<serde_json::Value> =
+        scopes.iter().map(|(scope, p)| serde_json::json!({"Scope": scope, "Permission": p})).collect();
+    let claims = serde_json::json!({"ac": serde_json::to_string(&ac).unwrap(), "exp": 4102444800u64});
+    format!(
+        "{}.{}.c2ln",
+        engine.encode(br#"{"typ":"JWT","alg":"RS256"}"#),
+        engine.encode(claims.to_string().as_bytes())
+    )
+}
 
 fn server_with_token(token: &str) -> CacheServer {
     let mut config = ServerConfig::new(Personality::Github);
