@@ -1,6 +1,7 @@
 //! The restore story, the same for every target: log its key, look it up, download and extract
-//! it into a staging directory, let the target check what came back ([`crate::targets::Rules::after_extract`]),
-//! move it into place, and say how that ended.
+//! it into a staging directory, let the target check what came back
+//! ([`Rules::after_extract`](crate::targets::Rules::after_extract)), move it into place, and
+//! say how that ended.
 
 use std::time::Instant;
 
@@ -112,11 +113,11 @@ fn find(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Result<Option
 
 /// What a restore put in place.
 struct Extracted {
-    /// What the target removed after extraction, with why ([`crate::targets::Rules::after_extract`]).
+    /// What the target removed after extraction, with why.
     invalidated: Vec<String>,
     /// The archive's bytes, as downloaded.
     downloaded: u64,
-    /// The digest of what the directory holds as restored ([`crate::targets::Rules::state`]).
+    /// The digest of what the directory holds as restored (`Rules::state`).
     envs_state: String,
     /// The saving job's note, from the archive's comment.
     note: Option<EntryNote>,

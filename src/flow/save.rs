@@ -1,7 +1,8 @@
 //! The save story, the same for every target: unless the restore found the exact key (or the
-//! policy says not to), ask the target what its archive leaves out ([`crate::targets::Rules::leave_out`]), pack
-//! it, and hand the archive to the service, under the primary key, or with `save: always` under
-//! an unconfirmed one ([`save_key`]).
+//! policy says not to), ask the target what its archive leaves out
+//! ([`Rules::leave_out`](crate::targets::Rules::leave_out)), pack it, and hand the archive to
+//! the service, under the primary key, or with `save: always` under an unconfirmed one
+//! ([`save_key`]).
 
 use std::io::BufWriter;
 use std::time::Instant;

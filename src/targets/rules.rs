@@ -16,8 +16,8 @@ use crate::key::KeyParts;
 use crate::python::{self, Interpreter};
 
 /// What one target is, as the restore and save flows ask it. The flows call these in the order
-/// they are listed: planning (`dir` to `restore_keys`), restoring (`after_extract`, `state`,
-/// `after_restore`, `job_env`), saving (`before_save`, `after_exact_hit`, `leave_out`, `state`).
+/// they are listed: planning (`dir` to `restore_keys`), restoring (`job_env`, `after_extract`,
+/// `state`, `after_restore`), saving (`before_save`, `after_exact_hit`, `leave_out`, `state`).
 pub trait Rules: Sync {
     /// The name in the `targets` input, keys, outputs and logs.
     fn name(&self) -> &'static str;
