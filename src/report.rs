@@ -493,6 +493,9 @@ mod tests {
     fn any_other_store_trouble_is_a_warning() {
         let source = service_trouble();
         assert_eq!(save_seen(SaveResult::Failed(SaveError::Store { key: key(), source })), Seen::Warning);
+        // A v1 server's 403 that is not a `cache write denied:` answer: a misconfiguration.
+        let source = BackendError::Refused { op: "reserve", status: 403, message: "no".into(), cause: "" };
+        assert_eq!(save_seen(SaveResult::Failed(SaveError::Store { key: key(), source })), Seen::Warning);
     }
 
     #[test]
