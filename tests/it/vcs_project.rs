@@ -108,10 +108,15 @@ fn job(machine: &Machine, save: &str, run_id: u32, answer: u32, extra: Option<&s
 
 /// The entries in the local store: one file per saved entry.
 fn stored_entries(machine: &Machine) -> usize {
+    // Dot-files are the store's own records (a restore's `.<entry>.used`), not entries.
     fn count(dir: &Path) -> usize {
         fs::read_dir(dir)
             .map(|entries| {
-                entries.flatten().map(|e| if e.path().is_dir() { count(&e.path()) } else { 1 }).sum()
+                entries
+                    .flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .map(|e| if e.path().is_dir() { count(&e.path()) } else { 1 })
+                    .sum()
             })
             .unwrap_or(0)
     }
