@@ -237,6 +237,8 @@ fn parse_targets(value: &str) -> Result<Vec<Target>, ConfigError> {
                     "`{value}` separates targets with commas; separate them with spaces \
                      (`targets: uv nox`); {known}"
                 )
+            } else if let Some(lower) = Target::named(&word.to_lowercase()) {
+                format!("`{word}` is not a target: targets are lower case, write `{}`", lower.name())
             } else {
                 format!("`{word}` is not a target; {known}, separated by spaces (`targets: uv nox`)")
             };
@@ -334,8 +336,10 @@ fn parse_key_suffix(value: Option<&str>) -> Result<Option<String>, ConfigError> 
         return Err(invalid(
             "key-suffix",
             format!(
-                "`{}` holds a comma or a control character, which cache keys cannot carry",
-                value.escape_debug()
+                "`{}` holds a comma or a control character, which cache keys cannot carry; write it \
+                 without them, e.g. `{}`",
+                value.escape_debug(),
+                value.replace(',', "-").chars().filter(|c| !c.is_control()).collect::<String>()
             ),
         ));
     }

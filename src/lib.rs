@@ -58,8 +58,35 @@ pub fn run(args: &[String]) -> ExitCode {
         }
     };
     let lookup = |name: &str| std::env::var(name).ok().or_else(|| recovered.get(name).cloned());
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match args.get(1).map(String::as_str) {
+    let command = args.get(1).map(String::as_str);
+    // Only these commands take arguments; for the others an argument is a mistake, not a no-op.
+    let takes_arguments = matches!(command, Some("entries" | "prune" | "hash-files"));
+    if let (false, Some(extra)) = (takes_arguments, args.get(2)) {
+        eprintln!(
+            "uv-nox-cache: `{}` takes no arguments, got `{extra}` (see `uv-nox-cache --help`)",
+            command.unwrap_or("")
+        );
+        return ExitCode::from(2);
+    }
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(_)
+            if matches!(
+                command,
+                Some("inputs" | "--version" | "-V" | "version" | "--help" | "-h" | "help")
+            ) =>
+        {
+            PathBuf::from(".")
+        }
+        Err(e) => {
+            eprintln!(
+                "error: the current directory cannot be read ({e}): it was probably removed; cd into \
+                 your project and run the command again"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match command {
         Some("restore") => steps::restore(&lookup, &cwd),
         Some("save") => steps::save(&lookup, &cwd),
         Some("key") => key_command(&lookup, &cwd),
@@ -129,8 +156,14 @@ fn key_command(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
+    // Warnings and notices (an interpreter that does not run, no key file) go to stderr, so
+    // stdout stays one `<target> <key>` line per target.
+    runner::init_cli_logging();
     match targets::plans(&cfg) {
         Ok(plans) => {
+            for notice in targets::key_notices(&cfg, &plans) {
+                eprintln!("notice: {notice}");
+            }
             plans.iter().for_each(|p| println!("{} {}", p.target.name(), p.key.primary()));
             ExitCode::SUCCESS
         }

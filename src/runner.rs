@@ -25,6 +25,28 @@ pub fn init_logging(debug: bool) {
     let _ = tracing_subscriber::registry().with(WorkflowCommands { debug }).try_init();
 }
 
+/// Installs a subscriber for the command-line commands (`key`): warnings, errors and notices go
+/// to stderr as `warning: …`, plain log lines nowhere.
+pub fn init_cli_logging() {
+    let _ = tracing_subscriber::registry().with(CliMessages).try_init();
+}
+
+struct CliMessages;
+
+impl<S: Subscriber> Layer<S> for CliMessages {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let kind = match *event.metadata().level() {
+            Level::ERROR => "error",
+            Level::WARN => "warning",
+            Level::INFO if event.metadata().target() == NOTICE => "notice",
+            _ => return,
+        };
+        eprintln!("{kind}: {}", message.0);
+    }
+}
+
 /// A notice: shown in the log and as an annotation.
 #[macro_export]
 macro_rules! notice {

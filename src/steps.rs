@@ -96,6 +96,9 @@ pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode 
         Ok(plans) => plans,
         Err(e) => return report::finish(&cfg, Outcome::RestoreWithoutKeys(e), files),
     };
+    for notice in targets::key_notices(&cfg, &plans) {
+        crate::notice!("{notice}");
+    }
     for plan in &plans {
         files.state.set(&flow::state_key(plan.target), plan.key.primary());
         for (name, value) in plan.rules().job_env(&cfg, &plan.dir) {

@@ -75,7 +75,13 @@ impl CredentialSource {
             }
             CredentialSource::Keys { .. } => "AWS_ACCESS_KEY_ID".into(),
             CredentialSource::WebIdentity { role_arn, .. } => format!("web identity for {role_arn}"),
-            CredentialSource::Profile { name, file } => format!("profile `{name}` of {}", file.display()),
+            CredentialSource::Profile { name, file } if file.is_file() => {
+                format!("profile `{name}` of {}", file.display())
+            }
+            CredentialSource::Profile { file, .. } => format!(
+                "none found (no AWS_ACCESS_KEY_ID, no web identity, no {}): set them on the runner",
+                file.display()
+            ),
         }
     }
 
@@ -198,6 +204,18 @@ fn web_identity(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// The log line names where the credentials come from: a profile only when its file is there.
+    #[test]
+    fn a_profile_whose_file_is_missing_is_described_as_no_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        let source = CredentialSource::Profile { name: "default".into(), file: file.clone() };
+        let missing = source.describe();
+        assert!(missing.starts_with("none found") && !missing.contains("profile `default`"), "{missing}");
+        std::fs::write(&file, "[default]\n").unwrap();
+        assert_eq!(source.describe(), format!("profile `default` of {}", file.display()));
+    }
 
     #[test]
     fn the_chain_prefers_keys_then_web_identity_then_a_profile() {

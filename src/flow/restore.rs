@@ -211,12 +211,6 @@ fn log_key(plan: &TargetPlan) {
     for fallback in &plan.restore_keys {
         info!("  fallback prefix {fallback}");
     }
-    if plan.key.hash == crate::key::NO_KEY_FILES {
-        crate::notice!(
-            "{}: no key file matched (uv.lock, pyproject.toml, …); the key carries `nofiles`",
-            plan.target.name()
-        );
-    }
 }
 
 /// What the entry version (the second half of what a lookup matches) is made of, as

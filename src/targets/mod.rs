@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-pub use plan::{PlanError, key_file_patterns, plans};
+pub use plan::{PlanError, key_file_patterns, key_notices, plans};
 pub use rules::{LeaveOut, Pythons, Rules, TargetPlan};
 
 /// Every target, in restore (and save) order: uv's Pythons before the nox envs built on them,

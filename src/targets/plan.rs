@@ -96,23 +96,63 @@ fn plan(
 pub fn key_file_patterns(cfg: &Config, target: Target, cached: &[&Path]) -> Vec<String> {
     let mut patterns: Vec<String> = target.rules().key_files().into_iter().map(str::to_string).collect();
     patterns.extend(cfg.key_files.iter().cloned());
-    let workspace = &cfg.runner.workspace;
-    let rel = |dir: &Path| {
-        dir.strip_prefix(workspace).ok().map(|r| escape_glob(&r.to_string_lossy().replace('\\', "/")))
-    };
-    if let Some(wd) = rel(&cfg.working_directory).filter(|wd| !wd.is_empty()) {
-        patterns = patterns
-            .into_iter()
-            .map(|p| match p.strip_prefix('!') {
-                Some(rest) => format!("!{wd}/{}", rest.trim_start()),
-                None => format!("{wd}/{p}"),
-            })
-            .collect();
-    }
+    let mut patterns: Vec<String> = patterns.iter().map(|p| rooted(cfg, p)).collect();
     patterns.extend(
-        cached.iter().filter_map(|dir| rel(dir)).filter(|r| !r.is_empty()).map(|r| format!("!{r}/**")),
+        cached
+            .iter()
+            .filter_map(|dir| relative_glob(cfg, dir))
+            .filter(|r| !r.is_empty())
+            .map(|r| format!("!{r}/**")),
     );
     patterns
+}
+
+/// What a user should hear about the keys before anything is looked up, from the restore step
+/// and from `uv-nox-cache key` alike: a target whose key files matched nothing (its key carries
+/// `nofiles`), and a `key-files` line that matches no file, so it adds nothing to any key.
+pub fn key_notices(cfg: &Config, plans: &[TargetPlan]) -> Vec<String> {
+    let mut notices: Vec<String> = plans
+        .iter()
+        .filter(|plan| plan.key.hash == key::NO_KEY_FILES)
+        .map(|plan| {
+            format!(
+                "{}: no key file matched (uv.lock, pyproject.toml, …); the key carries `nofiles`",
+                plan.target.name()
+            )
+        })
+        .collect();
+    for pattern in cfg.key_files.iter().filter(|p| !p.starts_with('!')) {
+        let matched = hash_files::hash_files(
+            &cfg.runner.workspace,
+            cfg.runner.home.as_deref(),
+            &[rooted(cfg, pattern)],
+            false,
+        );
+        if matched.is_ok_and(|hash| hash.is_empty()) {
+            notices.push(format!(
+                "`key-files`: `{pattern}` matches no file under {}, so it adds nothing to the keys; patterns \
+                 are relative to `working-directory`",
+                cfg.working_directory.display()
+            ));
+        }
+    }
+    notices
+}
+
+/// `pattern` (a `!` exclusion too) rooted at the working directory, as hashFiles takes it.
+fn rooted(cfg: &Config, pattern: &str) -> String {
+    match relative_glob(cfg, &cfg.working_directory).filter(|wd| !wd.is_empty()) {
+        Some(wd) => match pattern.strip_prefix('!') {
+            Some(rest) => format!("!{wd}/{}", rest.trim_start()),
+            None => format!("{wd}/{pattern}"),
+        },
+        None => pattern.to_string(),
+    }
+}
+
+/// `dir` relative to the workspace, glob characters escaped; `None` outside the workspace.
+fn relative_glob(cfg: &Config, dir: &Path) -> Option<String> {
+    dir.strip_prefix(&cfg.runner.workspace).ok().map(|r| escape_glob(&r.to_string_lossy().replace('\\', "/")))
 }
 
 /// Escapes glob characters so a directory name is matched literally.

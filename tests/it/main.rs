@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per concern.
 
 mod cancel;
+mod cli;
 mod contract;
 mod dist;
 mod docs;
