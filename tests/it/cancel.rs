@@ -216,7 +216,11 @@ fn a_killed_restore_leaves_nothing_the_next_run_trips_on() {
     let job = fast_job(&rig);
     let keys = job.keys();
     let running = job.start_main();
-    let staging = wait_for("the restore to extract half of .nox", || half_extracted(&rig));
+    // Small files are written by a pool of threads (archive/file_pool.rs), so the key file that
+    // comes before the big parts in the archive may land a moment after them.
+    let staging = wait_for("the restore to extract half of .nox, key file included", || {
+        half_extracted(&rig).filter(|dir| files_under(dir).iter().any(|f| f.ends_with("pyproject.toml")))
+    });
     // As the runner's last resort does: the launcher and the binary, the whole process tree.
     running.kill_tree();
     let step = running.finish();
