@@ -33,8 +33,15 @@ pub fn skip_reason(cfg: &Config) -> Option<String> {
     }
     if cfg.save == SavePolicy::Auto {
         let event = cfg.runner.event_name.as_str();
-        if matches!(event, "release" | "pull_request_target" | "workflow_run") {
+        if matches!(event, "release" | "pull_request_target" | "workflow_run" | "issue_comment") {
             return Some(format!("`save: auto` does not save on `{event}` events (cache poisoning)"));
+        }
+        if event == "merge_group" {
+            return Some(
+                "`save: auto` does not save on `merge_group` events (a merge queue's temporary branch: \
+                 no other branch can read its entries)"
+                    .into(),
+            );
         }
         if cfg.runner.git_ref.starts_with("refs/tags/") {
             return Some("`save: auto` does not save on tag pushes".into());
@@ -244,6 +251,43 @@ fn pack(
         Err(source) => {
             archive.fail(source.to_string());
             Err(SaveError::Pack { dir, source })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::inputs::RawInputs;
+
+    fn config(event: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let map: HashMap<String, String> = [
+            ("GITHUB_EVENT_NAME", event),
+            ("GITHUB_REF", "refs/heads/main"),
+            ("INPUT_BACKEND", "local"),
+            ("INPUT_LOCAL-DIR", dir.path().to_str().unwrap()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let lookup = |name: &str| map.get(name).cloned();
+        Config::new(&RawInputs::read(&lookup), &lookup, Path::new("/ws")).unwrap()
+    }
+
+    /// `save: auto` saves on pushes and pull requests, not on untrusted or one-off triggers,
+    /// nor in merge queues.
+    #[test]
+    fn save_auto_skips_untrusted_one_off_and_merge_queue_events() {
+        for event in ["push", "pull_request", "schedule", "workflow_dispatch"] {
+            assert_eq!(skip_reason(&config(event)), None, "{event}");
+        }
+        for event in ["release", "pull_request_target", "workflow_run", "issue_comment", "merge_group"] {
+            let why = skip_reason(&config(event)).unwrap_or_else(|| panic!("{event} saved"));
+            assert!(why.contains(event), "{event}: {why}");
         }
     }
 }
