@@ -36,7 +36,7 @@ pub use marker::{
     saved_project_dists, validate_and_prune,
 };
 pub use noxfile::{read_workflow, workflow_path, workflow_skips_installs};
-pub use prune::{PruneError, uv_prune_ci};
+pub use prune::{PruneError, UV_TIMEOUT, output_within, uv_prune_ci};
 pub use reuse::reuse_advice;
 pub use state::{cache_state, envs_state};
 

@@ -11,7 +11,9 @@ mod rules;
 
 pub mod nox;
 pub mod uv;
+pub mod uv_buckets;
 pub mod uv_python;
+pub mod uv_series;
 
 use std::cmp::Ordering;
 use std::fmt;

@@ -1,7 +1,9 @@
 //! The `uv` target: uv's cache directory. Content-addressed, so any older entry is a head start
-//! (prefix fallback); its key follows the project's lock and manifest files and the Python minor
-//! version. Its archive leaves out uv's environments buckets and, with `evict-project`, uv's
-//! builds of the workspace's own packages; `uv-prune: ci` prunes it first.
+//! (prefix fallback); its key follows the project's lock and manifest files, the Python minor
+//! version and uv's release series (an older uv's entry is a head start, a newer uv's never).
+//! Its archive leaves out uv's environments buckets, the buckets the job's uv does not use, and
+//! with `evict-project` uv's builds of the workspace's own packages; `uv-prune: ci` prunes it
+//! first.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -11,10 +13,13 @@ use tracing::{info, warn};
 
 use super::Target;
 use super::rules::{LeaveOut, Pythons, Rules, TargetPlan};
-use crate::config::{Config, UvPrune};
+use super::{uv_buckets, uv_series};
+use crate::config::{Config, RestoreKeys, UvPrune};
 use crate::env;
 use crate::envs::{self, Eviction};
+use crate::key::KeyParts;
 use crate::python::Interpreter;
+use crate::runner::human_size;
 
 pub const TARGET: Target = Target(&Uv);
 
@@ -50,10 +55,31 @@ impl Rules for Uv {
         pythons.default()
     }
 
-    fn fingerprint(&self, _cfg: &Config, interpreter: Option<&Interpreter>) -> String {
-        match interpreter {
+    /// The Python minor version, and the release series of the uv on PATH (`py3.12-uv0.13`):
+    /// uv changes its cache format only in minor releases ([`uv_series`]).
+    fn fingerprint(&self, cfg: &Config, interpreter: Option<&Interpreter>) -> String {
+        let python = match interpreter {
             Some(i) => format!("py{}", i.minor_version()),
             None => "pyunknown".to_string(),
+        };
+        let uv = match uv_series::on_path(&cfg.working_directory) {
+            Some(series) => series.component(),
+            None => {
+                crate::notice!(
+                    "uv: `uv` is not on PATH, so the uv key cannot say which uv's cache it holds and a \
+                     restore takes the newest entry of any uv; install uv before this step"
+                );
+                uv_series::UNKNOWN.to_string()
+            }
+        };
+        format!("{python}-{uv}")
+    }
+
+    /// The key's own series, then older ones: never an entry a newer uv wrote.
+    fn restore_keys(&self, cfg: &Config, key: &KeyParts) -> Vec<String> {
+        match cfg.restore_keys {
+            RestoreKeys::Auto | RestoreKeys::All => uv_series::restore_keys(key),
+            RestoreKeys::None => Vec::new(),
         }
     }
 
@@ -68,12 +94,22 @@ impl Rules for Uv {
 
     fn leave_out(&self, cfg: &Config, plan: &TargetPlan, _stored: &[&TargetPlan]) -> LeaveOut {
         prepare(cfg, plan);
-        let (buckets, builds) = left_out(cfg, &plan.dir);
+        let (mut buckets, builds) = left_out(cfg, &plan.dir);
+        let dead = uv_buckets::dead_buckets(Path::new("uv"), &plan.dir, &cfg.runner.temp);
+        buckets.extend(dead.iter().map(|b| PathBuf::from(&b.name)));
         let out = LeaveOut { skip: buckets, ..LeaveOut::default() };
-        match builds {
+        let mut out = match builds {
             Some(builds) => out.with_eviction(self.name(), builds),
             None => out,
+        };
+        if !dead.is_empty() {
+            let named: Vec<String> =
+                dead.iter().map(|b| format!("{} ({})", b.name, human_size(b.bytes))).collect();
+            info!("uv: left out of the archive, buckets this job's uv does not use: {}", named.join(", "));
+            let note = format!("left out buckets of another uv: {}", named.join(", "));
+            out.notes = if out.notes.is_empty() { note } else { format!("{}; {note}", out.notes) };
         }
+        out
     }
 }
 
@@ -103,7 +139,8 @@ fn prepare(cfg: &Config, plan: &TargetPlan) {
         crate::notice!("uv: `uv-prune: ci` needs uv on PATH; saving the cache unpruned");
         return;
     }
-    match envs::uv_prune_ci(Path::new("uv"), &plan.dir, cfg.runner.uv_link_mode.as_deref()) {
+    match envs::uv_prune_ci(Path::new("uv"), &plan.dir, cfg.runner.uv_link_mode.as_deref(), envs::UV_TIMEOUT)
+    {
         Ok(()) => info!("uv: ran `uv cache prune --ci`"),
         Err(e) => warn!("uv: not pruned: {e}"),
     }

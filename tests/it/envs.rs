@@ -9,8 +9,8 @@ use std::process::Command;
 use sha2::Digest;
 
 use uv_nox_cache::envs::{
-    self, Evicted, Eviction, Kept, MARKER_FILE, Marker, PruneError, markers, nox_project_eviction,
-    uv_local_builds, uv_prune_ci, validate_and_prune,
+    self, Evicted, Eviction, Kept, MARKER_FILE, Marker, PruneError, UV_TIMEOUT, markers,
+    nox_project_eviction, uv_local_builds, uv_prune_ci, validate_and_prune,
 };
 
 use uv_nox_cache::python::Interpreter;
@@ -331,11 +331,11 @@ fn uv_prune_ci_shrinks_a_real_cache_and_refuses_symlink_mode() {
     let count = || walk_count(&w.cache);
     let before = count();
 
-    let err = uv_prune_ci(&tools::uv(), &w.cache, Some("symlink")).unwrap_err();
+    let err = uv_prune_ci(&tools::uv(), &w.cache, Some("symlink"), UV_TIMEOUT).unwrap_err();
     assert!(matches!(err, PruneError::SymlinkLinkMode), "{err}");
     assert_eq!(count(), before, "a refused prune touches nothing");
 
-    uv_prune_ci(&tools::uv(), &w.cache, None).unwrap();
+    uv_prune_ci(&tools::uv(), &w.cache, None, UV_TIMEOUT).unwrap();
     let after = count();
     assert!(after < before, "prune --ci removed nothing ({before} entries before and after)");
     let built: Vec<_> = glob_whl(&w.cache);

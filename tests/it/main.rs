@@ -31,4 +31,5 @@ mod support;
 mod tokens;
 mod uv_cache;
 mod uv_python;
+mod uv_upgrade;
 mod vcs_project;

@@ -10,6 +10,9 @@ use std::process::Command;
 
 /// Versions the tests pin, so runs are repeatable.
 pub const UV_VERSION: &str = "0.13.9";
+/// An older uv of the series before, with other cache buckets (`wheels-v6`, `simple-v25`, …),
+/// for upgrades and downgrades.
+pub const UV_OLDER_VERSION: &str = "0.12.24";
 pub const NOX_VERSION: &str = "2026.10.20";
 /// The official cache client the interop tests and benchmarks run (`npm_project("actions-cache", …)`).
 pub const ACTIONS_CACHE_PACKAGES: &[&str] = &["@actions/cache@6.3.0"];
@@ -72,6 +75,31 @@ pub fn python_tools_bin() -> PathBuf {
 /// The `uv` executable.
 pub fn uv() -> PathBuf {
     python_tools_bin().join("uv")
+}
+
+/// A virtualenv in `target/test-tools/uv-<UV_OLDER_VERSION>` holding only that uv; returns its
+/// `bin` directory.
+pub fn older_uv_bin() -> PathBuf {
+    locked("uv-older", || {
+        let venv = tools_dir().join(format!("uv-{UV_OLDER_VERSION}"));
+        let bin = venv.join("bin");
+        let stamp = venv.join(format!("installed-uv{UV_OLDER_VERSION}"));
+        if !stamp.exists() {
+            let _ = fs::remove_dir_all(&venv);
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv");
+            run(
+                Command::new(bin.join("pip")).args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    &format!("uv=={UV_OLDER_VERSION}"),
+                ]),
+                "pip install the older uv",
+            );
+            File::create(&stamp).expect("write stamp");
+        }
+        bin
+    })
 }
 
 /// The `nox` executable.

@@ -1,0 +1,110 @@
+//! A uv upgrade, a downgrade and back, with two real uv releases whose cache buckets differ
+//! (0.12: `wheels-v6`, `sdists-v9`, `simple-v25`; 0.13: `wheels-v8`, `sdists-v11`, `simple-v28`):
+//! the upgrade starts a new entry from the older uv's, and saves it without the buckets the new
+//! uv does not use; the downgrade never restores what the newer uv wrote.
+
+use std::fs;
+use std::path::Path;
+
+use crate::support::action::{Job, Machine};
+use crate::support::rig::{assert_clean, fresh_checkout};
+use crate::support::tools;
+
+/// A job on a fresh runner of `machine` with the uv of `bin` on PATH.
+fn job_with(machine: &Machine, bin: &Path) -> Job {
+    fresh_checkout(machine);
+    let mut job = machine.job();
+    job.input("targets", "uv");
+    job.set_env("PATH", &format!("{}:{}", bin.display(), machine.path));
+    job
+}
+
+/// What the job's own work does with uv: installs a small package from PyPI into the cache.
+fn install(machine: &Machine, bin: &Path) {
+    let target = machine.root.path().join("site");
+    let _ = fs::remove_dir_all(&target);
+    let out = machine
+        .command(&bin.join("uv"), bin)
+        .args(["pip", "install", "--quiet", "--target"])
+        .arg(&target)
+        .arg("six==1.16.0")
+        .output()
+        .expect("run uv");
+    assert!(out.status.success(), "uv pip install: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn buckets(machine: &Machine) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(machine.home.join(".cache/uv"))
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.contains("-v"));
+    names.sort();
+    names
+}
+
+#[test]
+fn an_upgrade_starts_a_lean_entry_and_a_downgrade_never_restores_it() {
+    let machine = Machine::new();
+    fs::write(machine.workspace.join("requirements.txt"), "six==1.16.0\n").unwrap();
+    let (older, newer) = (tools::older_uv_bin(), tools::python_tools_bin());
+
+    // uv 0.12, cold: its entry is keyed on its series.
+    let mut job = job_with(&machine, &older);
+    assert_clean(&job.main());
+    install(&machine, &older);
+    let post = job.post();
+    assert_clean(&post);
+    assert!(post.stdout.contains("uv: saved"), "{}", post.log());
+    let old_key = job.keys()["uv"].clone();
+    assert!(old_key.contains("-uv0.12-"), "{old_key}");
+
+    // Upgrade to uv 0.13: a new key, restored from 0.12's entry by prefix; saved without 0.12's
+    // buckets, each named with its size.
+    let mut job = job_with(&machine, &newer);
+    let main = job.main();
+    assert_clean(&main);
+    assert_eq!(main.output("uv-cache-hit"), "false", "{}", main.log());
+    assert_eq!(main.output("uv-matched-key"), old_key, "{}", main.log());
+    install(&machine, &newer);
+    assert!(buckets(&machine).contains(&"wheels-v6".to_string()), "{:?}", buckets(&machine));
+    let post = job.post();
+    assert_clean(&post);
+    assert!(post.stdout.contains("uv: saved"), "{}", post.log());
+    let new_key = job.keys()["uv"].clone();
+    assert!(new_key.contains("-uv0.13-"), "{new_key}");
+    let line = post
+        .stdout
+        .lines()
+        .find(|l| l.contains("buckets this job's uv does not use"))
+        .unwrap_or_else(|| panic!("no line names the dead buckets:\n{}", post.log()));
+    for dead in ["wheels-v6", "sdists-v9", "simple-v25"] {
+        assert!(line.contains(&format!("{dead} (")), "{dead} not named with its size: {line}");
+    }
+    for live in ["wheels-v8", "simple-v28", "archive-v0"] {
+        assert!(!line.contains(live), "{live} is read by uv 0.13: {line}");
+    }
+
+    // Downgrade to uv 0.12: 0.13's newer entry is never restored; 0.12's own comes back exactly.
+    let mut job = job_with(&machine, &older);
+    let main = job.main();
+    assert_clean(&main);
+    assert_eq!(main.output("uv-cache-hit"), "true", "{}", main.log());
+    assert_eq!(main.output("uv-matched-key"), old_key, "{}", main.log());
+    assert!(!buckets(&machine).contains(&"wheels-v8".to_string()), "{:?}", buckets(&machine));
+    install(&machine, &older);
+    assert_clean(&job.post());
+
+    // Back to uv 0.13: its own entry, exactly, without the buckets of 0.12.
+    let mut job = job_with(&machine, &newer);
+    let main = job.main();
+    assert_clean(&main);
+    assert_eq!(main.output("uv-cache-hit"), "true", "{}", main.log());
+    assert_eq!(main.output("uv-matched-key"), new_key, "{}", main.log());
+    let restored = buckets(&machine);
+    assert!(restored.contains(&"wheels-v8".to_string()), "{restored:?}");
+    for dead in ["wheels-v6", "sdists-v9", "simple-v25"] {
+        assert!(!restored.contains(&dead.to_string()), "{dead} came back: {restored:?}");
+    }
+    install(&machine, &newer);
+    assert_clean(&job.post());
+}
