@@ -94,6 +94,8 @@ pub struct Config {
     pub fail_on_cache_miss: bool,
     pub uv_cache_dir: Option<PathBuf>,
     pub uv_prune: UvPrune,
+    /// The `uv-max-size` input in bytes: the most the saved uv entry may hold.
+    pub uv_max_size: Option<u64>,
     /// The nox envdir, absolute.
     pub nox_envdir: PathBuf,
     pub evict_project: bool,
@@ -169,6 +171,7 @@ impl Config {
                 UvPrune::None,
                 &[("none", UvPrune::None), ("ci", UvPrune::Ci)],
             )?,
+            uv_max_size: raw.uv_max_size.as_deref().map(parse_size).transpose()?,
             evict_project: boolean("evict-project", raw.evict_project.as_deref(), true)?,
             cache_mode: cache_mode(lookup(env::ACTIONS_CACHE_MODE).as_deref()),
             compression,
@@ -394,6 +397,37 @@ fn parse_compression_level(
             ),
         )),
     }
+}
+
+/// A size such as `2GB`, `500MB`, `1.5GiB` or a plain number of bytes: `kB`, `MB`, `GB`, `TB`
+/// are powers of 1000, `KiB`, `MiB`, `GiB`, `TiB` of 1024 (case-insensitive).
+fn parse_size(value: &str) -> Result<u64, ConfigError> {
+    let bad = || {
+        invalid(
+            "uv-max-size",
+            format!("`{value}` is not a size; write a number with a unit, such as `2GB` or `500MB`"),
+        )
+    };
+    let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
+    let (number, unit) = (value[..split].trim(), value[split..].trim());
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    let bytes = (number * scale).round();
+    if !(1.0..=u64::MAX as f64).contains(&bytes) {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
 }
 
 fn parse_timeout(value: Option<&str>) -> Result<Duration, ConfigError> {
@@ -693,6 +727,20 @@ mod tests {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let lookup = |name: &str| map.get(name).cloned();
         Config::new(&RawInputs::read(&lookup), &lookup, Path::new("/ws"))
+    }
+
+    #[test]
+    fn sizes_are_read_with_their_units() {
+        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_size("500 MB").unwrap(), 500_000_000);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 1_610_612_736);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        for bad in ["lots", "2 parsecs", "0GB", "-1GB", "GB"] {
+            let err = parse_size(bad).unwrap_err().to_string();
+            assert!(err.contains("uv-max-size") && err.contains(bad), "{err}");
+        }
+        let cfg = config(&[("INPUT_UV-MAX-SIZE", "2GB")]).unwrap();
+        assert_eq!(cfg.uv_max_size, Some(2_000_000_000));
     }
 
     fn s3(cfg: &Config) -> &S3Settings {

@@ -12,6 +12,7 @@ mod rules;
 pub mod nox;
 pub mod uv;
 pub mod uv_buckets;
+pub mod uv_budget;
 pub mod uv_python;
 pub mod uv_series;
 

@@ -131,8 +131,9 @@ impl Rules for Nox {
             .iter()
             .find(|p| p.target == uv::TARGET)
             .map(|uv| {
-                let (mut uv_skip, builds) = uv::left_out(cfg, &uv.dir);
-                uv_skip.extend(builds.map(|b| b.skip).unwrap_or_default());
+                let left = uv::left_out(cfg, &uv.dir);
+                let mut uv_skip = left.skip;
+                uv_skip.extend(left.builds.map(|b| b.skip).unwrap_or_default());
                 envs::shared_with_uv_cache(&plan.dir, &uv.dir, &uv_skip, &recorded.skip)
             })
             .unwrap_or_default();

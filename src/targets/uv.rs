@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::Target;
 use super::rules::{LeaveOut, Pythons, Rules, TargetPlan};
-use super::{uv_buckets, uv_series};
+use super::{uv_buckets, uv_budget, uv_series};
 use crate::config::{Config, RestoreKeys, UvPrune};
 use crate::env;
 use crate::envs::{self, Eviction};
@@ -94,30 +94,99 @@ impl Rules for Uv {
 
     fn leave_out(&self, cfg: &Config, plan: &TargetPlan, _stored: &[&TargetPlan]) -> LeaveOut {
         prepare(cfg, plan);
-        let (mut buckets, builds) = left_out(cfg, &plan.dir);
-        let dead = uv_buckets::dead_buckets(Path::new("uv"), &plan.dir, &cfg.runner.temp);
-        buckets.extend(dead.iter().map(|b| PathBuf::from(&b.name)));
-        let out = LeaveOut { skip: buckets, ..LeaveOut::default() };
-        let mut out = match builds {
+        let left = left_out(cfg, &plan.dir);
+        let out = LeaveOut { skip: left.skip, ..LeaveOut::default() };
+        let mut out = match left.builds {
             Some(builds) => out.with_eviction(self.name(), builds),
             None => out,
         };
-        if !dead.is_empty() {
+        let mut notes: Vec<String> = Some(out.notes.clone()).filter(|n| !n.is_empty()).into_iter().collect();
+        if !left.dead.is_empty() {
             let named: Vec<String> =
-                dead.iter().map(|b| format!("{} ({})", b.name, human_size(b.bytes))).collect();
+                left.dead.iter().map(|b| format!("{} ({})", b.name, human_size(b.bytes))).collect();
             info!("uv: left out of the archive, buckets this job's uv does not use: {}", named.join(", "));
-            let note = format!("left out buckets of another uv: {}", named.join(", "));
-            out.notes = if out.notes.is_empty() { note } else { format!("{}; {note}", out.notes) };
+            notes.push(format!("left out buckets of another uv: {}", named.join(", ")));
         }
+        if let Some(budget) = &left.budget {
+            notes.push(budget_note(budget));
+        }
+        out.notes = notes.join("; ");
         out
     }
 }
 
-/// What the archive of the uv cache at `dir` leaves out: uv's environments buckets, and with
-/// `evict-project` its builds of local paths (an eviction, for the log). The uv target's save
-/// and the nox save that leaves shared files to it both ask here, so they agree.
-pub fn left_out(cfg: &Config, dir: &Path) -> (HashSet<PathBuf>, Option<Eviction>) {
-    (envs::uv_environment_buckets(dir), cfg.evict_project.then(|| envs::uv_local_builds(dir)))
+/// What the archive of the uv cache leaves out.
+pub struct UvLeftOut {
+    /// Paths relative to the cache directory: uv's environments buckets, the dead buckets, what
+    /// the budget left out (not the builds).
+    pub skip: HashSet<PathBuf>,
+    /// With `evict-project`, uv's builds of local paths.
+    pub builds: Option<Eviction>,
+    /// Buckets the job's uv does not use.
+    pub dead: Vec<uv_buckets::DeadBucket>,
+    /// What `uv-max-size` left out, when the cache is over it.
+    pub budget: Option<uv_budget::Budget>,
+}
+
+/// What the archive of the uv cache at `dir` leaves out: uv's environments buckets, with
+/// `evict-project` its builds of local paths, the buckets the job's uv does not use, then what
+/// `uv-max-size` asks. The uv target's save and the nox save that leaves shared files to it
+/// both ask here, so they agree (a wheel the budget leaves out stays in the nox envs' entry).
+pub fn left_out(cfg: &Config, dir: &Path) -> UvLeftOut {
+    let mut skip = envs::uv_environment_buckets(dir);
+    let builds = cfg.evict_project.then(|| envs::uv_local_builds(dir));
+    let dead = uv_buckets::dead_buckets(Path::new("uv"), dir, &cfg.runner.temp);
+    skip.extend(dead.iter().map(|b| PathBuf::from(&b.name)));
+    let budget = cfg.uv_max_size.and_then(|limit| {
+        let mut counted = skip.clone();
+        counted.extend(builds.iter().flat_map(|b| b.skip.iter().cloned()));
+        uv_budget::fit(dir, &counted, limit)
+    });
+    if let Some(budget) = &budget {
+        skip.extend(budget.skip.iter().cloned());
+    }
+    UvLeftOut { skip, builds, dead, budget }
+}
+
+/// The log lines and the summary's note of what `uv-max-size` left out.
+fn budget_note(budget: &uv_budget::Budget) -> String {
+    let (unused, used): (Vec<_>, Vec<_>) = budget.dropped.iter().partition(|d| !d.used);
+    let bytes = |d: &[&uv_budget::Dropped]| human_size(d.iter().map(|d| d.bytes).sum());
+    let names = |d: &[&uv_budget::Dropped]| d.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ");
+    info!(
+        "uv: the cache holds {}, over `uv-max-size` {}: left out {} wheels no env of this job uses ({}){}; the entry holds {}",
+        human_size(budget.before),
+        human_size(budget.limit),
+        unused.len(),
+        bytes(&unused),
+        if used.is_empty() {
+            String::new()
+        } else {
+            format!(" and {} more, oldest first ({})", used.len(), bytes(&used))
+        },
+        human_size(budget.after)
+    );
+    if !unused.is_empty() {
+        info!("uv: wheels left out, unused: {}", names(&unused));
+    }
+    if !used.is_empty() {
+        info!("uv: wheels left out, oldest first: {}", names(&used));
+    }
+    if budget.after > budget.limit {
+        warn!(
+            "uv: the entry still holds {}, over `uv-max-size` {}: what is left is not wheels (indexes, \
+             git checkouts, interpreters); raise the limit",
+            human_size(budget.after),
+            human_size(budget.limit)
+        );
+    }
+    format!(
+        "uv-max-size {}: {} → {}, left out {} wheels",
+        human_size(budget.limit),
+        human_size(budget.before),
+        human_size(budget.after),
+        budget.dropped.len()
+    )
 }
 
 /// Prunes the uv cache when asked, and warns when uv writes somewhere else than what is saved.

@@ -23,6 +23,7 @@ const DESIGN_INPUTS: &[(&str, Option<&str>)] = &[
     ("fail-on-cache-miss", Some("false")),
     ("uv-cache-dir", None),
     ("uv-prune", Some("none")),
+    ("uv-max-size", None),
     ("nox-envdir", Some(".nox")),
     ("evict-project", Some("true")),
     ("backend", Some("auto")),

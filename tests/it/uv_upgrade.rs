@@ -1,7 +1,8 @@
 //! A uv upgrade, a downgrade and back, with two real uv releases whose cache buckets differ
 //! (0.12: `wheels-v6`, `sdists-v9`, `simple-v25`; 0.13: `wheels-v8`, `sdists-v11`, `simple-v28`):
 //! the upgrade starts a new entry from the older uv's, and saves it without the buckets the new
-//! uv does not use; the downgrade never restores what the newer uv wrote.
+//! uv does not use; the downgrade never restores what the newer uv wrote. And `uv-max-size` on a
+//! real cache.
 
 use std::fs;
 use std::path::Path;
@@ -107,4 +108,65 @@ fn an_upgrade_starts_a_lean_entry_and_a_downgrade_never_restores_it() {
     }
     install(&machine, &newer);
     assert_clean(&job.post());
+}
+
+/// `uv-max-size` on a real cache: the saved entry holds at most the limit, the summary says what
+/// was left out, and uv still works on the restored cache — offline for what was kept, and
+/// downloading again what was left out (no pointer to a missing wheel).
+#[test]
+fn the_size_budget_holds_a_real_cache_under_its_limit() {
+    let machine = Machine::new();
+    let bin = tools::python_tools_bin();
+    let packages = ["six==1.16.0", "idna==3.7", "packaging==24.1", "iniconfig==2.0.0", "pyparsing==3.1.2"];
+    let install_all = |offline: bool| {
+        let target = machine.root.path().join("site");
+        let _ = fs::remove_dir_all(&target);
+        let mut cmd = machine.command(&bin.join("uv"), &bin);
+        cmd.args(["pip", "install", "--quiet", "--target"]).arg(&target).args(packages);
+        if offline {
+            cmd.arg("--offline");
+        }
+        cmd.output().expect("run uv")
+    };
+    let mut job = job_with(&machine, &bin);
+    job.input("uv-max-size", "300kB");
+    assert_clean(&job.main());
+    assert!(install_all(false).status.success());
+    let full = cache_bytes(&machine.home.join(".cache/uv"));
+    assert!(full > 300_000, "the cache ({full} bytes) must be over the limit for this test");
+    let post = job.post();
+    assert_clean(&post);
+    assert!(post.stdout.contains("over `uv-max-size`"), "{}", post.log());
+    let summary = post.summary.clone();
+    assert!(summary.contains("uv-max-size"), "the summary does not say what was left out:\n{summary}");
+
+    let mut job = job_with(&machine, &bin);
+    job.input("uv-max-size", "300kB");
+    let main = job.main();
+    assert_clean(&main);
+    assert_eq!(main.output("uv-cache-hit"), "true", "{}", main.log());
+    let restored = cache_bytes(&machine.home.join(".cache/uv"));
+    assert!(restored <= 300_000 && restored > 0, "restored {restored} bytes of {full}\n{summary}");
+    let offline = install_all(true);
+    assert!(!offline.status.success(), "everything was kept: the budget left nothing out");
+    let online = install_all(false);
+    assert!(
+        online.status.success(),
+        "uv chokes on the lean cache: {}",
+        String::from_utf8_lossy(&online.stderr)
+    );
+}
+
+/// Bytes of the regular files under `dir`.
+fn cache_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = entry.path().symlink_metadata().unwrap();
+        if meta.is_dir() {
+            total += cache_bytes(&entry.path());
+        } else if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    total
 }
