@@ -170,3 +170,57 @@ fn cache_bytes(dir: &Path) -> u64 {
     }
     total
 }
+
+/// uv's `content-addressed-cache` preview hard-links each file of `archive-v0` to
+/// `files-v0/<sha256>`: the saved entry keeps those as links (one copy of the bytes), and the
+/// restore brings them back linked; uv's bucket check keeps `files-v0`.
+#[test]
+fn content_addressed_cache_links_stay_links() {
+    use std::os::unix::fs::MetadataExt;
+    let machine = Machine::new();
+    let bin = tools::python_tools_bin();
+    let mut job = job_with(&machine, &bin);
+    job.set_env("UV_PREVIEW_FEATURES", "content-addressed-cache");
+    assert_clean(&job.main());
+    let target = machine.root.path().join("site");
+    let out = machine
+        .command(&bin.join("uv"), &bin)
+        .env("UV_PREVIEW_FEATURES", "content-addressed-cache")
+        .args(["pip", "install", "--quiet", "--link-mode", "copy", "--target"])
+        .arg(&target)
+        .arg("six==1.16.0")
+        .output()
+        .expect("run uv");
+    assert!(out.status.success(), "uv: {}", String::from_utf8_lossy(&out.stderr));
+    let cache = machine.home.join(".cache/uv");
+    let linked = |cache: &Path| -> Vec<(u64, u64)> {
+        let mut inodes: Vec<(u64, u64)> = Vec::new();
+        let mut stack = vec![cache.join("files-v0")];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let meta = entry.path().symlink_metadata().unwrap();
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else if meta.is_file() {
+                    inodes.push((meta.ino(), meta.nlink()));
+                }
+            }
+        }
+        inodes
+    };
+    let before = linked(&cache);
+    assert!(!before.is_empty(), "uv {} wrote no files-v0: has the preview changed?", tools::UV_VERSION);
+    assert!(before.iter().all(|(_, n)| *n >= 2), "files-v0 not linked into archive-v0 by uv: {before:?}");
+    let post = job.post();
+    assert_clean(&post);
+    assert!(!post.stdout.contains("files-v0 ("), "files-v0 taken for a dead bucket:\n{}", post.log());
+
+    fresh_checkout(&machine);
+    let mut job = job_with(&machine, &bin);
+    let main = job.main();
+    assert_clean(&main);
+    assert_eq!(main.output("uv-cache-hit"), "true", "{}", main.log());
+    let after = linked(&cache);
+    assert_eq!(after.len(), before.len(), "files-v0 came back incomplete");
+    assert!(after.iter().all(|(_, n)| *n >= 2), "the restore broke the links into copies: {after:?}");
+}
