@@ -28,6 +28,26 @@ pub fn unconfirmed_key(primary: &str, run: &str) -> String {
     format!("{primary}-{UNCONFIRMED}-{run}")
 }
 
+/// What a refreshed entry's key adds to the primary key: the job that found the primary key
+/// exactly added enough to its directory to save it again.
+pub const REFRESHED: &str = "refreshed";
+
+/// The prefix of the keys of `primary`'s refreshed entries; the restore looks it up first, so
+/// the newest refreshed entry wins over the frozen exact one.
+pub fn refreshed_prefix(primary: &str) -> String {
+    format!("{primary}-{REFRESHED}-")
+}
+
+/// The key a refresh of `primary` is saved under: `-refreshed-<run>` after it.
+pub fn refreshed_key(primary: &str, run: &str) -> String {
+    format!("{}{run}", refreshed_prefix(primary))
+}
+
+/// Whether `key` is a [`refreshed_key`] of `primary` (compared as the servers compare keys).
+pub fn is_refreshed_of(primary: &str, key: &str) -> bool {
+    server_lowercase(key).starts_with(&server_lowercase(&refreshed_prefix(primary)))
+}
+
 /// Whether `key` is an [`unconfirmed_key`] of `primary` (compared as the servers compare keys).
 pub fn is_unconfirmed_of(primary: &str, key: &str) -> bool {
     server_lowercase(key).starts_with(&server_lowercase(&format!("{primary}-{UNCONFIRMED}-")))

@@ -175,6 +175,9 @@ fn report_restore(
         outputs.set(&format!("{t}-matched-key"), o.matched_key().unwrap_or_default());
         files.state.set(&flow::state_hit(o.target), o.hit().to_string());
         files.state.set(&flow::state_matched(o.target), o.matched_key().unwrap_or_default());
+        if let Some(bytes) = o.restored_bytes {
+            files.state.set(&flow::state_bytes(o.target), bytes.to_string());
+        }
         if let Some(digest) = &o.envs_state {
             files.state.set(&flow::state_envs(o.target), digest.clone());
         }

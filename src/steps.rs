@@ -145,6 +145,7 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
                 flow::state_hit(p.target),
                 flow::state_matched(p.target),
                 flow::state_envs(p.target),
+                flow::state_bytes(p.target),
             ]
         })
         .chain([flow::STATE_RESTORE_ENDED.to_string()])
@@ -155,7 +156,13 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, tuning.grace, move |deadline| {
             let backend = backend::open(&cfg.backend, cfg.cache_mode, deadline, tuning.backend);
-            flow::save::save(&cfg, &*backend, &plans, &|name| state.get(name).cloned())
+            flow::save::save(
+                &cfg,
+                &*backend,
+                &plans,
+                &|name| state.get(name).cloned(),
+                tuning.drift_min_bytes,
+            )
         })
     };
     exit_if_cancelled("save");

@@ -27,6 +27,7 @@ pub const NAMES: &[&str] = &[
     "connect_timeout",
     "answer_timeout",
     "grace",
+    "drift_min_bytes",
 ];
 
 /// The timing of one step.
@@ -36,11 +37,14 @@ pub struct StepTuning {
     pub backend: Tuning,
     /// How long past the `timeout` input an unfinished step waits for its work to stop.
     pub grace: Duration,
+    /// The least a job must add to an exact hit for it to be saved again, instead of the
+    /// target's own (`Rules::drift`).
+    pub drift_min_bytes: Option<u64>,
 }
 
 impl Default for StepTuning {
     fn default() -> Self {
-        StepTuning { backend: Tuning::default(), grace: Duration::from_secs(5) }
+        StepTuning { backend: Tuning::default(), grace: Duration::from_secs(5), drift_min_bytes: None }
     }
 }
 
@@ -91,6 +95,9 @@ pub fn parse(value: Option<&str>) -> Result<StepTuning, TuningError> {
                 t.connect_timeout = duration(value).ok_or_else(|| error("is not a duration"))?
             }
             "grace" => out.grace = duration(value).ok_or_else(|| error("is not a duration"))?,
+            "drift_min_bytes" => {
+                out.drift_min_bytes = Some(size(value).ok_or_else(|| error("is not a size"))?)
+            }
             _ => return Err(error("names nothing that can be tuned")),
         }
     }
@@ -133,7 +140,7 @@ mod tests {
         let tuning = parse(Some(
             "upload_chunk=1000, block_size=2000,single_put_max=3000,download_block=4000,parallelism=2,\
              attempts=3,retry_delay=50ms,retry_budget=4s,idle_timeout=2s,connect_timeout=1500ms,\
-             answer_timeout=3s,grace=0ms",
+             answer_timeout=3s,grace=0ms,drift_min_bytes=5000",
         ))
         .unwrap();
         let t = &tuning.backend;
@@ -147,7 +154,8 @@ mod tests {
         assert_eq!(t.connect_timeout, Duration::from_millis(1500));
         assert_eq!((t.retry_budget, t.answer_timeout), (Duration::from_secs(4), Duration::from_secs(3)));
         assert_eq!(tuning.grace, Duration::ZERO);
-        assert_eq!(NAMES.len(), 12, "NAMES lists every arm of `parse`");
+        assert_eq!(tuning.drift_min_bytes, Some(5000));
+        assert_eq!(NAMES.len(), 13, "NAMES lists every arm of `parse`");
     }
 
     #[test]

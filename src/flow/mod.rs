@@ -33,6 +33,8 @@ pub struct Restored {
     pub envs_state: Option<String>,
     /// What the restored entry says about the job that saved it.
     pub saved_by: Option<EntryNote>,
+    /// Bytes of the directory as restored, for targets that refresh on drift.
+    pub restored_bytes: Option<u64>,
 }
 
 /// How one target's restore ended.
@@ -101,6 +103,7 @@ impl Restored {
             elapsed: Duration::ZERO,
             envs_state: None,
             saved_by: None,
+            restored_bytes: None,
         }
     }
 
@@ -257,6 +260,11 @@ pub fn state_matched(target: Target) -> String {
 /// The digest of what the restored envs (or uv cache) held, for the post step to compare with.
 pub fn state_envs(target: Target) -> String {
     state_name(target, "ENVS")
+}
+
+/// The bytes the restored directory held, for the post step to measure drift against.
+pub fn state_bytes(target: Target) -> String {
+    state_name(target, "BYTES")
 }
 
 /// `3.1 s`.

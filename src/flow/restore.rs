@@ -58,7 +58,7 @@ fn restore_target(
         }
         Err(e) => return ended(RestoreResult::Failed(RestoreError::Lookup(e))),
     };
-    let exact = key::same_key(&hit.key, &primary);
+    let exact = key::same_key(&hit.key, &primary) || key::is_refreshed_of(&primary, &hit.key);
     explain_match(plan, &hit, exact);
     let matched_key = hit.key.clone();
     if cfg.lookup_only {
@@ -85,6 +85,7 @@ fn restore_target(
         elapsed: started.elapsed(),
         envs_state: Some(extracted.envs_state),
         saved_by: extracted.note,
+        restored_bytes: extracted.bytes,
         ..ended(RestoreResult::Restored { matched_key, exact })
     };
     let size = outcome.size.map(human_size).unwrap_or_default();
@@ -96,14 +97,20 @@ fn restore_target(
 /// actions/cache wrote without zstd — under the other one, preferring an exact match.
 fn find(cfg: &Config, backend: &dyn Backend, plan: &TargetPlan) -> Result<Option<Hit>, BackendError> {
     let primary = plan.key.primary();
-    let mut keys = vec![primary.clone()];
+    // A target that refreshes on drift: its newest refreshed entry before the frozen exact one.
+    let mut keys: Vec<String> =
+        plan.rules().drift().map(|_| key::refreshed_prefix(&primary)).into_iter().collect();
+    keys.push(primary.clone());
     keys.extend(plan.restore_keys.iter().cloned());
     let other = match cfg.compression {
         Compression::Zstd => Compression::Gzip,
         Compression::Gzip => Compression::Zstd,
     };
     let first = backend.lookup(&keys, &key::version(&plan.version_path, cfg.compression.label()))?;
-    if first.as_ref().is_some_and(|hit| key::same_key(&hit.key, &primary)) {
+    if first
+        .as_ref()
+        .is_some_and(|hit| key::same_key(&hit.key, &primary) || key::is_refreshed_of(&primary, &hit.key))
+    {
         return Ok(first);
     }
     let second =
@@ -121,6 +128,8 @@ struct Extracted {
     envs_state: String,
     /// The saving job's note, from the archive's comment.
     note: Option<EntryNote>,
+    /// Bytes of the directory as restored, for targets that refresh on drift.
+    bytes: Option<u64>,
 }
 
 /// Downloads and extracts into a staging directory, lets the target check what came back, and
@@ -161,13 +170,14 @@ fn download_into_place(
         let note = unpacked.comment.as_deref().and_then(EntryNote::from_comment);
         let invalidated = plan.rules().after_extract(cfg, plan, &staging, planned);
         let envs_state = plan.rules().state(cfg, &staging);
+        let bytes = plan.rules().drift().map(|_| crate::targets::tree_bytes(&staging));
         cancel::check().map_err(RestoreError::Cancelled)?;
         place::swap_into_place(&staging, &plan.dir).map_err(|source| RestoreError::Place {
             key: key(),
             dir: dir(),
             source,
         })?;
-        Ok(Extracted { invalidated, downloaded: reader.done(), envs_state, note })
+        Ok(Extracted { invalidated, downloaded: reader.done(), envs_state, note, bytes })
     })();
     if result.is_err() {
         place::discard(&staging);
@@ -222,7 +232,13 @@ fn version_parts(cfg: &Config, plan: &TargetPlan) -> String {
 }
 
 fn explain_match(plan: &TargetPlan, hit: &Hit, exact: bool) {
-    if exact {
+    if exact && !key::same_key(&hit.key, &plan.key.primary()) {
+        info!(
+            "{}: found {}, the exact key saved again by a job that added to it; it counts as the exact key",
+            plan.target.name(),
+            hit.key
+        );
+    } else if exact {
         info!("{}: found the exact key", plan.target.name());
     } else if crate::key::is_unconfirmed_of(&plan.key.primary(), &hit.key) {
         info!(

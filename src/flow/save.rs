@@ -15,8 +15,8 @@ use crate::cancel;
 use crate::config::{Config, SavePolicy};
 use crate::entry_note::{self, EntryNote};
 use crate::flow::{
-    STATE_RESTORE_ENDED, SaveError, SaveReport, SaveResult, seconds, state_envs, state_hit, state_key,
-    state_matched,
+    STATE_RESTORE_ENDED, SaveError, SaveReport, SaveResult, seconds, state_bytes, state_envs, state_hit,
+    state_key, state_matched,
 };
 use crate::key;
 use crate::runner::{self, human_size};
@@ -58,6 +58,7 @@ pub fn save(
     backend: &dyn Backend,
     plans: &[TargetPlan],
     state: &dyn Fn(&str) -> Option<String>,
+    drift_min_bytes: Option<u64>,
 ) -> Vec<SaveReport> {
     for plan in plans {
         plan.rules().before_save(cfg);
@@ -72,7 +73,7 @@ pub fn save(
             .filter(|(_, r)| matches!(r.result, SaveResult::Saved))
             .map(|(p, _)| p)
             .collect();
-        reports.push(save_target(cfg, backend, plan, state, &stored));
+        reports.push(save_target(cfg, backend, plan, state, &stored, drift_min_bytes));
     }
     reports
 }
@@ -83,6 +84,7 @@ fn save_target(
     plan: &TargetPlan,
     state: &dyn Fn(&str) -> Option<String>,
     stored: &[&TargetPlan],
+    drift_min_bytes: Option<u64>,
 ) -> SaveReport {
     let name = plan.target.name();
     let _group = runner::group(&format!("{name}: save to {}", backend.name()));
@@ -99,19 +101,29 @@ fn save_target(
     if let Err(cancelled) = cancel::check() {
         return ended(&primary, SaveResult::Failed(SaveError::Cancelled(cancelled)));
     }
+    let mut refresh = None;
     if state(&state_hit(plan.target)).as_deref() == Some("true") {
-        plan.rules().after_exact_hit(cfg, plan, &primary, state(&state_envs(plan.target)).as_deref());
-        info!("{name}: the restore found {primary} exactly; not saving");
-        return ended(&primary, SaveResult::ExactHit);
+        refresh = drifted(plan, state, drift_min_bytes).map(|why| {
+            info!("{name}: {why}; saving it again, under a key the next restore prefers");
+            key::refreshed_key(&primary, &key::sanitize(&run_tag(cfg)))
+        });
+        if refresh.is_none() {
+            plan.rules().after_exact_hit(cfg, plan, &primary, state(&state_envs(plan.target)).as_deref());
+            info!("{name}: the restore found {primary} exactly; not saving");
+            return ended(&primary, SaveResult::ExactHit);
+        }
     }
     if !plan.dir.is_dir() {
         return ended(&primary, SaveResult::NothingToSave(plan.dir.clone()));
     }
     let leave_out = plan.rules().leave_out(cfg, plan, stored);
     let note = entry_note::of_job(state(STATE_RESTORE_ENDED).as_deref(), entry_note::now_ms());
-    let key = match save_key(cfg, plan, &primary, state) {
-        Ok(key) => key,
-        Err(why) => return ended(&primary, SaveResult::Skipped(why)),
+    let key = match refresh {
+        Some(key) => key,
+        None => match save_key(cfg, plan, &primary, state) {
+            Ok(key) => key,
+            Err(why) => return ended(&primary, SaveResult::Skipped(why)),
+        },
     };
     let (size, result) = pack_and_store(cfg, backend, plan, &key, &leave_out, note);
     if matches!(result, SaveResult::Saved) {
@@ -162,6 +174,41 @@ fn pack_and_store(
     (size, result)
 }
 
+/// This run, in a key: the run id and attempt, or `t<unix seconds>` outside a runner.
+fn run_tag(cfg: &Config) -> String {
+    match (&cfg.runner.run_id, &cfg.runner.run_attempt) {
+        (Some(id), attempt) => format!("r{id}a{}", attempt.as_deref().unwrap_or("1")),
+        (None, _) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            format!("t{}", now.as_secs())
+        }
+    }
+}
+
+/// Why an exact hit of a target that refreshes on drift ([`crate::targets::Rules::drift`]) is
+/// saved again: the job added more than the threshold to what was restored. `None` to leave it.
+fn drifted(
+    plan: &TargetPlan,
+    state: &dyn Fn(&str) -> Option<String>,
+    min_bytes: Option<u64>,
+) -> Option<String> {
+    let mut drift = plan.rules().drift()?;
+    if let Some(min_bytes) = min_bytes {
+        drift.min_bytes = min_bytes;
+    }
+    let restored: u64 = state(&state_bytes(plan.target))?.parse().ok()?;
+    let now = crate::targets::tree_bytes(&plan.dir);
+    drift.exceeded(restored, now).then(|| {
+        format!(
+            "the job added {} to the {} restored exactly (more than {} % and {})",
+            human_size(now - restored),
+            human_size(restored),
+            drift.percent,
+            human_size(drift.min_bytes)
+        )
+    })
+}
+
 /// The key this save goes under, or why it is skipped (logged here). The primary key, unless
 /// `save: always`: the post step cannot read the job's status, and what a job that failed
 /// mid-install leaves is incomplete (envs missing packages, a uv cache missing downloads), so it
@@ -184,14 +231,7 @@ fn save_key(
         info!("{name}: {} as restored from {from}; not saving again", plan.rules().contents());
         return Err("unchanged since the restore, not saved");
     }
-    let run = match (&cfg.runner.run_id, &cfg.runner.run_attempt) {
-        (Some(id), attempt) => format!("r{id}a{}", attempt.as_deref().unwrap_or("1")),
-        (None, _) => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            format!("t{}", now.as_secs())
-        }
-    };
-    let key = key::unconfirmed_key(primary, &key::sanitize(&run));
+    let key = key::unconfirmed_key(primary, &key::sanitize(&run_tag(cfg)));
     if key.len() > key::MAX_KEY_LEN {
         warn!(
             "{name}: the `save: always` key would be {} characters, more than the services accept ({}); not saving — shorten `key-suffix`",

@@ -21,7 +21,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 pub use plan::{PlanError, key_file_patterns, key_notices, plans};
-pub use rules::{LeaveOut, Pythons, Rules, TargetPlan};
+pub use rules::{Drift, LeaveOut, Pythons, Rules, TargetPlan, tree_bytes};
 
 /// Every target, in restore (and save) order: uv's Pythons before the nox envs built on them,
 /// so their validation finds the interpreters in place; the uv cache before the nox envs, which

@@ -77,6 +77,12 @@ pub trait Rules: Sync {
     fn contents(&self) -> &'static str {
         "the cache is"
     }
+    /// When an exact hit is saved again because the job added enough to it: `None` (never) by
+    /// default. The restore then prefers the newest refreshed entry over the exact one
+    /// ([`crate::key::refreshed_prefix`]).
+    fn drift(&self) -> Option<Drift> {
+        None
+    }
     /// What a save step says before any target is saved.
     fn before_save(&self, _cfg: &Config) {}
     /// What a save step says about a target the restore found exactly, which is not saved again;
@@ -85,6 +91,37 @@ pub trait Rules: Sync {
     /// What the archive leaves out and adds. `stored` holds the targets saved earlier in this
     /// step. May change the directory first (a prune).
     fn leave_out(&self, cfg: &Config, plan: &TargetPlan, stored: &[&TargetPlan]) -> LeaveOut;
+}
+
+/// How much an exact hit must grow before the post step saves it again: more than `percent` of
+/// what was restored, and more than `min_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drift {
+    pub percent: u64,
+    pub min_bytes: u64,
+}
+
+impl Drift {
+    /// Whether going from `restored` to `now` bytes is drift worth a new entry.
+    pub fn exceeded(self, restored: u64, now: u64) -> bool {
+        let added = now.saturating_sub(restored);
+        added > self.min_bytes && added.saturating_mul(100) > restored.saturating_mul(self.percent)
+    }
+}
+
+/// Bytes of the regular files under `dir`.
+pub fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Everything the flows need to know about one target.

@@ -12,7 +12,7 @@ use std::process::Command;
 use tracing::{info, warn};
 
 use super::Target;
-use super::rules::{LeaveOut, Pythons, Rules, TargetPlan};
+use super::rules::{Drift, LeaveOut, Pythons, Rules, TargetPlan};
 use super::{uv_buckets, uv_budget, uv_series};
 use crate::config::{Config, RestoreKeys, UvPrune};
 use crate::env;
@@ -81,6 +81,11 @@ impl Rules for Uv {
             RestoreKeys::Auto | RestoreKeys::All => uv_series::restore_keys(key),
             RestoreKeys::None => Vec::new(),
         }
+    }
+
+    /// 20 % and 50 MB (docs/decisions.md, "Refresh on drift").
+    fn drift(&self) -> Option<Drift> {
+        Some(Drift { percent: 20, min_bytes: 50_000_000 })
     }
 
     /// Later steps' uv must write where the post step will save from.

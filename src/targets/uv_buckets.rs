@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::tree_bytes;
 use crate::envs;
 
 /// One bucket the job's uv does not use.
@@ -82,21 +83,6 @@ fn is_versioned(name: &str) -> bool {
     name.rsplit_once("-v").is_some_and(|(family, version)| {
         !family.is_empty() && !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit())
     })
-}
-
-/// Bytes of the regular files under `dir`, each hard-linked file counted once per link.
-pub fn tree_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
 }
 
 #[cfg(test)]

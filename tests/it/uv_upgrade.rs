@@ -224,3 +224,60 @@ fn content_addressed_cache_links_stay_links() {
     assert_eq!(after.len(), before.len(), "files-v0 came back incomplete");
     assert!(after.iter().all(|(_, n)| *n >= 2), "the restore broke the links into copies: {after:?}");
 }
+
+/// An exact hit that the job grew well past what was restored is saved once more, under a key
+/// the next restore prefers; that job, adding nothing, saves nothing.
+#[test]
+fn a_drifted_exact_hit_is_refreshed_once() {
+    let machine = Machine::new();
+    fs::write(machine.workspace.join("requirements.txt"), "six==1.16.0\n").unwrap();
+    let bin = tools::python_tools_bin();
+    let run = |packages: &[&str]| {
+        let target = machine.root.path().join("site");
+        let _ = fs::remove_dir_all(&target);
+        let out = machine
+            .command(&bin.join("uv"), &bin)
+            .args(["pip", "install", "--quiet", "--target"])
+            .arg(&target)
+            .args(packages)
+            .output()
+            .expect("run uv");
+        assert!(out.status.success(), "uv: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let job_here = || {
+        let mut job = job_with(&machine, &bin);
+        // The real floor is 50 MB; these packages add a few hundred kB.
+        job.set_env("UV_NOX_CACHE_TEST_TUNING", "drift_min_bytes=100000");
+        job
+    };
+
+    let mut job = job_here();
+    assert_clean(&job.main());
+    run(&["six==1.16.0"]);
+    assert_clean(&job.post());
+    let primary = job.keys()["uv"].clone();
+
+    // Same key, exact hit; the job adds more than 20 % and the floor: saved again.
+    let mut job = job_here();
+    let main = job.main();
+    assert_eq!(main.output("uv-cache-hit"), "true", "{}", main.log());
+    run(&["six==1.16.0", "packaging==24.1", "pyparsing==3.1.2", "idna==3.7"]);
+    let post = job.post();
+    assert_clean(&post);
+    assert!(post.stdout.contains("the job added"), "{}", post.log());
+    let saved =
+        post.stdout.lines().find(|l| l.contains("uv: saved")).unwrap_or_else(|| panic!("{}", post.log()));
+    assert!(saved.contains(&format!("{primary}-refreshed-")), "{saved}");
+
+    // The next job restores the refreshed entry, counts it exact, and adds nothing: no save.
+    let mut job = job_here();
+    let main = job.main();
+    assert_clean(&main);
+    assert_eq!(main.output("uv-cache-hit"), "true", "{}", main.log());
+    assert!(main.output("uv-matched-key").starts_with(&format!("{primary}-refreshed-")), "{}", main.log());
+    run(&["six==1.16.0", "packaging==24.1", "pyparsing==3.1.2", "idna==3.7"]);
+    let post = job.post();
+    assert_clean(&post);
+    assert!(!post.stdout.contains("uv: saved"), "re-saved without drift:\n{}", post.log());
+    assert!(post.stdout.contains("exactly; not saving"), "{}", post.log());
+}
