@@ -11,6 +11,7 @@
 //! Save-side code never touches the env on disk: it only computes paths for the archive packer
 //! to leave out and extra files for it to add, so a failed save cannot damage a live env.
 
+mod conda;
 mod evict;
 mod generated;
 mod links;
@@ -25,6 +26,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
+pub use conda::{conda_envs, remove_conda_envs};
 pub use evict::{
     changed_since_saved, is_uv_environments_bucket, nox_project_eviction, remove_evicted,
     uv_environment_buckets, uv_local_builds,

@@ -80,13 +80,25 @@ impl Rules for Nox {
             Some(uv) => uv.dir.clone(),
             None => uv::cache_dir(cfg).0,
         };
+        let conda: Vec<String> = envs::remove_conda_envs(staging)
+            .into_iter()
+            .map(|env| {
+                format!(
+                    "conda env `{env}` removed after restore: conda envs are not checked, nox recreates it"
+                )
+            })
+            .collect();
         let mut invalid = envs::restore_shared(staging, &uv_cache);
         let (os, arch) = (&plan.key.os, &plan.key.arch);
         invalid.extend(envs::validate_and_prune(staging, &plan.dir, os, arch, plan.interpreter.as_ref()));
         review_project(cfg, staging, &saved);
-        invalid
+        conda
             .into_iter()
-            .map(|invalid| format!("env `{}` removed after restore: {}", invalid.env, invalid.reason))
+            .chain(
+                invalid.into_iter().map(|invalid| {
+                    format!("env `{}` removed after restore: {}", invalid.env, invalid.reason)
+                }),
+            )
             .collect()
     }
 
@@ -120,6 +132,15 @@ impl Rules for Nox {
     /// uv cache saved in this step holds (`stored`).
     fn leave_out(&self, cfg: &Config, plan: &TargetPlan, stored: &[&TargetPlan]) -> LeaveOut {
         let mut out = LeaveOut::default();
+        let conda = envs::conda_envs(&plan.dir);
+        if !conda.is_empty() {
+            crate::notice!(
+                "nox: left out of the archive, conda envs (conda, mamba, micromamba or rattler backend): {}; \
+                 their interpreter and prefix cannot be checked after a restore, so nox recreates them",
+                conda.join(", ")
+            );
+            out.skip.extend(conda.iter().map(PathBuf::from));
+        }
         let mut eviction =
             cfg.evict_project.then(|| envs::nox_project_eviction(&plan.dir, &cfg.runner.workspace));
         // Untracked files the kept editable installs import, for the restore to check.

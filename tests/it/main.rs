@@ -15,6 +15,7 @@ mod housekeeping;
 mod inputs;
 mod interop;
 mod keys;
+mod lean_entries;
 mod metadata;
 mod protocols;
 mod provision;
@@ -31,5 +32,5 @@ mod support;
 mod tokens;
 mod uv_cache;
 mod uv_python;
-mod uv_upgrade;
+
 mod vcs_project;

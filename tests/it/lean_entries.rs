@@ -1,8 +1,9 @@
-//! A uv upgrade, a downgrade and back, with two real uv releases whose cache buckets differ
+//! Entries that stay lean and current. A uv upgrade, a downgrade and back, with two real uv releases whose cache buckets differ
 //! (0.12: `wheels-v6`, `sdists-v9`, `simple-v25`; 0.13: `wheels-v8`, `sdists-v11`, `simple-v28`):
 //! the upgrade starts a new entry from the older uv's, and saves it without the buckets the new
-//! uv does not use; the downgrade never restores what the newer uv wrote. And `uv-max-size` on a
-//! real cache.
+//! uv does not use; the downgrade never restores what the newer uv wrote. `uv-max-size` on a
+//! real cache, a drifted exact hit refreshed once, uv's content-addressed links, and conda envs
+//! under the nox envdir left out.
 
 use std::fs;
 use std::path::Path;
@@ -280,4 +281,40 @@ fn a_drifted_exact_hit_is_refreshed_once() {
     assert_clean(&post);
     assert!(!post.stdout.contains("uv: saved"), "re-saved without drift:\n{}", post.log());
     assert!(post.stdout.contains("exactly; not saving"), "{}", post.log());
+}
+
+/// A conda env under the envdir (nox's conda, mamba, micromamba or rattler backend) is left out
+/// of the nox entry with a notice: nox would reuse it unchecked. A faithful `conda-meta/`
+/// layout: no conda, mamba, micromamba or pixi is installed here.
+#[test]
+fn conda_envs_are_left_out_of_the_nox_entry() {
+    let machine = Machine::new();
+    fs::write(machine.workspace.join("noxfile.py"), "import nox\n").unwrap();
+    let conda = machine.workspace.join(".nox/tests-3-12");
+    fs::create_dir_all(conda.join("conda-meta")).unwrap();
+    fs::write(
+        conda.join("conda-meta/history"),
+        "==> 2026-10-21 12:00:00 <==\n+conda-forge/linux-64::python-3.12.7-h1\n",
+    )
+    .unwrap();
+    fs::write(conda.join("conda-meta/python-3.12.7-h1.json"), "{\"name\": \"python\"}\n").unwrap();
+    fs::create_dir_all(conda.join("bin")).unwrap();
+    fs::write(conda.join("bin/python3.12"), "#!/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("python3.12", conda.join("bin/python")).unwrap();
+
+    let mut job = machine.job();
+    job.input("targets", "nox");
+    assert_clean(&job.main());
+    let post = job.post();
+    assert_clean(&post);
+    assert!(post.stdout.contains("conda envs") && post.stdout.contains("tests-3-12"), "{}", post.log());
+    assert!(post.stdout.contains("nox: saved"), "{}", post.log());
+
+    fresh_checkout(&machine);
+    let mut job = machine.job();
+    job.input("targets", "nox");
+    let main = job.main();
+    assert_clean(&main);
+    assert_eq!(main.output("nox-restored"), "true", "{}", main.log());
+    assert!(!conda.exists(), "a conda env came back from the cache unchecked");
 }
