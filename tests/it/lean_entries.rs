@@ -79,6 +79,7 @@ fn an_upgrade_starts_a_lean_entry_and_a_downgrade_never_restores_it() {
         .lines()
         .find(|l| l.contains("buckets this job's uv does not use"))
         .unwrap_or_else(|| panic!("no line names the dead buckets:\n{}", post.log()));
+    eprintln!("{line}");
     for dead in ["wheels-v6", "sdists-v9", "simple-v25"] {
         assert!(line.contains(&format!("{dead} (")), "{dead} not named with its size: {line}");
     }
@@ -138,6 +139,10 @@ fn the_size_budget_holds_a_real_cache_under_its_limit() {
     let post = job.post();
     assert_clean(&post);
     assert!(post.stdout.contains("over `uv-max-size`"), "{}", post.log());
+    post.stdout
+        .lines()
+        .filter(|l| l.contains("uv-max-size") || l.contains("left out"))
+        .for_each(|l| eprintln!("{l}"));
     let summary = post.summary.clone();
     assert!(summary.contains("uv-max-size"), "the summary does not say what was left out:\n{summary}");
 
