@@ -86,7 +86,7 @@ pub struct KeyParts {
     /// `RUNNER_OS` plus its release, e.g. `Linux-ubuntu24`.
     pub os: String,
     pub arch: String,
-    /// nox: short hash of interpreter realpath + version + envdir; uv: `py3.12`.
+    /// nox: short hash of interpreter realpath + version + envdir; uv: `py3.12-uv0.13`.
     pub fingerprint: String,
     pub suffix: Option<String>,
     /// hashFiles() of the key files, or `nofiles`.
