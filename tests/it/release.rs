@@ -159,3 +159,73 @@ fn release_dry_run_cuts_a_consistent_release_in_a_clone_and_leaves_the_repositor
     // The real repository: same HEAD, refs (tags included), index and working tree.
     assert_eq!(snapshot(&root), before, "scripts/release --dry-run changed {}", root.display());
 }
+
+/// The `@vX.Y.Z` every snippet pins: the README, the docs and the example workflows all name
+/// one release, and it is the one this checkout builds (`--version`) and the CHANGELOG's newest.
+#[test]
+fn the_docs_pin_the_release_this_checkout_builds() {
+    let root = repo_root();
+    let mut pages = vec![root.join("README.md")];
+    for dir in ["docs", "examples/workflows"] {
+        for entry in fs::read_dir(root.join(dir)).unwrap() {
+            pages.push(entry.unwrap().path());
+        }
+    }
+    for page in pages.iter().filter(|p| p.extension().is_some_and(|e| e == "md" || e == "yml")) {
+        let text = fs::read_to_string(page).unwrap();
+        for pinned in text.split("uv-nox-cache@v").skip(1).chain(text.split("uv-nox-cache/forgejo@v").skip(1))
+        {
+            let version: String = pinned.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            // `@v0` is the moving major tag: it names no release.
+            if version.matches('.').count() == 2 {
+                assert_eq!(
+                    version,
+                    VERSION,
+                    "{} pins v{version}; this checkout is {VERSION}",
+                    page.display()
+                );
+            }
+        }
+    }
+    let changelog = fs::read_to_string(root.join("CHANGELOG.md")).unwrap();
+    let newest = changelog.lines().find(|l| l.starts_with("## [") && !l.starts_with("## [Unreleased]"));
+    assert!(
+        newest.is_some_and(|l| l.starts_with(&format!("## [{VERSION}]"))),
+        "the CHANGELOG's newest release is {newest:?}, Cargo.toml says {VERSION}"
+    );
+    let out = Command::new(binary()).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("uv-nox-cache {VERSION} ")));
+}
+
+/// An input or output the README documents is in the release it pins, or its row says it is not
+/// released yet: what the CHANGELOG lists under "Unreleased" names the ones that are not.
+#[test]
+fn the_readme_marks_inputs_and_outputs_the_pinned_release_lacks() {
+    let root = repo_root();
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    let changelog = fs::read_to_string(root.join("CHANGELOG.md")).unwrap();
+    let unreleased = changelog
+        .split("## [Unreleased]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## [").next())
+        .expect("CHANGELOG.md has an Unreleased section");
+    let rows = readme.lines().filter(|l| l.starts_with("| `"));
+    let mut unmarked = Vec::new();
+    for row in rows {
+        let names: Vec<&str> = row.split('|').nth(1).unwrap().split('`').skip(1).step_by(2).collect();
+        for name in names {
+            let new = unreleased.contains(&format!("`{name}` input"))
+                || unreleased.contains(&format!("input `{name}`"))
+                || unreleased.contains(&format!("output `{name}`"))
+                || unreleased.contains(&format!("`{name}` output"));
+            if new && !row.contains("unreleased") {
+                unmarked.push(name.to_string());
+            }
+        }
+    }
+    assert!(
+        unmarked.is_empty(),
+        "the README documents {unmarked:?}, which CHANGELOG.md lists as unreleased, without saying so in \
+         their rows: mark them `(unreleased)` or cut the release (scripts/release)"
+    );
+}
