@@ -31,7 +31,7 @@ use std::io::Read;
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
-use rusty_s3::actions::{ListObjectsV2, S3Action};
+use rusty_s3::actions::{ListObjectsV2, ListObjectsV2Response, S3Action};
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
 use super::aws_credentials::{CredentialSource, Keys};
@@ -189,31 +189,10 @@ impl S3Backend {
         credentials: &Credentials,
         prefix: &str,
     ) -> Result<Option<(String, u64, Option<String>)>, BackendError> {
-        let op = "lookup";
-        let bucket = self.bucket()?;
         let mut best: Option<(String, String, u64, Option<String>)> = None;
         let mut token: Option<String> = None;
         for _ in 0..MAX_LIST_PAGES {
-            let mut list: ListObjectsV2 = bucket.list_objects_v2(Some(credentials));
-            list.with_prefix(prefix);
-            if let Some(token) = &token {
-                list.with_continuation_token(token.clone());
-            }
-            let url = list.sign(self.validity());
-            let (status, body) = self.http.retry(op, || {
-                let response = self.http.check(op, url.as_str(), self.http.get(url.as_str()).call())?;
-                let status = response.status().as_u16();
-                Ok::<_, Fail>((status, self.http.body_bytes(op, url.as_str(), response)?))
-            })?;
-            if status != 200 {
-                return Err(self.error(op, status, &body));
-            }
-            let text = String::from_utf8_lossy(&body);
-            let page = ListObjectsV2::parse_response(&text).map_err(|e| BackendError::Decode {
-                op,
-                body: self.http.clip(&body),
-                message: format!("not a ListObjectsV2 answer: {e}"),
-            })?;
+            let page = self.list_page("lookup", credentials, prefix, token.take())?;
             for object in page.contents {
                 let modified = object.last_modified.unwrap_or_default();
                 let size = object.size.unwrap_or(0);
@@ -639,34 +618,42 @@ struct Listed {
 }
 
 impl S3Backend {
+    /// One `ListObjectsV2` page of the objects whose names start with `prefix`, from `token` on.
+    fn list_page(
+        &self,
+        op: &'static str,
+        credentials: &Credentials,
+        prefix: &str,
+        token: Option<String>,
+    ) -> Result<ListObjectsV2Response, BackendError> {
+        let mut list: ListObjectsV2 = self.bucket()?.list_objects_v2(Some(credentials));
+        list.with_prefix(prefix);
+        if let Some(token) = token {
+            list.with_continuation_token(token);
+        }
+        let url = list.sign(self.validity());
+        let (status, body) = self.http.retry(op, || {
+            let response = self.http.check(op, url.as_str(), self.http.get(url.as_str()).call())?;
+            let status = response.status().as_u16();
+            Ok::<_, Fail>((status, self.http.body_bytes(op, url.as_str(), response)?))
+        })?;
+        if status != 200 {
+            return Err(self.error(op, status, &body));
+        }
+        ListObjectsV2::parse_response(&String::from_utf8_lossy(&body)).map_err(|e| BackendError::Decode {
+            op,
+            body: self.http.clip(&body),
+            message: format!("not a ListObjectsV2 answer: {e}"),
+        })
+    }
+
     /// Every object whose name starts with `prefix`.
     fn list_all(&self, op: &'static str, prefix: &str) -> Result<Vec<Listed>, BackendError> {
         let credentials = self.credentials()?;
-        let bucket = self.bucket()?;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_HOUSEKEEPING_PAGES {
-            let mut list: ListObjectsV2 = bucket.list_objects_v2(Some(&credentials));
-            list.with_prefix(prefix);
-            if let Some(token) = &token {
-                list.with_continuation_token(token.clone());
-            }
-            let url = list.sign(self.validity());
-            let (status, body) = self.http.retry(op, || {
-                let response = self.http.check(op, url.as_str(), self.http.get(url.as_str()).call())?;
-                let status = response.status().as_u16();
-                Ok::<_, Fail>((status, self.http.body_bytes(op, url.as_str(), response)?))
-            })?;
-            if status != 200 {
-                return Err(self.error(op, status, &body));
-            }
-            let page = ListObjectsV2::parse_response(&String::from_utf8_lossy(&body)).map_err(|e| {
-                BackendError::Decode {
-                    op,
-                    body: self.http.clip(&body),
-                    message: format!("not a ListObjectsV2 answer: {e}"),
-                }
-            })?;
+            let page = self.list_page(op, &credentials, prefix, token.take())?;
             out.extend(page.contents.into_iter().map(|object| Listed {
                 modified: object.last_modified.as_deref().and_then(crate::utc::parse),
                 size: object.size.unwrap_or(0),
