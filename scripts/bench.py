@@ -551,6 +551,7 @@ def can_mount_loop(bench: Path) -> bool:
 
 class Bench:
     def __init__(self, args):
+        self.args = args
         self.root = Path(args.root)
         self.bench = self.root / "target/bench"
         self.bin_dir = Path(args.bin_dir)
@@ -621,6 +622,8 @@ class Bench:
             GITHUB_ENV=str(step_dir / "env"), GITHUB_STEP_SUMMARY=str(step_dir / "summary"),
             UV_NOX_CACHE_BINARY=str(self.wrapper), BENCH_BINARY_TIMES=str(step_dir / "binary.time"),
         )
+        if self.args.tuning:
+            env["UV_NOX_CACHE_TEST_TUNING"] = self.args.tuning
         for k, v in (state or {}).items():
             env[f"STATE_{k}"] = v
         script = "main.js" if step == "restore" else "post.js"
@@ -1009,6 +1012,9 @@ def main():
     parser.add_argument("--scaling-files", help="comma-separated file counts (default 1000,10000,100000,300000)")
     parser.add_argument("--scaling-mib", help="comma-separated sizes in MiB (default 50,500,2048)")
     parser.add_argument("--plot-python", help="a Python with matplotlib (scripts/bench provides one)")
+    parser.add_argument("--tuning", metavar="NAME=VALUE,...",
+                        help="hand our steps UV_NOX_CACHE_TEST_TUNING (e.g. download_block=8388608,parallelism=8) "
+                             "to size the ranged downloads and the upload parts")
     args = parser.parse_args()
     if args.scaling:
         args.runs = args.runs or 1
