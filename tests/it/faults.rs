@@ -493,7 +493,7 @@ mod stall {
 }
 
 /// `size` incompressible bytes.
-fn noise(size: usize) -> Vec<u8> {
+pub(crate) fn noise(size: usize) -> Vec<u8> {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     (0..size)
         .map(|_| {
