@@ -395,3 +395,135 @@ macro_rules! runner_server {
 
 runner_server!(act, "act");
 runner_server!(gitea_act, "gitea-act");
+
+// ---- The rows of docs/reliability.md's table behind the proxy -------------------------------
+
+/// The faults of the table measured behind the proxy, on S3 (versitygw) and on act's own cache
+/// server, with the default timing and inputs; the official client beside ours on act's server
+/// (it has no S3 backend). Rows in the table's Markdown; `faults::table_of_faults_for_both_tools`
+/// prints them with the rest.
+pub(crate) fn table_rows(official: &crate::support::official::Official, limit: Duration) -> Vec<String> {
+    use crate::faults::{describe_ours, describe_theirs};
+    use crate::support::action::Protocol;
+    use crate::support::official::{Bounded, Endpoint, Site};
+    const TRICKLE: &str = "trickle: 100 kB/s, 8 MB nox entry";
+    const FLAP: &str = "down for the restore, up for the save";
+    let rows: Vec<(&str, &str)> = vec![
+        ("stall mid-download", "s3 (versitygw)"),
+        ("503 SlowDown on every request", "s3 (versitygw)"),
+        (TRICKLE, "s3 (versitygw)"),
+        (FLAP, "s3 (versitygw)"),
+        ("refused", "v1 (act's server)"),
+        ("black-holed", "v1 (act's server)"),
+        ("stall mid-download", "v1 (act's server)"),
+        ("503 on every request", "v1 (act's server)"),
+        (TRICKLE, "v1 (act's server)"),
+        (FLAP, "v1 (act's server)"),
+    ];
+    let seconds = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .iter()
+            .map(|&(fault, backend)| {
+                scope.spawn(move || {
+                    let s3 = backend.starts_with("s3");
+                    let site = if s3 { Proxied::s3() } else { Proxied::runner("act") };
+                    let trickle = fault == TRICKLE;
+                    let (machine, _) = saved(&site, trickle.then_some(8_000_000));
+                    // The official client's entry, saved while the service is well.
+                    let home = machine.root.path().join("official-home");
+                    fs::create_dir_all(home.join("dir")).unwrap();
+                    let size = if trickle { 8_000_000 } else { 300_000 };
+                    fs::write(home.join("dir/data.bin"), crate::faults::noise(size)).unwrap();
+                    let url =
+                        site.job(&machine, true).env.get("ACTIONS_CACHE_URL").cloned().unwrap_or_default();
+                    let official_site = Site {
+                        endpoint: Endpoint {
+                            cache_url: url,
+                            results_url: String::new(),
+                            token: "job-token".into(),
+                        },
+                        protocol: Protocol::V1,
+                        server_url: "https://forgejo.example.org",
+                        workspace: &home,
+                        home: &home,
+                    };
+                    if !s3 {
+                        let saved = official.run(&official_site, &["save", "dir", "official-entry"]);
+                        assert!(saved.starts_with("RESULT saved"), "{saved}");
+                    }
+                    let proxy = &site.proxy;
+                    let apply = || match fault {
+                        "refused" | FLAP => proxy.set_mode(Mode::Down),
+                        "black-holed" => proxy.set_mode(Mode::BlackHole),
+                        "stall mid-download" => {
+                            proxy.inject(Fault::Stall { route: Route::Download, times: usize::MAX })
+                        }
+                        TRICKLE => proxy.inject(Fault::Trickle {
+                            route: Route::Download,
+                            bytes_per_sec: 100_000,
+                            times: usize::MAX,
+                        }),
+                        _ => {
+                            proxy.inject(Fault::Status { route: Route::Any, status: 503, times: usize::MAX })
+                        }
+                    };
+                    let heal = || {
+                        proxy.clear_faults();
+                        proxy.set_mode(Mode::Forward);
+                    };
+                    // uv-nox-cache: a whole job with the default timing and inputs.
+                    apply();
+                    let mut job = site.job(&machine, true);
+                    job.input("timeout", &crate::support::action::default_inputs()["timeout"]);
+                    let main = job.main();
+                    if fault == FLAP {
+                        heal();
+                    }
+                    populate(&machine, "unsaved");
+                    let post = job.post();
+                    let ours = describe_ours(&main, &post);
+                    let ours_time = format!("{} + {}", seconds(main.elapsed), seconds(post.elapsed));
+                    // @actions/cache: restore, then save, of one directory, on the same fault.
+                    let theirs = if s3 {
+                        ("no S3 backend".to_string(), "–".to_string())
+                    } else {
+                        heal();
+                        apply();
+                        let restore = official.run_bounded(
+                            &official_site,
+                            &["restore", "dir", "official-entry"],
+                            limit,
+                        );
+                        if fault == FLAP {
+                            heal();
+                        }
+                        fs::write(home.join("dir/new.bin"), b"changed").unwrap();
+                        let save =
+                            official.run_bounded(&official_site, &["save", "dir", "official-entry-2"], limit);
+                        let time = |b: &Bounded| {
+                            if b.killed { format!("> {} s", limit.as_secs()) } else { seconds(b.elapsed) }
+                        };
+                        (
+                            format!("{}; {}", describe_theirs(&restore), describe_theirs(&save)),
+                            format!("{} + {}", time(&restore), time(&save)),
+                        )
+                    };
+                    heal();
+                    format!("| {fault} | {backend} | {ours} | {ours_time} | {} | {} |", theirs.0, theirs.1)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Prints [`table_rows`] alone: the rows behind the proxy, without the rest of the table.
+#[test]
+#[ignore = "a measurement of several minutes: scripts/bench --faults runs the whole table"]
+fn table_rows_behind_the_proxy() {
+    let official = crate::support::official::Official::provision();
+    for row in table_rows(&official, Duration::from_secs(120)) {
+        println!("{row}");
+    }
+}
