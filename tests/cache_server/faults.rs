@@ -97,6 +97,12 @@ pub(super) enum Effect {
 /// The first live fault for `route` (or for [`Route::Any`]), used up by one; `None` when no
 /// fault applies and the request is served normally.
 pub(super) fn fire(faults: &mut [Fault], route: Route) -> Option<Effect> {
+    take(faults, route).map(Fault::effect)
+}
+
+/// The first live fault for `route` (or for [`Route::Any`]), used up by one and unwrapped from
+/// any [`Fault::Later`]; `None` when no fault applies.
+pub(super) fn take(faults: &mut [Fault], route: Route) -> Option<Fault> {
     for fault in faults.iter_mut() {
         if !(fault.route() == route || fault.route() == Route::Any) || fault.left() == 0 {
             continue;
@@ -112,13 +118,13 @@ pub(super) fn fire(faults: &mut [Fault], route: Route) -> Option<Effect> {
         while let Fault::Later { fault: inner, .. } = fault {
             fault = *inner;
         }
-        return Some(fault.effect());
+        return Some(fault);
     }
     None
 }
 
 impl Fault {
-    fn effect(self) -> Effect {
+    pub(super) fn effect(self) -> Effect {
         match self {
             Fault::Status { status, .. } => Effect::Answer(Response::json(
                 status,

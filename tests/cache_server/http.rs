@@ -123,7 +123,10 @@ pub(super) fn serve(
     write_response(&mut writer, response, stop)
 }
 
-fn read_request(reader: &mut impl BufRead, writer: &mut impl Write) -> io::Result<Option<Request>> {
+pub(super) fn read_request(
+    reader: &mut impl BufRead,
+    writer: &mut impl Write,
+) -> io::Result<Option<Request>> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Ok(None);
@@ -186,7 +189,11 @@ fn read_request(reader: &mut impl BufRead, writer: &mut impl Write) -> io::Resul
     }))
 }
 
-fn write_response(writer: &mut TcpStream, response: Response, stop: &AtomicBool) -> io::Result<()> {
+pub(super) fn write_response(
+    writer: &mut TcpStream,
+    response: Response,
+    stop: &AtomicBool,
+) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));

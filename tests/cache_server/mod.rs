@@ -20,6 +20,7 @@
 mod blob;
 mod faults;
 mod http;
+pub mod proxy;
 mod store;
 mod v1;
 mod v2;
@@ -270,17 +271,22 @@ enum Target {
     Blob(u64),
 }
 
+/// The route of a v1 request for `resource`, the path after `_apis/artifactcache/`.
+fn v1_route(method: &str, resource: &str) -> Option<Route> {
+    Some(match (method, resource) {
+        ("GET", "cache") => Route::Lookup,
+        ("POST", "caches") => Route::Reserve,
+        ("PATCH", r) if r.starts_with("caches/") => Route::Upload,
+        ("POST", r) if r.starts_with("caches/") => Route::Commit,
+        ("GET", r) if r.starts_with("artifacts/") => Route::Download,
+        _ => return None,
+    })
+}
+
 fn classify(personality: Personality, method: &str, path: &str) -> Option<(Target, Route)> {
     let v1 = format!("{}_apis/artifactcache/", base_path(personality));
     if let Some(resource) = path.strip_prefix(&v1) {
-        let route = match (method, resource) {
-            ("GET", "cache") => Route::Lookup,
-            ("POST", "caches") => Route::Reserve,
-            ("PATCH", r) if r.starts_with("caches/") => Route::Upload,
-            ("POST", r) if r.starts_with("caches/") => Route::Commit,
-            ("GET", r) if r.starts_with("artifacts/") => Route::Download,
-            _ => return None,
-        };
+        let route = v1_route(method, resource)?;
         return Some((Target::V1(resource.to_string()), route));
     }
     if let Some(rpc) = path.strip_prefix(TWIRP_PREFIX) {

@@ -493,7 +493,7 @@ mod stall {
 }
 
 /// `size` incompressible bytes.
-fn noise(size: usize) -> Vec<u8> {
+pub(crate) fn noise(size: usize) -> Vec<u8> {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     (0..size)
         .map(|_| {
@@ -884,6 +884,9 @@ fn table_of_faults_for_both_tools() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    // The same faults between the action and real servers (versitygw, act's own cache server).
+    let measured: Vec<String> =
+        measured.into_iter().chain(crate::proxied_faults::table_rows(&official, limit)).collect();
     println!(
         "| fault | backend | uv-nox-cache: what the user sees | restore + save | @actions/cache 6.3.0: what the user sees | restore + save |"
     );
@@ -894,7 +897,7 @@ fn table_of_faults_for_both_tools() {
 }
 
 /// What a user sees of a whole job of uv-nox-cache, in a few words.
-fn describe_ours(main: &Step, post: &Step) -> String {
+pub(crate) fn describe_ours(main: &Step, post: &Step) -> String {
     let warnings = |s: &Step| s.stdout.lines().filter(|l| l.starts_with("::warning::")).count();
     let exit = if main.code == 0 && post.code == 0 { "exit 0" } else { "the job FAILS" };
     let restored = match main.outputs.get("cache-hit").map(String::as_str) {
@@ -914,7 +917,7 @@ fn describe_ours(main: &Step, post: &Step) -> String {
 }
 
 /// What a user sees of one run of the official client.
-fn describe_theirs(run: &crate::support::official::Bounded) -> String {
+pub(crate) fn describe_theirs(run: &crate::support::official::Bounded) -> String {
     if run.killed {
         return "still waiting, killed".into();
     }

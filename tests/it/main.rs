@@ -19,6 +19,7 @@ mod lean_entries;
 mod metadata;
 mod protocols;
 mod provision;
+mod proxied_faults;
 mod real_tools;
 mod release;
 mod runners;

@@ -26,10 +26,10 @@ use crate::support::tools;
 
 /// One runner as `scripts/runners` lists it.
 #[derive(Debug, Clone)]
-struct Runner {
+pub(crate) struct Runner {
     name: String,
     version: String,
-    bin: PathBuf,
+    pub(crate) bin: PathBuf,
 }
 
 /// What `scripts/runners` printed: `<name> <version> <path>` per binary, or `(not built: …)`.
@@ -55,7 +55,7 @@ fn listing() -> &'static Listing {
 
 /// One built runner; one that could not be built fails the test with what the script said
 /// (for the Forgejo runner and act_runner without `../shared/runners-src`: where to get them).
-fn runner(name: &str) -> Runner {
+pub(crate) fn runner(name: &str) -> Runner {
     let listing = listing();
     let line = listing.lines.iter().find(|l| l.split(' ').next() == Some(name)).unwrap_or_else(|| {
         panic!("scripts/runners lists no {name}:\n{}\n{}", listing.lines.join("\n"), listing.stderr)
@@ -64,7 +64,7 @@ fn runner(name: &str) -> Runner {
     let (name, version, bin) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap_or(""));
     assert!(
         !bin.starts_with('(') && Path::new(bin).is_file(),
-        "the runner {name} {version} is not built: {bin}\n{}",
+        "the runner {name} {version} is not built: {bin}; build it with scripts/runners (it needs Go)\n{}",
         listing.stderr
     );
     Runner { name: name.into(), version: version.into(), bin: bin.into() }
@@ -645,7 +645,7 @@ fn external_cache_server_shared_by_two_homes() {
 /// The runners' own cache servers on their own (`tests/runner-cache-server`), with this action's
 /// steps and the official `@actions/cache` as their clients: what a job on those runners sees,
 /// without the runner around it.
-mod servers {
+pub(crate) mod servers {
     use std::io::{BufRead, BufReader};
     use std::process::{Child, Command, Stdio};
 
@@ -654,14 +654,16 @@ mod servers {
     use crate::support::rig::{assert_clean, checkout, fresh_checkout, populate};
 
     /// A runner's cache server, killed on drop.
-    struct RealServer {
+    pub(crate) struct RealServer {
         child: Child,
-        url: String,
+        /// `ACTIONS_CACHE_URL` as the runner hands it to its jobs.
+        pub(crate) url: String,
         _dir: tempfile::TempDir,
     }
 
     impl RealServer {
-        fn start(runner: &str) -> Self {
+        /// Starts the cache server of `runner` (`act`, `gitea-act`), as `scripts/runners` built it.
+        pub(crate) fn start(runner: &str) -> Self {
             let bin = super::runner(&format!("{runner}-cache-server")).bin;
             let dir = tempfile::tempdir().unwrap();
             let mut child = Command::new(&bin)

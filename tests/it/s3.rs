@@ -79,7 +79,7 @@ impl ObjectStore {
                 .expect("start versitygw");
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(60) {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if answers_as_versitygw(port) {
                     return ObjectStore { child, port, root };
                 }
                 if let Some(status) = child.try_wait().unwrap() {
@@ -168,6 +168,19 @@ impl ObjectStore {
             .set_env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
             .set_env("GITHUB_REPOSITORY", REPOSITORY);
     }
+}
+
+/// Whether the server on `port` is versitygw: between the free port being picked and versitygw
+/// binding it, another server started by a test running beside this one may take it.
+fn answers_as_versitygw(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    if stream.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = Vec::new();
+    let _ = stream.take(4096).read_to_end(&mut head);
+    String::from_utf8_lossy(&head).to_ascii_lowercase().contains("server: versitygw")
 }
 
 impl Drop for ObjectStore {
