@@ -20,7 +20,9 @@
 //! that `unzstd` reads without `--long`. Its level is [`CompressionLevel`]: pinned, or by
 //! default level 3, and level 1 while an upload streaming the archive waits for the packer,
 //! switched between zstd jobs inside the one frame. gzip uses flate2 at level 6, as `gzip`
-//! does, unless pinned.
+//! does, unless pinned. Small files (up to 256 KiB) are read ahead by a few threads (two per CPU,
+//! at most four, none on one CPU; in `read_pool.rs`) while the calling thread walks and writes
+//! in order, so the archive is the same whatever the number of threads.
 //!
 //! **Reading** ([`unpack`], in `unpack.rs`) detects zstd or gzip by magic bytes (the zstd window
 //! limit is 2^31 so legacy `--long=30` entries still read; that can cost up to 1 GiB of memory
@@ -54,6 +56,7 @@
 
 mod file_pool;
 mod pack;
+mod read_pool;
 mod unpack;
 
 #[cfg(test)]
@@ -63,7 +66,7 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-pub use pack::{pack, pack_at};
+pub use pack::{pack, pack_at, pack_with_threads};
 pub use unpack::{unpack, unpack_noting, unpack_with_threads};
 
 /// Upper bound on zstd compression worker threads, so that memory stays bounded on machines

@@ -2,11 +2,14 @@
 //!
 //! The tar headers are written here rather than with `tar::Builder`, which emits GNU long-name
 //! entries instead of PAX, cannot place sub-second mtimes, and would read each directory's
-//! metadata twice. Memory stays bounded: one directory listing per level of depth, a 1 MiB
-//! write buffer, and the compressor's own buffers.
+//! metadata twice. One thread walks the tree (in archive order) and writes the stream; a few
+//! threads read the small files among the next entries ahead of it (`read_pool.rs`). Memory
+//! stays bounded: one directory listing per level of depth, the entries walked ahead and the
+//! files read ahead (at most 1024 entries and 4 MiB), a 1 MiB write buffer, and the
+//! compressor's own buffers.
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::io::{self, BufWriter, Read, Write};
@@ -16,6 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::read_pool::{self, ReadAhead, ReadPool, Ticket};
 use super::{
     ADAPT_WINDOW, ArchiveError, Compression, CompressionLevel, MAX_ZSTD_WORKERS, PackSpec, PackStats,
 };
@@ -48,6 +52,20 @@ pub fn pack_at(
     out: &mut dyn Write,
     reader_waited: &dyn Fn() -> Duration,
 ) -> Result<PackStats, ArchiveError> {
+    pack_with_threads(spec, compression, level, out, reader_waited, read_pool::threads())
+}
+
+/// [`pack_at`] with `read_threads` threads reading small files ahead (0: the pack's thread reads
+/// every file itself). For tests and benchmarks, which must reach both ways whatever the
+/// machine; the archive is the same either way.
+pub fn pack_with_threads(
+    spec: &PackSpec,
+    compression: Compression,
+    level: CompressionLevel,
+    out: &mut dyn Write,
+    reader_waited: &dyn Fn() -> Duration,
+    read_threads: usize,
+) -> Result<PackStats, ArchiveError> {
     let plan = Plan::new(spec)?;
     let label = compression.label();
     let write_err = |source| ArchiveError::Write { compression: label, source };
@@ -72,7 +90,7 @@ pub fn pack_at(
             let auto = level == CompressionLevel::Auto;
             let adaptive =
                 Adaptive::new(encoder, first, auto, Waits { on_out: waited, reader: reader_waited });
-            let (stats, adaptive) = plan.write(adaptive, label)?;
+            let (stats, adaptive) = plan.write(adaptive, label, read_threads)?;
             let summary = adaptive.summary();
             adaptive.encoder.finish().map_err(write_err)?;
             tracing::debug!("zstd levels used (level: input MiB): {summary}");
@@ -84,7 +102,7 @@ pub fn pack_at(
                 CompressionLevel::Fixed(n) => n.clamp(0, 9) as u32,
             };
             let encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(level));
-            let (stats, encoder) = plan.write(encoder, label)?;
+            let (stats, encoder) = plan.write(encoder, label, read_threads)?;
             encoder.finish().map_err(write_err)?;
             Ok(stats)
         }
@@ -267,7 +285,12 @@ impl<'a> Plan<'a> {
         })
     }
 
-    fn write<W: Write>(mut self, out: W, label: &'static str) -> Result<(PackStats, W), ArchiveError> {
+    fn write<W: Write>(
+        mut self,
+        out: W,
+        label: &'static str,
+        read_threads: usize,
+    ) -> Result<(PackStats, W), ArchiveError> {
         let mut tar = TarWriter {
             out: BufWriter::with_capacity(1 << 20, out),
             written: 0,
@@ -280,89 +303,15 @@ impl<'a> Plan<'a> {
             path: self.root.to_path_buf(),
             source,
         })?;
-        let mut name = self.name.clone();
-        tar.directory(&name, &root_meta, self.comment.map_or(&b""[..], str::as_bytes))?;
-        self.walk(&mut tar, self.root.to_path_buf(), PathBuf::new(), &mut name)?;
+        tar.directory(&self.name, &root_meta, self.comment.map_or(&b""[..], str::as_bytes))?;
+        std::thread::scope(|scope| {
+            let pool = ReadPool::start(scope, read_threads, self.root)?;
+            let mut walk = Walk { skip: self.skip, extra: &mut self.extra, stack: Vec::new(), now: self.now };
+            walk.enter(self.root.to_path_buf(), PathBuf::new(), self.name.clone())?;
+            write_ahead(walk, pool, &mut tar)
+        })?;
         self.remaining_extras(&mut tar)?;
         tar.finish()
-    }
-
-    /// Writes the contents of directory `dir` (`rel` below root, archived as `name`), depth first.
-    fn walk<W: Write>(
-        &mut self,
-        tar: &mut TarWriter<W>,
-        dir: PathBuf,
-        rel: PathBuf,
-        name: &mut Vec<u8>,
-    ) -> Result<(), ArchiveError> {
-        let read_err = |source| ArchiveError::Io { op: "list", path: dir.clone(), source };
-        let mut children: Vec<(OsString, Option<fs::DirEntry>)> = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(read_err)? {
-            let entry = entry.map_err(read_err)?;
-            children.push((entry.file_name(), Some(entry)));
-        }
-        let extras = self.extra.remove(&rel).unwrap_or_default();
-        for file in extras.keys() {
-            if !children.iter().any(|(n, _)| n == file) {
-                children.push((file.clone(), None));
-            }
-        }
-        children.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-
-        for (file, entry) in children {
-            let child_rel = rel.join(&file);
-            let len = name.len();
-            name.push(b'/');
-            name.extend_from_slice(file.as_bytes());
-            if let Some(contents) = extras.get(&file) {
-                tar.extra(name, contents, self.now)?;
-            } else if let Some(entry) = entry.filter(|_| !self.skip.contains(&child_rel)) {
-                self.child(tar, entry, child_rel, name)?;
-            }
-            name.truncate(len);
-        }
-        Ok(())
-    }
-
-    fn child<W: Write>(
-        &mut self,
-        tar: &mut TarWriter<W>,
-        entry: fs::DirEntry,
-        rel: PathBuf,
-        name: &mut Vec<u8>,
-    ) -> Result<(), ArchiveError> {
-        let path = entry.path();
-        let meta = match entry.metadata() {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                tracing::debug!("{} vanished while archiving; left out", path.display());
-                return Ok(());
-            }
-            Err(source) => return Err(ArchiveError::Io { op: "read", path, source }),
-        };
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            tar.directory(name, &meta, b"")?;
-            self.walk(tar, path, rel, name)
-        } else if kind.is_file() {
-            tar.file(name, &path, &meta)
-        } else if kind.is_symlink() {
-            match fs::read_link(&path) {
-                Ok(target) => tar.symlink(name, target.as_os_str().as_bytes(), &meta),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(source) => Err(ArchiveError::Io { op: "read the link", path, source }),
-            }
-        } else {
-            let what = if kind.is_fifo() {
-                "fifo"
-            } else if kind.is_socket() {
-                "socket"
-            } else {
-                "device"
-            };
-            tracing::debug!("{} is a {what}; left out of the archive", path.display());
-            Ok(())
-        }
     }
 
     /// Extras whose directory was not met in the walk (missing on disk, or skipped): written
@@ -393,6 +342,180 @@ impl<'a> Plan<'a> {
         name.extend_from_slice(rel.as_os_str().as_bytes());
         name
     }
+}
+
+/// Writes the walk's entries in order while the pool reads the small files among the next ones.
+/// The walk runs ahead of the writing only as far as the pool has room; an error of the walk
+/// is queued as the entry it stopped at, so errors come out in archive order.
+fn write_ahead<W: Write>(
+    mut walk: Walk<'_, '_>,
+    mut pool: ReadPool<'_>,
+    tar: &mut TarWriter<W>,
+) -> Result<(), ArchiveError> {
+    let mut queue: VecDeque<Result<(Item<'_>, Option<Ticket>), ArchiveError>> = VecDeque::new();
+    // Files with several links already submitted: a later name of one is a hard link entry.
+    let mut linked: HashSet<(u64, u64)> = HashSet::new();
+    let mut walked = false;
+    loop {
+        while !walked && pool.has_room(queue.len()) {
+            match walk.next() {
+                None => walked = true,
+                Some(Err(e)) => {
+                    queue.push_back(Err(e));
+                    walked = true;
+                }
+                Some(Ok(item)) => {
+                    let ticket = match &item {
+                        Item::File { path, meta, .. }
+                            if pool.wants(meta.len())
+                                && (meta.nlink() == 1 || linked.insert((meta.dev(), meta.ino()))) =>
+                        {
+                            Some(pool.submit(path.clone(), meta.len()))
+                        }
+                        _ => None,
+                    };
+                    queue.push_back(Ok((item, ticket)));
+                }
+            }
+        }
+        let Some(next) = queue.pop_front() else { return Ok(()) };
+        let (item, ticket) = next?;
+        let ahead = ticket.map(|ticket| pool.take(ticket));
+        match item {
+            Item::Directory { name, meta } => tar.directory(&name, &meta, b"")?,
+            Item::File { name, path, meta } => tar.file(&name, &path, &meta, ahead)?,
+            Item::Symlink { name, target, meta } => {
+                tar.symlink(&name, target.as_os_str().as_bytes(), &meta)?
+            }
+            Item::Extra { name, contents } => tar.extra(&name, contents, walk.now)?,
+        }
+    }
+}
+
+/// One entry of the archive, as the walk met it.
+enum Item<'a> {
+    Directory { name: Vec<u8>, meta: Metadata },
+    File { name: Vec<u8>, path: PathBuf, meta: Metadata },
+    Symlink { name: Vec<u8>, target: PathBuf, meta: Metadata },
+    Extra { name: Vec<u8>, contents: &'a [u8] },
+}
+
+/// The tree in archive order, one entry at a time: depth first, each directory's entries sorted
+/// bytewise, the extras in place of (or beside) what is on disk, the skipped paths left out.
+struct Walk<'p, 'a> {
+    skip: &'a HashSet<PathBuf>,
+    /// The extras not yet placed, by parent directory (see [`Plan`]).
+    extra: &'p mut HashMap<PathBuf, HashMap<OsString, &'a [u8]>>,
+    /// The directories being listed, innermost last: one listing per level of depth.
+    stack: Vec<Listing<'a>>,
+    /// The mtime of the extras.
+    now: SystemTime,
+}
+
+/// One directory's entries still to come.
+struct Listing<'a> {
+    /// Its path below root, and its name in the archive.
+    rel: PathBuf,
+    name: Vec<u8>,
+    children: std::vec::IntoIter<(OsString, Option<fs::DirEntry>)>,
+    extras: HashMap<OsString, &'a [u8]>,
+}
+
+impl<'a> Walk<'_, 'a> {
+    /// Lists directory `dir` (`rel` below root, archived as `name`): its entries come next.
+    fn enter(&mut self, dir: PathBuf, rel: PathBuf, name: Vec<u8>) -> Result<(), ArchiveError> {
+        let read_err = |source| ArchiveError::Io { op: "list", path: dir.clone(), source };
+        let mut children: Vec<(OsString, Option<fs::DirEntry>)> = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(read_err)? {
+            let entry = entry.map_err(read_err)?;
+            children.push((entry.file_name(), Some(entry)));
+        }
+        let extras = self.extra.remove(&rel).unwrap_or_default();
+        for file in extras.keys() {
+            if !children.iter().any(|(n, _)| n == file) {
+                children.push((file.clone(), None));
+            }
+        }
+        children.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        self.stack.push(Listing { rel, name, children: children.into_iter(), extras });
+        Ok(())
+    }
+
+    /// The next entry; `None` at the end, and after an error.
+    fn next(&mut self) -> Option<Result<Item<'a>, ArchiveError>> {
+        loop {
+            let level = self.stack.last_mut()?;
+            let Some((file, entry)) = level.children.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let mut name = level.name.clone();
+            name.push(b'/');
+            name.extend_from_slice(file.as_bytes());
+            if let Some(&contents) = level.extras.get(&file) {
+                return Some(Ok(Item::Extra { name, contents }));
+            }
+            let rel = level.rel.join(&file);
+            let Some(entry) = entry.filter(|_| !self.skip.contains(&rel)) else { continue };
+            match self.child(entry, rel, name) {
+                Ok(Some(item)) => return Some(Ok(item)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.stack.clear();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+
+    /// The entry for one child on disk; `None` for what is left out (vanished, special files).
+    fn child(
+        &mut self,
+        entry: fs::DirEntry,
+        rel: PathBuf,
+        name: Vec<u8>,
+    ) -> Result<Option<Item<'a>>, ArchiveError> {
+        let path = entry.path();
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::debug!("{} vanished while archiving; left out", path.display());
+                return Ok(None);
+            }
+            Err(source) => return Err(ArchiveError::Io { op: "read", path, source }),
+        };
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            self.enter(path, rel, name.clone())?;
+            Ok(Some(Item::Directory { name, meta }))
+        } else if kind.is_file() {
+            Ok(Some(Item::File { name, path, meta }))
+        } else if kind.is_symlink() {
+            match fs::read_link(&path) {
+                Ok(target) => Ok(Some(Item::Symlink { name, target, meta })),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(ArchiveError::Io { op: "read the link", path, source }),
+            }
+        } else {
+            let what = if kind.is_fifo() {
+                "fifo"
+            } else if kind.is_socket() {
+                "socket"
+            } else {
+                "device"
+            };
+            tracing::debug!("{} is a {what}; left out of the archive", path.display());
+            Ok(None)
+        }
+    }
+}
+
+/// Where a regular file's data comes from.
+enum Body {
+    /// The open file, streamed.
+    Disk(File),
+    /// Its contents read ahead by the pool, or the error that stopped the read.
+    Read(io::Result<Vec<u8>>),
 }
 
 /// One entry's header fields.
@@ -482,7 +605,14 @@ impl<W: Write> TarWriter<W> {
         self.pad()
     }
 
-    fn file(&mut self, name: &[u8], path: &Path, meta: &Metadata) -> Result<(), ArchiveError> {
+    /// A regular file, from its contents read ahead when there are some, else from disk.
+    fn file(
+        &mut self,
+        name: &[u8],
+        path: &Path,
+        meta: &Metadata,
+        ahead: Option<ReadAhead>,
+    ) -> Result<(), ArchiveError> {
         if meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.links.get(&key) {
@@ -491,8 +621,13 @@ impl<W: Write> TarWriter<W> {
                 return self.header(&entry);
             }
         }
-        let mut file = match File::open(path) {
-            Ok(file) => file,
+        let opened = match ahead {
+            None => File::open(path).map(Body::Disk),
+            Some(ReadAhead::Unopened(e)) => Err(e),
+            Some(ReadAhead::Read(contents)) => Ok(Body::Read(contents)),
+        };
+        let body = match opened {
+            Ok(body) => body,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 tracing::debug!("{} vanished while archiving; left out", path.display());
                 return Ok(());
@@ -504,8 +639,13 @@ impl<W: Write> TarWriter<W> {
         }
         let size = meta.len();
         self.header(&Entry { kind: b'0', size, link: b"", ..from_meta(name, meta) })?;
-        let copied = io::copy(&mut (&mut file).take(size), &mut self.out)
-            .map_err(|source| ArchiveError::Io { op: "read", path: path.to_path_buf(), source })?;
+        let copied = match body {
+            Body::Disk(mut file) => io::copy(&mut (&mut file).take(size), &mut self.out),
+            Body::Read(contents) => {
+                contents.and_then(|data| self.out.write_all(&data).map(|()| data.len() as u64))
+            }
+        }
+        .map_err(|source| ArchiveError::Io { op: "read", path: path.to_path_buf(), source })?;
         self.written += copied;
         if copied < size {
             // As GNU tar does: the header already promised `size` bytes.

@@ -119,9 +119,62 @@ fn pack_to_vec(root: &Path, name: &str, compression: Compression) -> Vec<u8> {
 fn pack_with_comment(root: &Path, name: &str, compression: Compression, comment: Option<&str>) -> Vec<u8> {
     let skip = HashSet::new();
     let spec = PackSpec { root, name, skip: &skip, extra: &[], comment };
-    let mut out = Vec::new();
-    pack(&spec, compression, &mut out).unwrap();
-    out
+    pack_both_ways(&spec, compression)
+}
+
+/// Packs `spec` twice, with the pack's thread reading every file itself and with four threads
+/// reading small files ahead, asserts that both give the same bytes, and returns them.
+fn pack_both_ways(spec: &PackSpec, compression: Compression) -> Vec<u8> {
+    let pack_with = |threads| {
+        let mut out = Vec::new();
+        pack_with_threads(spec, compression, CompressionLevel::Auto, &mut out, &|| Duration::ZERO, threads)
+            .unwrap();
+        out
+    };
+    let alone = pack_with(0);
+    let ahead = pack_with(4);
+    if spec.extra.is_empty() {
+        assert!(
+            alone == ahead,
+            "reading ahead changed the archive ({compression:?}, {})",
+            spec.root.display()
+        );
+    } else {
+        // Extras carry the time of each pack as their mtime: all the rest must be equal.
+        assert_eq!(entries_but_mtimes(&alone), entries_but_mtimes(&ahead), "{compression:?}");
+    }
+    alone
+}
+
+/// An entry as (header without its mtime and checksum, PAX records but `mtime`, contents).
+type EntryButMtime = (Vec<u8>, Vec<(String, Vec<u8>)>, Vec<u8>);
+
+/// Each entry of a packed archive, but its mtime.
+fn entries_but_mtimes(bytes: &[u8]) -> Vec<EntryButMtime> {
+    let decoder: Box<dyn std::io::Read> = if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::new(bytes).unwrap())
+    } else {
+        Box::new(flate2::read::GzDecoder::new(bytes))
+    };
+    let mut archive = tar::Archive::new(decoder);
+    let mut all = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().as_bytes().to_vec();
+        header[136..156].fill(0);
+        let pax = match entry.pax_extensions().unwrap() {
+            Some(records) => records
+                .map(|r| r.unwrap())
+                .filter(|r| r.key_bytes() != b"mtime")
+                .map(|r| (r.key().unwrap().to_string(), r.value_bytes().to_vec()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let mut contents = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut contents).unwrap();
+        all.push((header, pax, contents));
+    }
+    all
 }
 
 fn unpack_slice(bytes: &[u8], dest: &Path) -> Result<UnpackStats, ArchiveError> {
@@ -196,8 +249,7 @@ fn skip_and_extra_files() {
         (PathBuf::from("deep/inside"), b"extra wins over skip".to_vec()),
     ];
     let spec = PackSpec { root: &src, name: ".nox", skip: &skip, extra: &extra, comment: None };
-    let mut bytes = Vec::new();
-    pack(&spec, Compression::Zstd, &mut bytes).unwrap();
+    let bytes = pack_both_ways(&spec, Compression::Zstd);
     let dest = tmp.path().join("out");
     unpack_slice(&bytes, &dest).unwrap();
     assert!(!dest.join("a.txt").exists());
@@ -222,6 +274,43 @@ fn pack_errors_name_the_root() {
     let spec = PackSpec { root: &missing, name: ".nox", skip: &HashSet::new(), extra: &[], comment: None };
     let err = pack(&spec, Compression::Zstd, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
+}
+
+/// Reading ahead past its budgets (more entries and more bytes of small files than are read
+/// ahead at once, files just under and over the size read whole, hard links between files read
+/// ahead, skipped and extra files among them) gives the archive the pack's thread gives alone,
+/// and it restores to the same tree.
+#[test]
+fn reading_files_ahead_keeps_the_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for d in 0..12 {
+        for f in 0..400 {
+            let text = format!("{d}/{f} ").repeat(f % 37);
+            write(&src.join(format!("pkg{d:02}/mod{f:03}.py")), text.as_bytes(), 0o644);
+        }
+    }
+    let pattern = |len: usize, seed: u8| (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect::<Vec<_>>();
+    let whole = read_pool::AHEAD_FILE_MAX as usize;
+    for (i, len) in [whole, whole + 1, 3 << 20].into_iter().cycle().take(21).enumerate() {
+        write(&src.join(format!("pkg{:02}/big{i:02}.so", i % 12)), &pattern(len, i as u8 | 1), 0o755);
+    }
+    fs::hard_link(src.join("pkg00/mod010.py"), src.join("pkg05/linked.py")).unwrap();
+    fs::hard_link(src.join("pkg01/big01.so"), src.join("pkg11/linked.so")).unwrap();
+    symlink("mod001.py", src.join("pkg03/alias.py")).unwrap();
+    let skip: HashSet<PathBuf> = ["pkg02", "pkg04/mod100.py"].iter().map(PathBuf::from).collect();
+    let extra = vec![(PathBuf::from("pkg04/mod200.py"), b"replaced".to_vec())];
+    let spec = PackSpec { root: &src, name: ".nox", skip: &skip, extra: &extra, comment: None };
+    let bytes = pack_both_ways(&spec, Compression::Zstd);
+
+    let dest = tmp.path().join("out");
+    unpack_slice(&bytes, &dest).unwrap();
+    let (mut restored, mut expected) = (snapshot(&dest), snapshot(&src));
+    expected.retain(|path, _| !path.starts_with("pkg02") && path != Path::new("pkg04/mod100.py"));
+    let extra_node = restored.remove(Path::new("pkg04/mod200.py"));
+    assert!(matches!(extra_node, Some(Node::File { contents, .. }) if contents == b"replaced"));
+    expected.remove(Path::new("pkg04/mod200.py"));
+    assert_eq!(restored, expected);
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! `archive-bench`: times the archive code alone, without a backend or the action around it, for
 //! the thread and compression measurements of docs/performance.md.
 //!
-//!   archive-bench pack <dir> <archive> [level]       pack <dir> (zstd; a level, or `auto`, the default)
+//!   archive-bench pack <dir> <archive> [level] [threads]
+//!                                                    pack <dir> (zstd; a level, or `auto`, the default),
+//!                                                    with that many threads reading files ahead
 //!   archive-bench unpack <archive> <dest> [threads]  unpack with that many file creation threads
 //!
 //! Prints one line: the wall time in seconds, then what was written. Not a test: nothing here
@@ -19,15 +21,18 @@ use uv_nox_cache::archive::{self, Compression, CompressionLevel, PackSpec, Unpac
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let started = Instant::now();
-    let result =
-        match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["pack", dir, out, ref rest @ ..] => pack(Path::new(dir), Path::new(out), rest.first().copied()),
-            ["unpack", input, dest, ref rest @ ..] => {
-                unpack(Path::new(input), Path::new(dest), rest.first().copied())
-            }
-            _ => Err("usage: archive-bench pack <dir> <archive> [level] | unpack <archive> <dest> [threads]"
-                .into()),
-        };
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["pack", dir, out, ref rest @ ..] => {
+            pack(Path::new(dir), Path::new(out), rest.first().copied(), rest.get(1).copied())
+        }
+        ["unpack", input, dest, ref rest @ ..] => {
+            unpack(Path::new(input), Path::new(dest), rest.first().copied())
+        }
+        _ => Err(
+            "usage: archive-bench pack <dir> <archive> [level] [threads] | unpack <archive> <dest> [threads]"
+                .into(),
+        ),
+    };
     match result {
         Ok(what) => {
             println!("{:.3} s  {what}", started.elapsed().as_secs_f64());
@@ -40,7 +45,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn pack(dir: &Path, out: &Path, level: Option<&str>) -> Result<String, String> {
+fn pack(dir: &Path, out: &Path, level: Option<&str>, threads: Option<&str>) -> Result<String, String> {
     let skip = HashSet::new();
     let spec = PackSpec { root: dir, name: ".nox", skip: &skip, extra: &[], comment: None };
     let mut file = BufWriter::new(File::create(out).map_err(|e| e.to_string())?);
@@ -50,8 +55,15 @@ fn pack(dir: &Path, out: &Path, level: Option<&str>) -> Result<String, String> {
     };
     // A reader that always waits: what a fast streaming upload looks like to the packer.
     let started = Instant::now();
-    let stats = archive::pack_at(&spec, Compression::Zstd, level, &mut file, &|| started.elapsed())
-        .map_err(|e| e.to_string())?;
+    let waited = || started.elapsed();
+    let stats = match threads {
+        Some(n) => {
+            let n = n.parse().map_err(|_| format!("threads must be a number, not {n:?}"))?;
+            archive::pack_with_threads(&spec, Compression::Zstd, level, &mut file, &waited, n)
+        }
+        None => archive::pack_at(&spec, Compression::Zstd, level, &mut file, &waited),
+    }
+    .map_err(|e| e.to_string())?;
     drop(file);
     let size = std::fs::metadata(out).map_err(|e| e.to_string())?.len();
     Ok(format!("{} entries, {} bytes in, {size} bytes out", stats.entries, stats.bytes))
