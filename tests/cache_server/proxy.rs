@@ -1,9 +1,10 @@
 //! A fault proxy: the same [`Fault`]s the test server injects into its own answers, put in
-//! front of a real server that cannot be told to misbehave — versitygw (S3) or a runner's own
-//! cache server (act, Gitea's act). Each request is read whole from the client, classified into
-//! a [`Route`], logged, and then either answered by the fault that fires for it (worded as the
-//! real server words its errors, [`Dialect`]) or sent on to the real server, whose answer comes
-//! back whole, stalled, cut short or trickled as the fault says.
+//! front of a real server that cannot be told to misbehave — versitygw (S3), a runner's own
+//! cache server (act, Gitea's act) or the Forgejo runner's cache proxy and cache server. Each
+//! request is read whole from the client, classified into a [`Route`], logged, and then either
+//! answered by the fault that fires for it (worded as the real server words its errors,
+//! [`Dialect`]) or sent on to the real server, whose answer comes back whole, stalled, cut
+//! short or trickled as the fault says.
 //!
 //! Faults fire on events — the request of a route, the half of a body — never on a clock, so a
 //! test means the same thing on a loaded machine. Besides the per-request faults the whole
@@ -12,8 +13,8 @@
 //!
 //! One request per connection: the proxy asks the real server to close after its answer and
 //! says `Connection: close` to the client, as the test server does. The real server's own
-//! address in an answer (act's `archiveLocation`) becomes the proxy's, so downloads go through
-//! it too.
+//! address in an answer (the `archiveLocation` of act's and Forgejo's lookups) becomes the
+//! proxy's, so downloads go through it too.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -37,6 +38,12 @@ pub enum Dialect {
     /// The v1 cache server of act and Gitea's act (`pkg/artifactcache`): errors as
     /// `{"error": "…"}` in `application/json; charset=utf-8`.
     ActV1,
+    /// The Forgejo runner's cache proxy (`act/cacheproxy`, a Go `httputil.ReverseProxy`) in
+    /// front of its cache server (`act/artifactcache`). A 502 is the proxy's own answer when
+    /// it cannot reach the cache server: no body (`Content-Length: 0`). Any other status is the
+    /// cache server's, relayed by the proxy: `{"error": "…"}` in
+    /// `application/json; charset=utf-8`, as act words it.
+    ForgejoV1,
 }
 
 /// What the proxy does with connections as a whole.
@@ -198,7 +205,7 @@ fn relay(
     let Some(request) = http::read_request(&mut reader, &mut writer)? else { return Ok(()) };
     let route = match dialect {
         Dialect::S3 => s3_route(&request),
-        Dialect::ActV1 => request
+        Dialect::ActV1 | Dialect::ForgejoV1 => request
             .path
             .split_once("/_apis/artifactcache/")
             .and_then(|(_, resource)| super::v1_route(&request.method, resource)),
@@ -271,7 +278,8 @@ fn error_answer(dialect: Dialect, request: &Request, status: u16, retry_after: O
                 .with_header("X-Amz-Request-Id", request_id)
                 .with_header("X-Amz-Id-2", host_id)
         }
-        Dialect::ActV1 => {
+        Dialect::ForgejoV1 if status == 502 => Response::empty(502),
+        Dialect::ActV1 | Dialect::ForgejoV1 => {
             let body = serde_json::json!({
                 "error": format!("{} {}: service unavailable", request.method, request.path),
             });
@@ -304,8 +312,9 @@ fn s3_ids() -> (String, String) {
 }
 
 /// Sends `request` to the real server and reads its whole answer, with the server's own origin
-/// in it (act's `archiveLocation`) made the proxy's, as a server configured with the proxy as
-/// its external URL would answer, so the download goes through the proxy too.
+/// in it (the `archiveLocation` of act's and Forgejo's lookups) made the proxy's, as a server
+/// configured with the proxy as its external URL would answer, so the download goes through the
+/// proxy too.
 fn forward(request: &Request, upstream: u16, own: u16) -> io::Result<Response> {
     let server = TcpStream::connect(("127.0.0.1", upstream))?;
     server.set_read_timeout(Some(Duration::from_secs(60)))?;

@@ -1,6 +1,8 @@
 //! Faults between the action and real servers: a fault proxy (`tests/cache_server/proxy.rs`)
-//! in front of versitygw (the s3 backend, `scripts/object-store`) and in front of the cache
-//! servers act and Gitea's act embed (`tests/runner-cache-server`, built by `scripts/runners`).
+//! in front of versitygw (the s3 backend, `scripts/object-store`), in front of the cache
+//! servers act and Gitea's act embed (`tests/runner-cache-server`, built by `scripts/runners`),
+//! and in front of the Forgejo runner's cache as its daemon wires it, its cache proxy before its
+//! cache server (`tests/forgejo-cache-proxy`, built by `scripts/runners`).
 //! The test server injects these faults into its own answers (`faults.rs`); these servers cannot
 //! be told to misbehave, so the proxy does it, worded as they word their errors.
 //!
@@ -63,6 +65,14 @@ impl Proxied {
         Proxied { proxy, real: Real::Runner(server) }
     }
 
+    /// The Forgejo runner's cache proxy and cache server, the fault proxy in front of the cache
+    /// proxy (the address a job gets); fails naming `scripts/runners` when not built.
+    fn forgejo() -> Proxied {
+        let server = RealServer::forgejo();
+        let proxy = FaultProxy::start(port_of(&server.url), Dialect::ForgejoV1);
+        Proxied { proxy, real: Real::Runner(server) }
+    }
+
     /// A job on `machine` pointed at the proxy (`through_proxy`) or straight at the server.
     fn job(&self, machine: &Machine, through_proxy: bool) -> Job {
         let mut job = machine.job();
@@ -82,7 +92,7 @@ impl Proxied {
                 } else {
                     server.url.clone()
                 };
-                // As act and Gitea's act set them for every job.
+                // As act, Gitea's act and the Forgejo runner set them for every job.
                 job.set_env("ACTIONS_CACHE_URL", &url)
                     .set_env("ACTIONS_RUNTIME_TOKEN", "job-token")
                     .set_env("GITHUB_SERVER_URL", "https://forgejo.example.org")
@@ -281,16 +291,16 @@ fn stalls_mid_download(site: Proxied) {
     assert_nothing_saved_half(&site, &machine, &trees, &entries);
 }
 
-/// Every request answered 503 in the server's words: retried within one retry budget, a miss,
-/// and a save that fails with a warning.
-fn server_error_storm(site: Proxied) {
+/// Every request answered `status` in the server's words: retried within one retry budget, a
+/// miss, and a save that fails with a warning.
+fn server_error_storm(site: Proxied, status: u16) {
     let (machine, trees) = saved(&site, None);
     let entries = site.entries();
     let (mut job, main) = faulty_job(&site, &machine, |proxy| {
-        proxy.inject(Fault::Status { route: Route::Any, status: 503, times: usize::MAX })
+        proxy.inject(Fault::Status { route: Route::Any, status, times: usize::MAX })
     });
     assert_missed(&machine, &job, &main);
-    assert!(warnings(&main).iter().any(|w| w.contains("503")), "{}", main.log());
+    assert!(warnings(&main).iter().any(|w| w.contains(&status.to_string())), "{}", main.log());
     let post = save_after(&machine, &mut job);
     assert!(!warnings(&post).is_empty() && !post.stdout.contains(": saved "), "{}", post.log());
     // Every wait between attempts of both steps comes out of the budget of each step.
@@ -353,7 +363,7 @@ mod s3 {
     }
     #[test]
     fn server_error_storm() {
-        super::server_error_storm(Proxied::s3())
+        super::server_error_storm(Proxied::s3(), 503)
     }
     #[test]
     fn flapping() {
@@ -383,7 +393,7 @@ macro_rules! runner_server {
             }
             #[test]
             fn server_error_storm() {
-                super::server_error_storm(Proxied::runner($name))
+                super::server_error_storm(Proxied::runner($name), 503)
             }
             #[test]
             fn flapping() {
@@ -396,19 +406,56 @@ macro_rules! runner_server {
 runner_server!(act, "act");
 runner_server!(gitea_act, "gitea-act");
 
+/// The Forgejo runner's cache: its cache proxy in front of its cache server, as its daemon
+/// starts them, the fault proxy in front of both.
+mod forgejo {
+    use super::Proxied;
+    #[test]
+    fn refused() {
+        super::refused(Proxied::forgejo())
+    }
+    #[test]
+    fn black_holed() {
+        super::black_holed(Proxied::forgejo())
+    }
+    #[test]
+    fn stalls_mid_download() {
+        super::stalls_mid_download(Proxied::forgejo())
+    }
+    /// 503 on every request, in the cache server's `{"error": …}` words.
+    #[test]
+    fn server_error_storm() {
+        super::server_error_storm(Proxied::forgejo(), 503)
+    }
+    /// 502 with no body, as the runner's cache proxy answers when its cache server is gone
+    /// (an external `forgejo-runner cache-server` stopped, the runner still up).
+    #[test]
+    fn bad_gateway_storm() {
+        super::server_error_storm(Proxied::forgejo(), 502)
+    }
+    #[test]
+    fn flapping() {
+        super::flapping(Proxied::forgejo())
+    }
+    #[test]
+    fn trickle() {
+        super::trickle(Proxied::forgejo())
+    }
+}
+
 // ---- The rows of docs/reliability.md's table behind the proxy -------------------------------
 
-/// The faults of the table measured behind the proxy, on S3 (versitygw) and on act's own cache
-/// server, with the default timing and inputs; the official client beside ours on act's server
-/// (it has no S3 backend). Rows in the table's Markdown; `faults::table_of_faults_for_both_tools`
-/// prints them with the rest.
+const TRICKLE: &str = "trickle: 100 kB/s, 8 MB nox entry";
+const FLAP: &str = "down for the restore, up for the save";
+const BAD_GATEWAY: &str = "502 on every request (the cache proxy's own, its server gone)";
+const FORGEJO: &str = "v1 (the Forgejo runner's cache proxy and server)";
+
+/// The faults of the table measured behind the proxy, on S3 (versitygw), on act's own cache
+/// server and on the Forgejo runner's cache, with the default timing and inputs; the official
+/// client beside ours on the runners' servers (it has no S3 backend). Rows in the table's
+/// Markdown; `faults::table_of_faults_for_both_tools` prints them with the rest.
 pub(crate) fn table_rows(official: &crate::support::official::Official, limit: Duration) -> Vec<String> {
-    use crate::faults::{describe_ours, describe_theirs};
-    use crate::support::action::Protocol;
-    use crate::support::official::{Bounded, Endpoint, Site};
-    const TRICKLE: &str = "trickle: 100 kB/s, 8 MB nox entry";
-    const FLAP: &str = "down for the restore, up for the save";
-    let rows: Vec<(&str, &str)> = vec![
+    let mut rows: Vec<(&str, &str)> = vec![
         ("stall mid-download", "s3 (versitygw)"),
         ("503 SlowDown on every request", "s3 (versitygw)"),
         (TRICKLE, "s3 (versitygw)"),
@@ -420,6 +467,27 @@ pub(crate) fn table_rows(official: &crate::support::official::Official, limit: D
         (TRICKLE, "v1 (act's server)"),
         (FLAP, "v1 (act's server)"),
     ];
+    rows.extend(forgejo_rows());
+    measure_rows(official, limit, &rows)
+}
+
+/// The rows of the Forgejo runner's cache.
+fn forgejo_rows() -> Vec<(&'static str, &'static str)> {
+    ["refused", "black-holed", "stall mid-download", "503 on every request", BAD_GATEWAY, TRICKLE, FLAP]
+        .into_iter()
+        .map(|fault| (fault, FORGEJO))
+        .collect()
+}
+
+/// Each `(fault, backend)` measured for both tools, at once (one thread each).
+fn measure_rows(
+    official: &crate::support::official::Official,
+    limit: Duration,
+    rows: &[(&str, &str)],
+) -> Vec<String> {
+    use crate::faults::{describe_ours, describe_theirs};
+    use crate::support::action::Protocol;
+    use crate::support::official::{Bounded, Endpoint, Site};
     let seconds = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     std::thread::scope(|scope| {
         let handles: Vec<_> = rows
@@ -427,7 +495,11 @@ pub(crate) fn table_rows(official: &crate::support::official::Official, limit: D
             .map(|&(fault, backend)| {
                 scope.spawn(move || {
                     let s3 = backend.starts_with("s3");
-                    let site = if s3 { Proxied::s3() } else { Proxied::runner("act") };
+                    let site = match backend {
+                        _ if s3 => Proxied::s3(),
+                        FORGEJO => Proxied::forgejo(),
+                        _ => Proxied::runner("act"),
+                    };
                     let trickle = fault == TRICKLE;
                     let (machine, _) = saved(&site, trickle.then_some(8_000_000));
                     // The official client's entry, saved while the service is well.
@@ -458,6 +530,9 @@ pub(crate) fn table_rows(official: &crate::support::official::Official, limit: D
                         "black-holed" => proxy.set_mode(Mode::BlackHole),
                         "stall mid-download" => {
                             proxy.inject(Fault::Stall { route: Route::Download, times: usize::MAX })
+                        }
+                        BAD_GATEWAY => {
+                            proxy.inject(Fault::Status { route: Route::Any, status: 502, times: usize::MAX })
                         }
                         TRICKLE => proxy.inject(Fault::Trickle {
                             route: Route::Download,
@@ -524,6 +599,16 @@ pub(crate) fn table_rows(official: &crate::support::official::Official, limit: D
 fn table_rows_behind_the_proxy() {
     let official = crate::support::official::Official::provision();
     for row in table_rows(&official, Duration::from_secs(120)) {
+        println!("{row}");
+    }
+}
+
+/// Prints the rows of the Forgejo runner's cache alone.
+#[test]
+#[ignore = "a measurement of a few minutes: scripts/bench --faults runs the whole table"]
+fn forgejo_table_rows_behind_the_proxy() {
+    let official = crate::support::official::Official::provision();
+    for row in measure_rows(&official, Duration::from_secs(120), &forgejo_rows()) {
         println!("{row}");
     }
 }

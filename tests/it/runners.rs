@@ -682,6 +682,30 @@ pub(crate) mod servers {
             RealServer { child, url, _dir: dir }
         }
 
+        /// The Forgejo runner's cache as its daemon wires it (`forgejo-runner-cache-proxy`,
+        /// tests/forgejo-cache-proxy): its cache server behind its cache proxy, one push run
+        /// registered; `url` is the proxy's, with the run's id, as the runner hands it to a job.
+        pub(crate) fn forgejo() -> Self {
+            let bin = super::runner("forgejo-runner-cache-proxy").bin;
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = Command::new(&bin)
+                .args(["--secret", super::CACHE_SECRET, "--repo", "owner/demo", "--run", "7", "--dir"])
+                .arg(dir.path())
+                // It serves until its input closes: the pipe stays open in `child` until drop.
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                // Its log would go to a closed pipe once read, which kills a Go program.
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+            let url = line.trim().strip_prefix("ACTIONS_CACHE_URL=").map(str::to_string);
+            let url = url.unwrap_or_else(|| panic!("{} printed `{line}`", bin.display()));
+            assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "{url}");
+            RealServer { child, url, _dir: dir }
+        }
+
         /// A job on `machine` pointed at this server as the runner points its jobs at it.
         fn job(&self, machine: &Machine) -> Job {
             let mut job = machine.job();
