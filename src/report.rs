@@ -127,6 +127,10 @@ pub fn save_policy(key: &str, result: &SaveResult) -> (Seen, String) {
         SaveResult::Failed(SaveError::Store { source: denied @ BackendError::Denied { .. }, .. }) => {
             (Seen::Notice, format!("not saved, the cache service refused the write: {denied}"))
         }
+        // Not trouble: the service is alive, only slower than the save is worth.
+        SaveResult::Failed(SaveError::Store { source: BackendError::TooSlowToSave(slow), .. }) => {
+            (Seen::Notice, format!("not saving {key}: {slow}"))
+        }
         // A service found down was warned about once, by the step that found it.
         SaveResult::Failed(e @ SaveError::Store { source: BackendError::SkippedDown { .. }, .. }) => {
             (Seen::Log, e.to_string())

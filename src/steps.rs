@@ -80,11 +80,13 @@ fn exit_if_cancelled(step: &str) {
 }
 
 pub fn restore(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
+    let started_ms = crate::entry_note::now_ms();
     let (cfg, tuning) = match start("restore", lookup, cwd) {
         Ok(started) => started,
         Err(code) => return code,
     };
     let mut files = RunnerFiles::default();
+    files.state.set(flow::STATE_RESTORE_STARTED, started_ms.to_string());
     // The `sh` entry's post step gets only the inputs written in `with:` (src/sh_entry.rs).
     for (name, value) in crate::sh_entry::inputs_to_record(lookup) {
         files.state.set(&name, value);
@@ -152,6 +154,10 @@ pub fn save(lookup: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> ExitCode {
         .filter_map(|name| runner::read_state(lookup, &name).map(|v| (name, v)))
         .collect();
     tuning.backend.health.learn(runner::read_state(lookup, backend::health::STATE).as_deref());
+    let job_started = runner::read_state(lookup, flow::STATE_RESTORE_STARTED).and_then(|ms| ms.parse().ok());
+    if let Some(ms) = job_started {
+        tuning.backend.upload_pace.set_job_started(ms);
+    }
     let reports = {
         let (cfg, plans) = (cfg.clone(), plans.clone());
         with_deadline(cfg.timeout, tuning.grace, move |deadline| {

@@ -1,8 +1,8 @@
 //! `UV_NOX_CACHE_TEST_TUNING`: the one way the integration tests change the binary's timing.
 //! The real values (docs/reliability.md, "Bounded waits") — a 2 s first retry delay, a 20 s
-//! answer timeout, a 30 s idle timeout, five seconds of grace past the `timeout` input — make a
-//! suite of fault tests wait for minutes doing nothing; the tests set this variable to small values instead, and nothing else reads
-//! it. Workflows never set it, and the action's behaviour does not depend on it otherwise.
+//! answer timeout, a 30 s idle timeout, an 8 s stall timeout for downloads, five seconds of
+//! grace past the `timeout` input — make a suite of fault tests wait for minutes doing nothing;
+//! the tests set this variable to small values instead, and nothing else reads it. Workflows never set it, and the action's behaviour does not depend on it otherwise.
 //!
 //! The value is a comma-separated list of `name=value`: durations as `250ms` or `2s`, counts
 //! and sizes as plain numbers, for example
@@ -24,6 +24,7 @@ pub const NAMES: &[&str] = &[
     "retry_delay",
     "retry_budget",
     "idle_timeout",
+    "stall_timeout",
     "connect_timeout",
     "answer_timeout",
     "grace",
@@ -88,6 +89,7 @@ pub fn parse(value: Option<&str>) -> Result<StepTuning, TuningError> {
             "retry_delay" => t.retry_delay = duration(value).ok_or_else(|| error("is not a duration"))?,
             "retry_budget" => t.retry_budget = duration(value).ok_or_else(|| error("is not a duration"))?,
             "idle_timeout" => t.idle_timeout = duration(value).ok_or_else(|| error("is not a duration"))?,
+            "stall_timeout" => t.stall_timeout = duration(value).ok_or_else(|| error("is not a duration"))?,
             "answer_timeout" => {
                 t.answer_timeout = duration(value).ok_or_else(|| error("is not a duration"))?
             }
@@ -139,8 +141,8 @@ mod tests {
     fn every_name_is_understood() {
         let tuning = parse(Some(
             "upload_chunk=1000, block_size=2000,single_put_max=3000,download_block=4000,parallelism=2,\
-             attempts=3,retry_delay=50ms,retry_budget=4s,idle_timeout=2s,connect_timeout=1500ms,\
-             answer_timeout=3s,grace=0ms,drift_min_bytes=5000",
+             attempts=3,retry_delay=50ms,retry_budget=4s,idle_timeout=2s,stall_timeout=1s,\
+             connect_timeout=1500ms,answer_timeout=3s,grace=0ms,drift_min_bytes=5000",
         ))
         .unwrap();
         let t = &tuning.backend;
@@ -150,12 +152,12 @@ mod tests {
         );
         assert_eq!((t.parallelism, t.attempts), (2, 3));
         assert_eq!(t.retry_delay, Duration::from_millis(50));
-        assert_eq!(t.idle_timeout, Duration::from_secs(2));
+        assert_eq!((t.idle_timeout, t.stall_timeout), (Duration::from_secs(2), Duration::from_secs(1)));
         assert_eq!(t.connect_timeout, Duration::from_millis(1500));
         assert_eq!((t.retry_budget, t.answer_timeout), (Duration::from_secs(4), Duration::from_secs(3)));
         assert_eq!(tuning.grace, Duration::ZERO);
         assert_eq!(tuning.drift_min_bytes, Some(5000));
-        assert_eq!(NAMES.len(), 13, "NAMES lists every arm of `parse`");
+        assert_eq!(NAMES.len(), 14, "NAMES lists every arm of `parse`");
     }
 
     #[test]

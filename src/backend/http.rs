@@ -28,6 +28,7 @@ use ureq::http::Response;
 use ureq::{Agent, Body, RequestBuilder};
 
 use super::health::Silence;
+use super::upload_pace::UploadPace;
 use super::{BackendError, Health, Secret};
 
 /// How much of an error body is kept for messages.
@@ -57,6 +58,9 @@ pub struct Tuning {
     pub retry_budget: Duration,
     /// Longest silence tolerated while reading or writing one request's body.
     pub idle_timeout: Duration,
+    /// Longest silence tolerated from a download once it was asked for: a server that has sent
+    /// part of an entry and goes quiet is stalled, not slow (no more than `idle_timeout`).
+    pub stall_timeout: Duration,
     /// Longest wait for a connection (DNS, TCP and TLS).
     pub connect_timeout: Duration,
     /// Longest wait for the answer's headers once the request is sent.
@@ -64,6 +68,8 @@ pub struct Tuning {
     /// The step's verdict on the service (`health.rs`), shared by every client opened with
     /// clones of this tuning.
     pub health: Health,
+    /// The step's measure of its uploads (`upload_pace.rs`), shared the same way.
+    pub upload_pace: UploadPace,
 }
 
 impl Default for Tuning {
@@ -81,9 +87,11 @@ impl Default for Tuning {
             retry_delay: Duration::from_secs(2),
             retry_budget: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(8),
             connect_timeout: Duration::from_secs(5),
             answer_timeout: Duration::from_secs(20),
             health: Health::default(),
+            upload_pace: UploadPace::default(),
         }
     }
 }
@@ -94,6 +102,8 @@ pub(crate) enum Fail {
     Final(BackendError),
     /// Try again after the usual backoff.
     Retry(BackendError),
+    /// Try again at once: a download that stalled after bytes came has spent its wait already.
+    RetryNow(BackendError),
     /// Try again after the server's `Retry-After` (or the backoff when it gave none).
     RetryAfter(BackendError, Option<Duration>),
 }
@@ -126,6 +136,16 @@ impl Http {
 
     pub(crate) fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// This client for downloads: a silence of `stall_timeout` (shorter than the idle timeout)
+    /// ends a read. A server that has already answered the lookup and sends an entry has no
+    /// reason to pause mid-body; ureq's per-read limit also bounds the wait for the download's
+    /// headers, which blob stores and cache servers send at once.
+    pub(crate) fn downloading(&self) -> Http {
+        let mut http = self.clone();
+        http.tuning.idle_timeout = self.tuning.idle_timeout.min(self.tuning.stall_timeout);
+        http
     }
 
     fn remaining(&self) -> Option<Duration> {
@@ -193,6 +213,7 @@ impl Http {
                 Ok(value) => return Ok(value),
                 Err(Fail::Final(e)) => return Err(e),
                 Err(Fail::Retry(e)) => (e, self.backoff(n)),
+                Err(Fail::RetryNow(e)) => (e, Duration::ZERO),
                 Err(Fail::RetryAfter(e, after)) => (e, after.unwrap_or_else(|| self.backoff(n))),
             };
             // Silence that made the verdict: this caller tells it.
@@ -441,14 +462,16 @@ impl Read for SafeReader {
 }
 
 impl Http {
-    /// One streaming `GET` of a download URL, without credentials. A refused URL (401/403) is
+    /// One streaming `GET` of a download URL, without credentials, under the stall timeout
+    /// ([`Http::downloading`]); a stream that stalls part-way is not asked again. A refused URL (401/403) is
     /// [`BackendError::Expired`], so the flow can look the entry up again.
     pub(crate) fn stream_get(&self, op: &'static str, url: &str) -> Result<SafeReader, BackendError> {
-        let response = self.retry(op, || self.check(op, url, self.get(url).call()))?;
+        let http = self.downloading();
+        let response = http.retry(op, || http.check(op, url, http.get(url).call()))?;
         match response.status().as_u16() {
-            200..=299 => Ok(SafeReader::new(response, self, url)),
+            200..=299 => Ok(SafeReader::new(response, &http, url)),
             401 | 403 => Err(BackendError::Expired { op }),
-            status => Err(status_error(op, status, self.body_text(response))),
+            status => Err(status_error(op, status, http.body_text(response))),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod pace;
 pub mod s3;
 pub mod scope;
 pub mod transfer;
+pub mod upload_pace;
 mod xml;
 
 pub use archive_file::ArchiveFile;
@@ -158,6 +159,9 @@ pub enum BackendError {
          (recorded {recorded}, read {actual}); it was damaged or altered in the store, so it is refused: {disposal}"
     )]
     Integrity { entry: String, recorded: String, actual: String, disposal: String },
+    /// The upload would take longer than the job has run (`upload_pace.rs`): given up.
+    #[error("save: {0}")]
+    TooSlowToSave(#[from] upload_pace::TooSlowToSave),
     /// The archive being uploaded was never completed (packing failed or was stopped).
     #[error("save: {0}")]
     Unfinished(#[from] archive_file::Unfinished),

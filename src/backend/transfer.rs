@@ -92,7 +92,9 @@ pub(crate) fn upload_while_packing(
 
 /// Sends bytes `start..start + len` of `archive` as the body of the request `build` makes
 /// (with an explicit `Content-Length`), retried per [`Http::retry`]; `answer` reads a response
-/// that was neither a 429 nor a retryable 5xx.
+/// that was neither a 429 nor a retryable 5xx. The bytes are metered by the step's
+/// [`UploadPace`](super::upload_pace::UploadPace): an upload that would take longer than the
+/// job has run ends in [`BackendError::TooSlowToSave`], not retried.
 pub(crate) fn send_range<T>(
     http: &Http,
     op: &'static str,
@@ -102,12 +104,17 @@ pub(crate) fn send_range<T>(
     build: impl Fn() -> RequestBuilder<WithBody>,
     answer: impl Fn(Response<Body>) -> Result<T, Fail>,
 ) -> Result<T, BackendError> {
+    let pace = &http.tuning.upload_pace;
+    let _in_flight = pace.in_flight(archive);
     http.retry(op, || {
         let mut file = File::open(archive).map_err(|source| Fail::Final(io_error(op, archive, source)))?;
         file.seek(SeekFrom::Start(start)).map_err(|source| Fail::Final(io_error(op, archive, source)))?;
-        let result = build()
-            .header("Content-Length", len.to_string())
-            .send(SendBody::from_owned_reader(file.take(len)));
+        let body = pace.meter(archive, file.take(len));
+        let result =
+            build().header("Content-Length", len.to_string()).send(SendBody::from_owned_reader(body));
+        if let Some(slow) = pace.gave_up(archive) {
+            return Err(Fail::Final(slow.into()));
+        }
         answer(http.check(op, url, result)?)
     })
 }
@@ -137,12 +144,16 @@ pub(crate) fn download_again_if_expired(
 
 /// Downloads `url` with ranged parallel GETs when the host supports them (`206` with a total
 /// in `Content-Range`), else streams the one answer it gave (docs/protocol.md §11). A refused URL
-/// (401/403) is [`BackendError::Expired`].
+/// (401/403) is [`BackendError::Expired`]. Every read waits at most the stall timeout
+/// ([`Http::downloading`]), and a range that stalls is asked again from its last byte.
 pub(crate) fn ranged_download(http: &Http, url: &Secret) -> Result<Box<dyn Read + Send>, BackendError> {
     let op = "download";
+    let http = &http.downloading();
     let block = http.tuning.download_block.max(1);
+    let mut got = Vec::new();
     let first = http.retry(op, || {
-        let result = http.get(url.expose()).header("Range", format!("bytes=0-{}", block - 1)).call();
+        let from = got.len() as u64;
+        let result = http.get(url.expose()).header("Range", format!("bytes={from}-{}", block - 1)).call();
         let response = http.check(op, url.expose(), result)?;
         match response.status().as_u16() {
             206 => {
@@ -152,17 +163,17 @@ pub(crate) fn ranged_download(http: &Http, url: &Secret) -> Result<Box<dyn Read 
                     .and_then(|v| v.to_str().ok())
                     .and_then(range_total);
                 match total {
-                    Some(total) => Ok(First::Ranged(
-                        read_exact_body(http, url.expose(), response, block.min(total))?,
-                        total,
-                    )),
+                    Some(total) => {
+                        read_exact_body(http, url.expose(), response, &mut got, block.min(total))?;
+                        Ok(First::Ranged(std::mem::take(&mut got), total))
+                    }
                     // Nothing to plan ranges with: start over with one plain GET.
                     None => Ok(First::Restart),
                 }
             }
-            200..=299 => Ok(First::Whole(response)),
-            // An empty object cannot satisfy any range.
-            416 => Ok(First::Restart),
+            // The host ignores `Range` (or an empty object cannot satisfy one).
+            200..=299 if from == 0 => Ok(First::Whole(response)),
+            416 if from == 0 => Ok(First::Restart),
             401 | 403 => Err(Fail::Final(BackendError::Expired { op })),
             status => Err(Fail::Final(status_error(op, status, http.body_text(response)))),
         }
@@ -191,29 +202,39 @@ pub(crate) fn range_total(value: &str) -> Option<u64> {
     value.rsplit('/').next().and_then(|v| v.trim().parse::<u64>().ok())
 }
 
-/// Reads a ranged answer that must hold exactly `expected` bytes; short or broken answers
-/// are retried, unless the deadline has passed.
-fn read_exact_body(http: &Http, url: &str, response: Response<Body>, expected: u64) -> Result<Vec<u8>, Fail> {
+/// Reads a ranged answer onto `got` until it holds `expected` bytes. A body that breaks off is
+/// retried from the last byte received: at once when bytes came in this attempt (the server was
+/// sending; the silence that ended it was the wait), after the backoff otherwise; never past
+/// the deadline. An answer with more bytes than asked is refused.
+fn read_exact_body(
+    http: &Http,
+    url: &str,
+    response: Response<Body>,
+    got: &mut Vec<u8>,
+    expected: u64,
+) -> Result<(), Fail> {
     let op = "download";
-    let mut bytes = Vec::with_capacity(expected as usize);
-    if let Err(e) = SafeReader::new(response, http, url).read_to_end(&mut bytes) {
+    let before = got.len();
+    let left = expected.saturating_sub(before as u64);
+    // One byte more than asked, to tell an overlong answer from an exact one.
+    let read = SafeReader::new(response, http, url).take(left + 1).read_to_end(got);
+    if let Err(e) = read {
         if Instant::now() >= http.deadline() {
             return Err(Fail::Final(BackendError::TimedOut { op }));
         }
-        return Err(Fail::Retry(BackendError::Transport {
-            op,
-            host: host_of(url).into(),
-            message: e.to_string(),
-        }));
+        let error = BackendError::Transport { op, host: host_of(url).into(), message: e.to_string() };
+        return Err(if got.len() > before { Fail::RetryNow(error) } else { Fail::Retry(error) });
     }
-    if bytes.len() as u64 != expected {
+    if got.len() as u64 != expected {
+        let came = got.len() - before;
+        got.truncate(before);
         return Err(Fail::Retry(BackendError::Decode {
             op,
             body: String::new(),
-            message: format!("a range came back with {} bytes instead of {expected}", bytes.len()),
+            message: format!("a range came back with {came} bytes instead of {left}"),
         }));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Shared state of a ranged download: blocks fetched ahead, in a bounded window.
@@ -281,11 +302,16 @@ impl RangedReader {
 
 fn fetch_range(http: &Http, url: &str, start: u64, end: u64) -> Result<Vec<u8>, String> {
     let op = "download";
+    let mut got = Vec::new();
     http.retry(op, || {
-        let result = http.get(url).header("Range", format!("bytes={start}-{end}")).call();
+        let from = start + got.len() as u64;
+        let result = http.get(url).header("Range", format!("bytes={from}-{end}")).call();
         let response = http.check(op, url, result)?;
         match response.status().as_u16() {
-            206 => read_exact_body(http, url, response, end - start + 1),
+            206 => {
+                read_exact_body(http, url, response, &mut got, end - start + 1)?;
+                Ok(std::mem::take(&mut got))
+            }
             401 | 403 => Err(Fail::Final(BackendError::Expired { op })),
             status => Err(Fail::Final(status_error(op, status, http.body_text(response)))),
         }

@@ -228,11 +228,19 @@ impl SaveReport {
             SaveResult::Failed(SaveError::Store { source: BackendError::Denied { .. }, .. }) => {
                 "write denied".into()
             }
+            SaveResult::Failed(SaveError::Store { source: BackendError::TooSlowToSave(_), .. }) => {
+                "too slow, given up".into()
+            }
             SaveResult::Failed(SaveError::Store { .. }) => "save failed".into(),
             SaveResult::Failed(SaveError::Cancelled(c)) => c.to_string(),
         }
     }
 }
+
+/// When the restore step started (Unix milliseconds): the job's start, as far as the action
+/// knows it; the post step gives up an upload that would take longer than the job has run
+/// (`backend/upload_pace.rs`).
+pub const STATE_RESTORE_STARTED: &str = "RESTORE_STARTED";
 
 /// When the restore step ended (Unix milliseconds): the post step measures the job's own work
 /// from it (`entry_note.rs`).

@@ -109,16 +109,19 @@ impl Response {
     }
 }
 
-/// Reads one request from `stream`, answers it with `handle`, and closes the connection.
+/// Reads one request from `stream`, answers it with `handle`, and closes the connection. A
+/// request whose method and path `slow_body` gives a rate has its body read at that many bytes
+/// per second (a throttled server taking an upload).
 pub(super) fn serve(
     stream: TcpStream,
     stop: &AtomicBool,
+    slow_body: impl FnOnce(&str, &str) -> Option<usize>,
     handle: impl FnOnce(&mut Request) -> Response,
 ) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    let Some(mut request) = read_request(&mut reader, &mut writer)? else { return Ok(()) };
+    let Some(mut request) = read_request(&mut reader, &mut writer, stop, slow_body)? else { return Ok(()) };
     let response = handle(&mut request);
     write_response(&mut writer, response, stop)
 }
@@ -126,6 +129,8 @@ pub(super) fn serve(
 pub(super) fn read_request(
     reader: &mut impl BufRead,
     writer: &mut impl Write,
+    stop: &AtomicBool,
+    slow_body: impl FnOnce(&str, &str) -> Option<usize>,
 ) -> io::Result<Option<Request>> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
@@ -178,7 +183,19 @@ pub(super) fn read_request(
     } else if let Some(len) = header("content-length") {
         let len: usize = len.parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad length"))?;
         body.resize(len, 0);
-        reader.read_exact(&mut body)?;
+        match slow_body(method, path) {
+            // A tenth of the rate every 100 ms, until the client hangs up or the server stops.
+            Some(rate) => {
+                for piece in body.chunks_mut((rate / 10).max(1)) {
+                    if stop.load(Ordering::SeqCst) {
+                        return Err(io::Error::other("server stopped"));
+                    }
+                    reader.read_exact(piece)?;
+                    thread::sleep(Duration::from_millis(100));
+                }
+            }
+            None => reader.read_exact(&mut body)?,
+        }
     }
     Ok(Some(Request {
         method: method.to_string(),

@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub token: String,
     /// The blob host ignores `Range` and answers `200` chunked with no `Content-Length`.
     pub ignore_range: bool,
+    /// Uploads (v1 `PATCH`, blob `PUT`) are read at this many bytes per second (a throttled
+    /// server); `None` reads them at once.
+    pub upload_rate: Option<usize>,
     /// How long a signed v1 archive URL of [`Personality::Gitea`] stays valid (Gitea: 10 min).
     pub url_ttl: std::time::Duration,
 }
@@ -88,6 +91,7 @@ impl ServerConfig {
             port: 0,
             token: "test-runtime-token".into(),
             ignore_range: false,
+            upload_rate: None,
             url_ttl: std::time::Duration::from_secs(600),
         }
     }
@@ -155,7 +159,15 @@ impl CacheServer {
                     let Ok(stream) = stream else { continue };
                     let (state, stop) = (state.clone(), stop.clone());
                     thread::spawn(move || {
-                        let _ = http::serve(stream, &stop, |request| handle(&state, request));
+                        let slow_body = |method: &str, path: &str| {
+                            let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                            let upload = matches!(
+                                classify(state.config.personality, method, path),
+                                Some((_, Route::Upload))
+                            );
+                            state.config.upload_rate.filter(|_| upload)
+                        };
+                        let _ = http::serve(stream, &stop, slow_body, |request| handle(&state, request));
                     });
                 }
             })
@@ -201,6 +213,11 @@ impl CacheServer {
     /// Sets how long signed v1 archive URLs stay valid from now on ([`Personality::Gitea`]).
     pub fn set_url_ttl(&self, ttl: std::time::Duration) {
         self.lock().config.url_ttl = ttl;
+    }
+
+    /// Reads uploads at `bytes_per_sec` from now on (`None`: at once).
+    pub fn set_upload_rate(&self, bytes_per_sec: Option<usize>) {
+        self.lock().config.upload_rate = bytes_per_sec;
     }
 
     /// Switches the blob host between honouring `Range` and ignoring it (chunked `200`).

@@ -202,7 +202,9 @@ fn relay(
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut writer = client;
-    let Some(request) = http::read_request(&mut reader, &mut writer)? else { return Ok(()) };
+    let Some(request) = http::read_request(&mut reader, &mut writer, stop, |_, _| None)? else {
+        return Ok(());
+    };
     let route = match dialect {
         Dialect::S3 => s3_route(&request),
         Dialect::ActV1 | Dialect::ForgejoV1 => request

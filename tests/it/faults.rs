@@ -453,15 +453,16 @@ mod dead {
     per_backend!(refused_costs_one_retry, black_hole_costs_two_answer_timeouts);
 }
 
-/// A server that stops sending mid-download: each try gives up after the idle timeout, the
-/// second stall is the verdict, and the rest of the job tries nothing.
-fn stall_costs_two_idle_timeouts(service: Service) {
+/// A server that stops sending mid-download: each try gives up after the stall timeout (not
+/// the longer idle timeout), the first is asked again at once from its last byte, the second
+/// stall is the verdict, and the rest of the job tries nothing.
+fn stall_costs_two_stall_timeouts(service: Service) {
     let (rig, _) = saved(service);
     rig.server().inject(Fault::Stall { route: Route::Download, times: FOREVER });
     let mut job = faulty_job(&rig);
-    job.set_env("UV_NOX_CACHE_TEST_TUNING", DEAD_TIMING);
+    job.set_env("UV_NOX_CACHE_TEST_TUNING", &format!("{DEAD_TIMING},idle_timeout=30s,stall_timeout=2s"));
     let main = job.main();
-    assert_degraded("stall_costs_two_idle_timeouts", &main);
+    assert_degraded("stall_costs_two_stall_timeouts", &main);
     let warnings: Vec<&str> = main.stdout.lines().filter(|l| l.starts_with("::warning::")).collect();
     assert_eq!(warnings.len(), 1, "one warning for the whole step\n{}", main.log());
     assert!(warnings[0].contains("stopped sending for 2 s"), "{}", main.log());
@@ -476,19 +477,19 @@ fn stall_costs_two_idle_timeouts(service: Service) {
     let post = job.post();
     assert_learned(&post, &host);
     assert_eq!(rig.server().entries(), before);
-    // Two idle timeouts of 2 s, and process start-up on a busy machine.
-    assert!(main.elapsed + post.elapsed < Duration::from_secs(30), "{:?} + {:?}", main.elapsed, post.elapsed);
+    // Two stall timeouts of 2 s and no retry delay, and process start-up on a busy machine.
+    assert!(main.elapsed + post.elapsed < Duration::from_secs(15), "{:?} + {:?}", main.elapsed, post.elapsed);
     rig.server().clear_faults();
 }
 
 mod stall {
     #[test]
     fn v1() {
-        super::stall_costs_two_idle_timeouts(super::Service::ForgejoV1)
+        super::stall_costs_two_stall_timeouts(super::Service::ForgejoV1)
     }
     #[test]
     fn v2() {
-        super::stall_costs_two_idle_timeouts(super::Service::GithubV2)
+        super::stall_costs_two_stall_timeouts(super::Service::GithubV2)
     }
 }
 

@@ -28,6 +28,7 @@ mod safety;
 mod scoping;
 mod secrets;
 mod sh_entry;
+mod slow_service;
 mod summary;
 mod support;
 mod tokens;
