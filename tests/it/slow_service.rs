@@ -2,7 +2,8 @@
 //! or slow service"): a download that stalls part-way is given up after two stall timeouts of
 //! 8 s (the second ask resuming from the last byte received), and a save that would take longer
 //! than the job itself is given up with a notice, nothing committed. Real sockets throughout:
-//! the test cache server stalls a download or reads an upload at a trickle.
+//! the test cache server stalls a download or reads an upload at a trickle, and a proxy in
+//! front of the real S3 store (versitygw) carries uploads at a trickle.
 
 use std::fs;
 use std::time::Duration;
@@ -130,4 +131,63 @@ mod trickled_save {
     fn v2() {
         super::trickled_save_is_given_up(super::Service::GithubV2)
     }
+}
+
+/// A TCP proxy to `upstream` that forwards what the client sends at `bytes_per_sec` (a
+/// crawling link to the store) and the store's answers at once.
+fn throttling_proxy(upstream: u16, bytes_per_sec: usize) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+            let (mut server_in, mut client_out) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut server_in, &mut client_out));
+            let (mut client_in, mut server_out) = (client, server);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; (bytes_per_sec / 10).max(1)];
+                loop {
+                    match client_in.read(&mut buf) {
+                        Ok(n) if n > 0 && server_out.write_all(&buf[..n]).is_ok() => {}
+                        _ => {
+                            let _ = server_out.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The same on S3 (versitygw), through a link that carries uploads at 50 kB/s: the save is
+/// given up, and the bucket holds no entry.
+#[test]
+fn trickled_save_is_given_up_s3() {
+    let store = crate::s3::ObjectStore::start();
+    let machine = crate::support::action::Machine::new();
+    let mut job = machine.job();
+    job.input("targets", "uv").input("uv-cache-dir", "~/.cache/uv").input("timeout", "300");
+    store.configure(&mut job);
+    crate::support::rig::assert_clean(&job.main());
+    let uv = machine.home.join(".cache/uv");
+    fs::create_dir_all(uv.join("wheels")).unwrap();
+    fs::write(uv.join("wheels/large.bin"), noise(30_000_000)).unwrap();
+    let proxy = throttling_proxy(store.port(), 50_000);
+    job.set_env("UV_NOX_CACHE_S3_ENDPOINT", &format!("http://127.0.0.1:{proxy}"));
+    let post = job.post();
+    assert_eq!(post.code, 0, "{}", post.log());
+    assert!(!post.stdout.contains("::error::"), "{}", post.log());
+    let notice = post.stdout.lines().find(|l| l.starts_with("::notice::uv: not saving"));
+    let notice = notice.unwrap_or_else(|| panic!("no notice\n{}", post.log()));
+    assert!(notice.contains("this job has run so far") && notice.contains("nothing is stored"), "{notice}");
+    assert!(store.entries().is_empty(), "stored: {:?}\n{}", store.entries(), post.log());
+    let temp: Vec<_> = fs::read_dir(job.dir.join("temp")).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(temp.is_empty(), "left in RUNNER_TEMP: {temp:?}");
+    eprintln!("TIMING trickled save S3: {:.1} s: {notice}", post.elapsed.as_secs_f64());
+    assert!(post.elapsed < Duration::from_secs(90), "{:?}\n{}", post.elapsed, post.log());
 }
