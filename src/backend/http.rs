@@ -6,7 +6,7 @@
 //!   best diagnostics the services give.
 //! - Every request has bounded waits (docs/reliability.md, "Bounded waits"): a connect
 //!   timeout, an answer timeout for the response headers, and an idle timeout for any silent
-//!   read or write of a body; the overall deadline given to `backend::open` caps them all, and a
+//!   read or write of a body (a download's reads: the shorter stall timeout); the overall deadline given to `backend::open` caps them all, and a
 //!   request cut short by that deadline is [`BackendError::TimedOut`].
 //! - [`Http::retry`] retries 5xx and resets with the toolkit's backoff shape (d × 1.5ⁿ,
 //!   docs/protocol.md §4.1) and honours `429 Retry-After`, within one retry budget for the whole

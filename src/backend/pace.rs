@@ -6,6 +6,7 @@
 //! known — the time it will take at its rate so far, passes [`FACTOR`] times the work (and
 //! [`FLOOR`]). The target is then a miss with a notice giving both numbers ([`TooSlow`]).
 //! Entries of other tools carry no note, and are bounded by `timeout` alone.
+//! The save's counterpart, an upload that would take longer than the job, is `upload_pace.rs`.
 
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
