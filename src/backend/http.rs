@@ -29,6 +29,7 @@ use ureq::{Agent, Body, RequestBuilder};
 
 use super::health::Silence;
 use super::upload_pace::UploadPace;
+use super::xml;
 use super::{BackendError, Health, Secret};
 
 /// How much of an error body is kept for messages.
@@ -368,10 +369,15 @@ impl Http {
         BackendError::Transport { op, host: host_of(url).to_string(), message: self.scrub(&message) }
     }
 
-    /// The (truncated, BOM-stripped, scrubbed) text of a response body.
+    /// The (truncated, BOM-stripped, scrubbed) text of a response body. An XML `<Error>`
+    /// document (S3 stores, Azure blobs) is told as its `Code: Message`, not as markup.
     pub(crate) fn body_text(&self, response: Response<Body>) -> String {
         let mut bytes = Vec::new();
         let _ = response.into_body().into_reader().take(BODY_READ_LIMIT).read_to_end(&mut bytes);
+        let text = String::from_utf8_lossy(&bytes);
+        if text.contains("<Error>") {
+            return self.clip(xml::error_message(&text).as_bytes());
+        }
         self.clip(&bytes)
     }
 

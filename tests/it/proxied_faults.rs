@@ -56,6 +56,10 @@ impl Proxied {
         Proxied { proxy, real: Real::S3(store) }
     }
 
+    fn is_s3(&self) -> bool {
+        matches!(self.real, Real::S3(_))
+    }
+
     /// The cache server of `runner` (`act`, `gitea-act`); fails naming `scripts/runners` when
     /// it is not built and cannot be.
     fn runner(runner: &str) -> Proxied {
@@ -301,6 +305,11 @@ fn server_error_storm(site: Proxied, status: u16) {
     });
     assert_missed(&machine, &job, &main);
     assert!(warnings(&main).iter().any(|w| w.contains(&status.to_string())), "{}", main.log());
+    // An XML error answer (S3's `SlowDown`) is told by its code and message, not as markup.
+    assert!(warnings(&main).iter().all(|w| !w.contains("<Error>") && !w.contains("<?xml")), "{}", main.log());
+    if site.is_s3() {
+        assert!(warnings(&main).iter().any(|w| w.contains("SlowDown: ")), "{}", main.log());
+    }
     let post = save_after(&machine, &mut job);
     assert!(!warnings(&post).is_empty() && !post.stdout.contains(": saved "), "{}", post.log());
     // Every wait between attempts of both steps comes out of the budget of each step.
