@@ -216,6 +216,10 @@ fn read_exact_body(
     let op = "download";
     let before = got.len();
     let left = expected.saturating_sub(before as u64);
+    // The whole range at once: grown by doubling on a fetching thread, the buffer would leave
+    // its smaller steps behind in that thread's allocator arena (tens of MiB of resident memory
+    // over a download of hundreds of ranges).
+    got.reserve_exact(left as usize);
     // One byte more than asked, to tell an overlong answer from an exact one.
     let read = SafeReader::new(response, http, url).take(left + 1).read_to_end(got);
     if let Err(e) = read {
