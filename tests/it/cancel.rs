@@ -23,19 +23,6 @@ const PROMPTLY: Duration = Duration::from_secs(15);
 /// How long to wait for the step to reach the state it is to be caught in.
 const REACH: Duration = Duration::from_secs(120);
 
-/// Incompressible bytes, so that half an archive is megabytes of extracted files.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 /// A project whose `.nox` is big (16 MiB in 16 files) and holds a key file of its own
 /// (`pyproject.toml`, archived before the big files), as an env with the project's sources
 /// does.
@@ -45,7 +32,7 @@ fn populate_big(rig: &Rig, tag: &str) {
     fs::create_dir_all(lib.join("zz-big")).unwrap();
     fs::write(lib.join("pyproject.toml"), format!("[project]\nname = \"{tag}\"\n")).unwrap();
     for i in 0..16 {
-        fs::write(lib.join(format!("zz-big/part{i:02}.bin")), noise(1 << 20, i + 1)).unwrap();
+        fs::write(lib.join(format!("zz-big/part{i:02}.bin")), crate::support::noise(1 << 20, i + 1)).unwrap();
     }
 }
 

@@ -71,7 +71,7 @@ fn assert_degraded(name: &str, step: &Step) {
 }
 
 /// No staging directory (`.<target>.restoring-…`) is left beside either target.
-fn assert_no_leftovers(rig: &Rig) {
+pub(crate) fn assert_no_leftovers(rig: &Rig) {
     for parent in [rig.machine.workspace.clone(), rig.machine.home.join(".cache")] {
         let Ok(entries) = fs::read_dir(&parent) else { continue };
         for entry in entries.flatten() {
@@ -493,26 +493,13 @@ mod stall {
     }
 }
 
-/// `size` incompressible bytes.
-pub(crate) fn noise(size: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 /// A rig whose saved nox entry holds `size` incompressible bytes (a slow download).
 fn saved_large(service: Service, size: usize) -> Rig {
     let rig = Rig::new(service);
     let mut job = rig.job();
     crate::support::rig::assert_clean(&job.main());
     populate(&rig.machine, "large");
-    fs::write(rig.nox_dir().join("tests/large.bin"), noise(size)).unwrap();
+    fs::write(rig.nox_dir().join("tests/large.bin"), crate::support::noise(size, 1)).unwrap();
     crate::support::rig::assert_clean(&job.post());
     fresh_checkout(&rig.machine);
     rig
@@ -802,7 +789,7 @@ fn table_of_faults_for_both_tools() {
                     fs::create_dir_all(official_home.join("dir")).unwrap();
                     fs::write(
                         official_home.join("dir/data.bin"),
-                        noise(if trickle { 8_000_000 } else { 300_000 }),
+                        crate::support::noise(if trickle { 8_000_000 } else { 300_000 }, 1),
                     )
                     .unwrap();
                     let site = |port: u16| Site {

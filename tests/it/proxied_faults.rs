@@ -132,7 +132,7 @@ fn saved(site: &Proxied, large_nox: Option<usize>) -> (Machine, (Snapshot, Snaps
     assert_clean(&job.main());
     populate(&machine, "cached");
     if let Some(size) = large_nox {
-        fs::write(dirs(&machine).1.join("tests/large.bin"), crate::faults::noise(size)).unwrap();
+        fs::write(dirs(&machine).1.join("tests/large.bin"), crate::support::noise(size, 1)).unwrap();
     }
     let trees = (snapshot(&dirs(&machine).0), snapshot(&dirs(&machine).1));
     let post = job.post();
@@ -515,7 +515,7 @@ fn measure_rows(
                     let home = machine.root.path().join("official-home");
                     fs::create_dir_all(home.join("dir")).unwrap();
                     let size = if trickle { 8_000_000 } else { 300_000 };
-                    fs::write(home.join("dir/data.bin"), crate::faults::noise(size)).unwrap();
+                    fs::write(home.join("dir/data.bin"), crate::support::noise(size, 1)).unwrap();
                     let url =
                         site.job(&machine, true).env.get("ACTIONS_CACHE_URL").cloned().unwrap_or_default();
                     let official_site = Site {

@@ -11,27 +11,9 @@ use std::time::Duration;
 use crate::support::cache_server::{Fault, Route};
 use crate::support::rig::{Rig, Service, fresh_checkout, populate, save_job};
 
-/// `size` incompressible bytes.
-fn noise(size: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 /// No staging directory is left beside either target, and no archive in `RUNNER_TEMP`.
 fn assert_no_leftovers(rig: &Rig, job_dir: &std::path::Path) {
-    for parent in [rig.machine.workspace.clone(), rig.machine.home.join(".cache")] {
-        for entry in fs::read_dir(&parent).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            assert!(!name.contains(".restoring-"), "left behind: {}", parent.join(name).display());
-        }
-    }
+    crate::faults::assert_no_leftovers(rig);
     let temp: Vec<_> = fs::read_dir(job_dir.join("temp")).unwrap().flatten().map(|e| e.path()).collect();
     assert!(temp.is_empty(), "left in RUNNER_TEMP: {temp:?}");
 }
@@ -96,7 +78,7 @@ fn trickled_save_is_given_up(service: Service) {
     job.input("timeout", "300");
     crate::support::rig::assert_clean(&job.main());
     populate(&rig.machine, "large");
-    fs::write(rig.nox_dir().join("tests/large.bin"), noise(30_000_000)).unwrap();
+    fs::write(rig.nox_dir().join("tests/large.bin"), crate::support::noise(30_000_000, 1)).unwrap();
     rig.server().set_upload_rate(Some(50_000));
     let post = job.post();
     rig.server().set_upload_rate(None);
@@ -176,7 +158,7 @@ fn trickled_save_is_given_up_s3() {
     crate::support::rig::assert_clean(&job.main());
     let uv = machine.home.join(".cache/uv");
     fs::create_dir_all(uv.join("wheels")).unwrap();
-    fs::write(uv.join("wheels/large.bin"), noise(30_000_000)).unwrap();
+    fs::write(uv.join("wheels/large.bin"), crate::support::noise(30_000_000, 1)).unwrap();
     let proxy = throttling_proxy(store.port(), 50_000);
     job.set_env("UV_NOX_CACHE_S3_ENDPOINT", &format!("http://127.0.0.1:{proxy}"));
     let post = job.post();

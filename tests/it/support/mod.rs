@@ -11,3 +11,17 @@ pub mod tools;
 
 #[path = "../../cache_server/mod.rs"]
 pub mod cache_server;
+
+/// `len` incompressible bytes (xorshift from `seed`): archives that stay as large as their
+/// files, for slow downloads and half-written trees.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
