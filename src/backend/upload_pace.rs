@@ -128,7 +128,7 @@ impl UploadPace {
     }
 
     /// Counts `n` bytes sent, and says whether the upload must stop.
-    fn sent(&self, archive: &Path, n: u64, now_ms: u64) -> Option<TooSlowToSave> {
+    fn sent(&self, archive: &Path, n: u64) -> Option<TooSlowToSave> {
         let mut state = self.lock();
         state.sent += n;
         if let Some(slow) = &state.gave_up {
@@ -142,6 +142,7 @@ impl UploadPace {
         let uploading = state.uploading(now);
         let rate = state.rate(uploading)?;
         let packed = std::fs::metadata(archive).map_or(0, |m| m.len());
+        let now_ms = crate::entry_note::now_ms();
         let slow = judge(state.job_started_ms?, now_ms, uploading, rate, packed.saturating_sub(state.sent))?;
         state.gave_up = Some(slow.clone());
         Some(slow)
@@ -193,7 +194,7 @@ pub(crate) struct Metered<R> {
 impl<R: Read> Read for Metered<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(slow) = self.pace.sent(&self.archive, n as u64, crate::entry_note::now_ms()) {
+        if let Some(slow) = self.pace.sent(&self.archive, n as u64) {
             return Err(io::Error::other(slow.to_string()));
         }
         Ok(n)
