@@ -49,27 +49,7 @@ fn run(cmd: &mut Command, what: &str) {
 
 /// A virtualenv in `target/test-tools/python` holding uv and nox; returns its `bin` directory.
 pub fn python_tools_bin() -> PathBuf {
-    locked("python", || {
-        let venv = tools_dir().join("python");
-        let bin = venv.join("bin");
-        let stamp = venv.join(format!("installed-uv{UV_VERSION}-nox{NOX_VERSION}"));
-        if !stamp.exists() {
-            let _ = fs::remove_dir_all(&venv);
-            run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv");
-            run(
-                Command::new(bin.join("pip")).args([
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    &format!("uv=={UV_VERSION}"),
-                    &format!("nox=={NOX_VERSION}"),
-                ]),
-                "pip install uv nox",
-            );
-            File::create(&stamp).expect("write stamp");
-        }
-        bin
-    })
+    pip_venv("python", &[&format!("uv=={UV_VERSION}"), &format!("nox=={NOX_VERSION}")])
 }
 
 /// The `uv` executable.
@@ -80,21 +60,24 @@ pub fn uv() -> PathBuf {
 /// A virtualenv in `target/test-tools/uv-<UV_OLDER_VERSION>` holding only that uv; returns its
 /// `bin` directory.
 pub fn older_uv_bin() -> PathBuf {
-    locked("uv-older", || {
-        let venv = tools_dir().join(format!("uv-{UV_OLDER_VERSION}"));
+    pip_venv(&format!("uv-{UV_OLDER_VERSION}"), &[&format!("uv=={UV_OLDER_VERSION}")])
+}
+
+/// A virtualenv in `target/test-tools/<name>` with `requirements` installed from PyPI, made
+/// once per set of requirements; returns its `bin` directory.
+fn pip_venv(name: &str, requirements: &[&str]) -> PathBuf {
+    locked(name, || {
+        let venv = tools_dir().join(name);
         let bin = venv.join("bin");
-        let stamp = venv.join(format!("installed-uv{UV_OLDER_VERSION}"));
+        let stamp = venv.join(format!("installed-{}", requirements.join("-").replace("==", "")));
         if !stamp.exists() {
             let _ = fs::remove_dir_all(&venv);
             run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv");
             run(
-                Command::new(bin.join("pip")).args([
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    &format!("uv=={UV_OLDER_VERSION}"),
-                ]),
-                "pip install the older uv",
+                Command::new(bin.join("pip"))
+                    .args(["install", "--quiet", "--disable-pip-version-check"])
+                    .args(requirements),
+                &format!("pip install {}", requirements.join(" ")),
             );
             File::create(&stamp).expect("write stamp");
         }
