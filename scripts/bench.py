@@ -222,6 +222,35 @@ def _line_pool(rng: random.Random, n: int) -> list:
     return pool
 
 
+def _system_python_version() -> list:
+    """major, minor, micro of /usr/bin/python3, which the generated envs' bin/python links to."""
+    return subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:3])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+
+
+def _new_venv(env: Path, ver: list) -> Path:
+    """An env that passes the action's post-restore validation (bin/python is /usr/bin/python3
+    and pyvenv.cfg carries its version); returns its site-packages directory."""
+    (env / "bin").mkdir(parents=True)
+    os.symlink("/usr/bin/python3", env / "bin/python")
+    (env / "pyvenv.cfg").write_text(
+        f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {'.'.join(ver)}\n"
+    )
+    return env / f"lib/python{ver[0]}.{ver[1]}/site-packages"
+
+
+def _write_modules(site: Path, count: int, rng, pool, mean_lines: int, width: int):
+    """`count` `.py`-like files of about `mean_lines` lines from `pool`, 25 a package."""
+    for i in range(count):
+        pkg = site / f"pkg{i // 250:0{width}d}" / f"sub{(i // 25) % 10}"
+        if i % 25 == 0:
+            pkg.mkdir(parents=True)
+        lines = rng.choices(pool, k=int(rng.expovariate(1 / mean_lines)) + 5)
+        (pkg / f"mod{i % 25:02d}.py").write_text("".join(lines))
+
+
 def make_set_b(bench: Path, quick: bool) -> dict:
     """A venv-like tree: envs with pyvenv.cfg and bin/python, then site-packages full of
     `.py`-like text files (compressible) and a few `.so`-like random files (incompressible)."""
@@ -236,30 +265,13 @@ def make_set_b(bench: Path, quick: bool) -> dict:
         print(f"== data set B ({scale}): generating {envdir}", file=sys.stderr)
         shutil.rmtree(base, ignore_errors=True)
         rng = random.Random(20261123)
-        # The envs must pass the action's post-restore validation: the interpreter of
-        # bin/python is /usr/bin/python3, so pyvenv.cfg carries its version.
-        ver = subprocess.run(
-            ["/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:3])"],
-            check=True, capture_output=True, text=True,
-        ).stdout.split()
-        major, minor, micro = ver
+        ver = _system_python_version()
         pool = _line_pool(rng, 30000)
         for e in range(envs):
             env = envdir / f"tests-3-{e}"
-            (env / "bin").mkdir(parents=True)
-            os.symlink("/usr/bin/python3", env / "bin/python")
+            site = _new_venv(env, ver)
             os.symlink("python", env / "bin/python3")
-            (env / "pyvenv.cfg").write_text(
-                f"home = /usr/bin\ninclude-system-site-packages = false\n"
-                f"version = {major}.{minor}.{micro}\n"
-            )
-            site = env / f"lib/python{major}.{minor}/site-packages"
-            for i in range(files_per_env):
-                pkg = site / f"pkg{i // 250:03d}" / f"sub{(i // 25) % 10}"
-                if i % 25 == 0:
-                    pkg.mkdir(parents=True)
-                lines = rng.choices(pool, k=int(rng.expovariate(1 / 160)) + 5)
-                (pkg / f"mod{i % 25:02d}.py").write_text("".join(lines))
+            _write_modules(site, files_per_env, rng, pool, mean_lines=160, width=3)
             for s in range(sos_per_env):
                 lib = site / f"pkg{s % (files_per_env // 250):03d}" / f"_native{s}.cpython-311-x86_64-linux-gnu.so"
                 lib.write_bytes(rng.randbytes(so_size))
@@ -292,24 +304,9 @@ def make_scaling_set(bench: Path, files: int = 0, size: int = 0) -> dict:
         print(f"== scaling set {label}: generating {envdir}", file=sys.stderr)
         shutil.rmtree(base, ignore_errors=True)
         rng = random.Random(20261204)
-        ver = subprocess.run(
-            ["/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:3])"],
-            check=True, capture_output=True, text=True,
-        ).stdout.split()
-        env = envdir / "tests"
-        (env / "bin").mkdir(parents=True)
-        os.symlink("/usr/bin/python3", env / "bin/python")
-        (env / "pyvenv.cfg").write_text(
-            f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {'.'.join(ver)}\n"
-        )
-        site = env / f"lib/python{ver[0]}.{ver[1]}/site-packages"
+        site = _new_venv(envdir / "tests", _system_python_version())
         pool = _line_pool(rng, 30000)
-        for i in range(files):
-            pkg = site / f"pkg{i // 250:04d}" / f"sub{(i // 25) % 10}"
-            if i % 25 == 0:
-                pkg.mkdir(parents=True)
-            lines = rng.choices(pool, k=int(rng.expovariate(1 / 100)) + 5)
-            (pkg / f"mod{i % 25:02d}.py").write_text("".join(lines))
+        _write_modules(site, files, rng, pool, mean_lines=100, width=4)
         chunk = 8 << 20
         for i in range(size // chunk):
             lib = site / f"big{i // 16:03d}"
