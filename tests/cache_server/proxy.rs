@@ -63,6 +63,8 @@ struct State {
     log: Vec<LoggedRequest>,
     /// Connections held open by [`Mode::BlackHole`].
     held: Vec<TcpStream>,
+    /// Bytes per second at which request bodies (uploads) are taken, if throttled.
+    upload_rate: Option<usize>,
 }
 
 /// A running proxy on 127.0.0.1; it stops when dropped.
@@ -80,7 +82,13 @@ impl FaultProxy {
     pub fn start(upstream: u16, dialect: Dialect) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         let port = listener.local_addr().unwrap().port();
-        let state = State { mode: Mode::Forward, faults: Vec::new(), log: Vec::new(), held: Vec::new() };
+        let state = State {
+            mode: Mode::Forward,
+            faults: Vec::new(),
+            log: Vec::new(),
+            held: Vec::new(),
+            upload_rate: None,
+        };
         let proxy = FaultProxy {
             port,
             upstream,
@@ -122,6 +130,12 @@ impl FaultProxy {
 
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
+    }
+
+    /// Takes request bodies (uploads) at `bytes_per_sec` from now on: a crawling link to the
+    /// server, in the direction the client sends; `None` takes them at once again.
+    pub fn set_upload_rate(&self, bytes_per_sec: Option<usize>) {
+        self.lock().upload_rate = bytes_per_sec;
     }
 
     /// Switches the whole proxy to `mode`; leaving [`Mode::Down`] listens on the same port again.
@@ -202,7 +216,8 @@ fn relay(
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut writer = client;
-    let Some(request) = http::read_request(&mut reader, &mut writer, stop, |_, _| None)? else {
+    let upload_rate = |_: &str, _: &str| state.lock().unwrap_or_else(|e| e.into_inner()).upload_rate;
+    let Some(request) = http::read_request(&mut reader, &mut writer, stop, upload_rate)? else {
         return Ok(());
     };
     let route = match dialect {

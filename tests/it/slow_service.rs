@@ -8,6 +8,7 @@
 use std::fs;
 use std::time::Duration;
 
+use crate::support::cache_server::proxy::{Dialect, FaultProxy};
 use crate::support::cache_server::{Fault, Route};
 use crate::support::rig::{Rig, Service, fresh_checkout, populate, save_job};
 
@@ -115,37 +116,6 @@ mod trickled_save {
     }
 }
 
-/// A TCP proxy to `upstream` that forwards what the client sends at `bytes_per_sec` (a
-/// crawling link to the store) and the store's answers at once.
-fn throttling_proxy(upstream: u16, bytes_per_sec: usize) -> u16 {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
-            let (mut server_in, mut client_out) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-            std::thread::spawn(move || std::io::copy(&mut server_in, &mut client_out));
-            let (mut client_in, mut server_out) = (client, server);
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; (bytes_per_sec / 10).max(1)];
-                loop {
-                    match client_in.read(&mut buf) {
-                        Ok(n) if n > 0 && server_out.write_all(&buf[..n]).is_ok() => {}
-                        _ => {
-                            let _ = server_out.shutdown(std::net::Shutdown::Both);
-                            return;
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            });
-        }
-    });
-    port
-}
-
 /// The same on S3 (versitygw), through a link that carries uploads at 50 kB/s: the save is
 /// given up, and the bucket holds no entry.
 #[test]
@@ -159,8 +129,9 @@ fn trickled_save_is_given_up_s3() {
     let uv = machine.home.join(".cache/uv");
     fs::create_dir_all(uv.join("wheels")).unwrap();
     fs::write(uv.join("wheels/large.bin"), crate::support::noise(30_000_000, 1)).unwrap();
-    let proxy = throttling_proxy(store.port(), 50_000);
-    job.set_env("UV_NOX_CACHE_S3_ENDPOINT", &format!("http://127.0.0.1:{proxy}"));
+    let proxy = FaultProxy::start(store.port(), Dialect::S3);
+    proxy.set_upload_rate(Some(50_000));
+    job.set_env("UV_NOX_CACHE_S3_ENDPOINT", &proxy.origin());
     let post = job.post();
     assert_eq!(post.code, 0, "{}", post.log());
     assert!(!post.stdout.contains("::error::"), "{}", post.log());
